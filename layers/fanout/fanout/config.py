@@ -1,0 +1,70 @@
+"""Each function's configuration: a validated model read once from the environment at cold start.
+
+Logic never reads `os.environ`; handlers call `load(...)` once and pass the model down, so a missing
+variable fails loudly at start rather than halfway through a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fanout.destinations import Destination
+
+
+class _Env(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class CommonConfig(_Env):
+    table_name: str = Field(alias="TABLE_NAME", min_length=1)
+    bucket_name: str = Field(alias="BUCKET_NAME", min_length=1)
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    retention_days: int = Field(alias="RETENTION_DAYS", default=90, ge=1)
+
+
+class SplitterConfig(CommonConfig):
+    queue_url_mateo: str = Field(alias="QUEUE_URL_MATEO")
+    queue_url_mateo_message: str = Field(alias="QUEUE_URL_MATEO_MESSAGE")
+    queue_url_symplify: str = Field(alias="QUEUE_URL_SYMPLIFY")
+    queue_url_workshop: str = Field(alias="QUEUE_URL_WORKSHOP")
+    queue_url_altcraft: str = Field(alias="QUEUE_URL_ALTCRAFT")
+    presign_expiry_seconds: int = Field(alias="PRESIGN_EXPIRY_SECONDS", default=86400, ge=60, le=604800)
+    tolerated_invalid_percent: float = Field(alias="TOLERATED_INVALID_PERCENT", default=10.0, ge=0, le=100)
+    routes_key: str = Field(alias="ROUTES_KEY", default="config/routes.yaml")
+
+    def queue_url(self, destination: Destination) -> str:
+        """The chunk queue of `destination`."""
+        return str(getattr(self, f"queue_url_{destination.env_suffix.lower()}"))
+
+
+class SenderConfig(CommonConfig):
+    destination: Destination = Field(alias="DESTINATION")
+    queue_url: str = Field(alias="QUEUE_URL")
+    secret_name: str = Field(alias="SECRET_NAME")
+    rate_per_second: float = Field(alias="RATE_PER_SECOND", default=0.0, ge=0)
+    max_concurrency: int = Field(alias="MAX_CONCURRENCY", default=2, ge=1)
+
+
+class DeadLetterConfig(CommonConfig):
+    pass
+
+
+C = TypeVar("C", bound=_Env)
+
+
+class ConfigError(RuntimeError):
+    """A function's environment is incomplete or wrong; the message names every bad variable."""
+
+
+def load(model: type[C], environ: Mapping[str, str] | None = None) -> C:
+    """Validate the environment into `model`, raising ConfigError that names each bad variable."""
+    env = os.environ if environ is None else environ
+    try:
+        return model.model_validate(dict(env))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{model.__name__} is misconfigured: {problems}") from exc

@@ -1,0 +1,30 @@
+"""Stable identities: the same source file or row always gets the same id, so retries never double-send."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+# Namespace for row-derived uuids (Mateo deduplication_id and message id); never change it, or every
+# in-flight job would re-enrol its contacts under new ids.
+_ROW_NAMESPACE = uuid.UUID("6b3f2f0e-2d0c-4c6f-9a57-0f5a8c1d9e21")
+
+
+def job_id(bucket: str, key: str, version: str, route_index: int = 0) -> str:
+    """The job id of one S3 object version (or ETag when unversioned) and one of its routes.
+
+    A duplicate S3 or EventBridge event for the same object version yields the same id, hence no second
+    job. `route_index` separates the jobs of a file that a routes entry sends to several destinations.
+    """
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version}\n{route_index}".encode()).hexdigest()
+    return f"j-{digest[:16]}"
+
+
+def row_uuid(job: str, row: int, purpose: str = "row") -> str:
+    """A uuid fixed by the job and the row number: Mateo's `deduplication_id` and message `id`."""
+    return str(uuid.uuid5(_ROW_NAMESPACE, f"{job}:{purpose}:{row}"))
+
+
+def chunk_id(lane: str, number: int) -> str:
+    """`c00001`: lane letter (c contacts, l lists) and a zero-padded number that sorts in file order."""
+    return f"{lane}{number:05d}"

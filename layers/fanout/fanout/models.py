@@ -1,0 +1,202 @@
+"""Typed data that crosses modules: routes, contacts, chunks, outcomes and jobs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from fanout.destinations import Destination
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one file goes: a destination, its target id, the file's options and a column mapping."""
+
+    destination: Destination
+    target: str
+    options: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # file header -> canonical field name
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One S3 object version as an event names it."""
+
+    bucket: str
+    key: str
+    version: str | None = None
+    etag: str | None = None
+    size: int | None = None
+
+    @property
+    def identity(self) -> str:
+        """What makes two events the same object: the version id, else the ETag."""
+        return self.version or (self.etag or "").strip('"')
+
+
+@dataclass(slots=True)
+class Contact:
+    """A validated input row: canonical fields (normalised) and the columns no provider field takes."""
+
+    row: int
+    identity: str
+    fields: dict[str, str]
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one input row is not sent: the row number, the column and value at fault, and a fix."""
+
+    row: int
+    reason: str
+    column: str = ""
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRow:
+    """One line of a staged chunk: the input row, who it is, and the provider item built from it."""
+
+    row: int
+    identity: str
+    item: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps({"row": self.row, "identity": self.identity, "item": self.item}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> StagedRow:
+        data = json.loads(line)
+        return cls(row=int(data["row"]), identity=str(data["identity"]), item=data["item"])
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMessage:
+    """The SQS message for one staged chunk; small, it points at the chunk in S3."""
+
+    job_id: str
+    chunk_id: str
+    destination: Destination
+    target: str
+    key: str
+    rows: int
+    envelope: dict[str, Any] = field(default_factory=dict)
+    download_url: str | None = None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["destination"] = self.destination.value
+        if self.download_url is None:
+            data.pop("download_url")
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, body: str) -> ChunkMessage:
+        data = json.loads(body)
+        return cls(
+            job_id=str(data["job_id"]),
+            chunk_id=str(data["chunk_id"]),
+            destination=Destination(data["destination"]),
+            target=str(data["target"]),
+            key=str(data["key"]),
+            rows=int(data["rows"]),
+            envelope=dict(data.get("envelope") or {}),
+            download_url=data.get("download_url"),
+        )
+
+
+class RowState(StrEnum):
+    """Where each input row ends; exactly one per row."""
+
+    SENT = "sent"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The final word on one input row, as written to `results/<job>/rows.csv`."""
+
+    row: int
+    identity: str
+    state: RowState
+    answer: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"row": self.row, "identity": self.identity, "state": self.state.value, "answer": self.answer},
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> RowResult:
+        data = json.loads(line)
+        return cls(int(data["row"]), str(data["identity"]), RowState(data["state"]), str(data["answer"]))
+
+
+class Verdict(StrEnum):
+    """What to do after one provider answer."""
+
+    DONE = "done"  # the provider answered for every row (each row sent or failed)
+    RETRY = "retry"  # transient and surely not performed: send again later
+    UNCERTAIN = "uncertain"  # transient, and the provider may have acted: resend only if it de-duplicates
+    FAILED = "failed"  # permanent for the whole request: do not retry
+    TOO_LARGE = "too_large"  # the request was refused for its size: split the chunk in halves
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A provider answer, classified; `rows` holds per-row results when the verdict is DONE."""
+
+    verdict: Verdict
+    detail: str
+    status_code: int | None = None
+    retry_after: float | None = None
+    rows: list[RowResult] = field(default_factory=list)
+
+
+class JobStatus(StrEnum):
+    SPLITTING = "splitting"
+    SENDING = "sending"
+    SETTLING = "settling"
+    PLANNED = "planned"  # dry run: validated and planned, nothing sent
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in {
+            JobStatus.PLANNED,
+            JobStatus.COMPLETED,
+            JobStatus.COMPLETED_WITH_ERRORS,
+            JobStatus.FAILED,
+        }
+
+
+class ChunkState(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    SPLIT = "split"  # replaced by two halves after a too-large answer
+
+    @property
+    def is_settled(self) -> bool:
+        return self in {ChunkState.SENT, ChunkState.FAILED, ChunkState.UNCERTAIN, ChunkState.SPLIT}
+
+
+@dataclass(slots=True)
+class Counts:
+    """Row counters of a job; `read == sent + rejected + failed + uncertain` once it settles."""
+
+    read: int = 0
+    sent: int = 0
+    rejected: int = 0
+    failed: int = 0
+    uncertain: int = 0

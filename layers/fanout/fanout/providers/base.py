@@ -1,0 +1,198 @@
+"""The one interface every provider module implements, and the one policy that classifies answers.
+
+A provider module owns its limits, its field mapping, how a request is built from a staged chunk and how
+an answer is read. The splitter and the sender only speak to this interface, so a sixth provider is one
+new module here (plus a template block and an emulator).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from fanout.destinations import Destination
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
+
+
+class ProviderSecret(BaseModel):
+    """The destination's Secrets Manager secret: where the provider is and how to authenticate."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    base_url: str
+    token: str
+    customer_id: str | None = None  # Symplify
+    auth_header: str | None = None  # Symplify: X-Carma-Authentication-Token unless overridden
+    workshop_version: str | None = None  # Workshop's optional Workshop-Version header
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One HTTP request to a provider and the staged rows it speaks for."""
+
+    method: str
+    url: str
+    rows: list[StagedRow]
+    json_body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one provider call may carry; the splitter's chunker obeys these."""
+
+    max_items: int
+    max_body_bytes: int | None = None
+    envelope_bytes: int = 0  # room kept for the request's own fields (ids, token) around the items
+
+
+class Identification(BaseModel):
+    """The identity of a contact for this destination, or why there is none."""
+
+    identity: str | None = None
+    problem: str | None = None
+    column: str = ""
+    value: str = ""
+
+
+def classify_status(status: int, headers: Mapping[str, str]) -> Verdict | None:
+    """The retry policy for HTTP statuses, the same for every provider; None means "read the body".
+
+    429, 500, 503 and 408 were refused before any effect: retry later. 502 and 504 come from a gateway
+    that may have passed the request on: the provider may have acted (uncertain). 413 is a size refusal.
+    Any other 4xx is permanent.
+    """
+    if 200 <= status < 300:
+        return None
+    if status in (408, 429, 500, 503):
+        return Verdict.RETRY
+    if status in (502, 504) or status >= 500:
+        return Verdict.UNCERTAIN
+    if status == 413:
+        return Verdict.TOO_LARGE
+    return Verdict.FAILED
+
+
+def classify_transport_error(exc: httpx.HTTPError) -> Verdict:
+    """A request that never connected surely had no effect; one that was sent may have."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return Verdict.RETRY
+    return Verdict.UNCERTAIN
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """`Retry-After` in seconds (delta form; an HTTP date is read as 'a minute')."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 60.0
+
+
+def error_text(response: httpx.Response, limit: int = 300) -> str:
+    """The provider's error message, short and without echoing the request."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        for key in ("message", "error_text", "error", "detail"):
+            if body.get(key):
+                message = body[key]
+                text = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False)
+                return f"HTTP {response.status_code}: {text}"[:limit]
+    return f"HTTP {response.status_code}"
+
+
+def all_rows(rows: list[StagedRow], state: RowState, answer: str) -> list[RowResult]:
+    """The same result for every row of a call."""
+    return [RowResult(r.row, r.identity, state, answer) for r in rows]
+
+
+def encode_body(body: Any) -> bytes:
+    """The bytes of a JSON request body, exactly as sent; the chunker sizes items with the same rule."""
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def encoded_size(item: Any) -> int:
+    """How many bytes `item` adds to a request body."""
+    return len(encode_body(item))
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+class Provider(ABC):
+    """One destination's request building, answer parsing and limits."""
+
+    destination: ClassVar[Destination]
+    limits: ClassVar[Limits]
+    # True when the provider itself ignores a resend of something it already did (Mateo's
+    # deduplication_id, Workshop's already_enrolled): a chunk that may have reached it can be resent.
+    dedupes: ClassVar[bool] = False
+    # How many rows an SQS message carries when each row is its own call (mateo-message).
+    rows_per_message: ClassVar[int | None] = None
+
+    @abstractmethod
+    def target_problem(self, target: str) -> str | None:
+        """Why `target` cannot be this destination's target id, or None when it can."""
+
+    @abstractmethod
+    def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
+        """Why the file options (or the file's columns) cannot work for this destination, or None."""
+
+    @abstractmethod
+    def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
+        """The identity this destination matches the contact on, or what is missing."""
+
+    @abstractmethod
+    def to_item(self, contact: Contact, job_id: str, options: Mapping[str, str]) -> Any:
+        """The provider's item for one contact, exactly as the seed's schema wants it."""
+
+    def lane(self, contact: Contact) -> str:
+        """Which request family the contact travels in (`c` contacts; Workshop has `l` lists)."""
+        return "c"
+
+    def envelope(self, target: str, options: Mapping[str, str]) -> dict[str, Any]:
+        """Request fields shared by every call of a job (e.g. Altcraft `matching`)."""
+        return {}
+
+    @abstractmethod
+    def calls(
+        self,
+        target: str,
+        envelope: Mapping[str, Any],
+        rows: list[StagedRow],
+        secret: ProviderSecret,
+        lane: str,
+    ) -> Iterator[ProviderCall]:
+        """The HTTP requests that send `rows` (one for a batch API, one per row for messages)."""
+
+    @abstractmethod
+    def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        """Turn a 2xx answer (or a body-level error) into an Outcome with a result per row."""
+
+    def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        """Classify any answer: the shared status policy first, then the provider's own reading."""
+        verdict = classify_status(response.status_code, response.headers)
+        if verdict is None:
+            return self.read_answer(call, response)
+        detail = error_text(response)
+        outcome = Outcome(verdict, detail, response.status_code, retry_after_seconds(response.headers))
+        if verdict is Verdict.FAILED:
+            outcome.rows = all_rows(call.rows, RowState.FAILED, detail)
+        return outcome

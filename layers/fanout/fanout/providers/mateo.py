@@ -1,0 +1,128 @@
+"""Mateo batch journey executions (seed 000): `POST /journey_execution/batch`, at most 500 items.
+
+Each item carries a `deduplication_id` fixed by the job and the row, so Mateo itself refuses to enrol a
+contact twice when a chunk is sent again after a lost answer: resending is safe (`dedupes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from fanout import fields
+from fanout.destinations import Destination
+from fanout.ids import row_uuid
+from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict
+from fanout.providers.base import (
+    Identification,
+    Limits,
+    Provider,
+    ProviderCall,
+    ProviderSecret,
+    all_rows,
+    is_uuid,
+)
+
+MAX_ITEMS = 500  # seed 000: "Maximum array length: 500"
+
+# canonical field -> Mateo contact field (seed 000's contact object); the rest goes to `context`.
+CONTACT_FIELDS: dict[str, str] = {
+    fields.EMAIL: "email",
+    fields.PHONE: "sms",
+    "whatsapp": "whatsapp",
+    "external_id": "external_id",
+    "full_name": "full_name",
+    "birthday": "birthday",
+    "city": "city",
+    "country": "country",
+    "zipcode": "zipcode",
+    "address_line1": "address_line1",
+    "address_line2": "address_line2",
+    "salutation": "salutation",
+}
+
+# Mateo matches contacts on email, whatsapp, sms or external_id (its public docs).
+_IDENTIFIERS = (fields.EMAIL, fields.PHONE, "whatsapp", "external_id")
+
+
+def bearer(secret: ProviderSecret) -> dict[str, str]:
+    """Mateo's auth: `Authorization: Bearer <API key>`."""
+    return {"Authorization": f"Bearer {secret.token}"}
+
+
+def uuid_problem(target: str, what: str) -> str | None:
+    if is_uuid(target):
+        return None
+    return f"'{target}' is not a {what} id: Mateo ids are uuids like 3c90c3cc-0d44-4b50-8888-8dd25736052a"
+
+
+class Mateo(Provider):
+    destination: ClassVar[Destination] = Destination.MATEO
+    limits: ClassVar[Limits] = Limits(max_items=MAX_ITEMS)
+    dedupes: ClassVar[bool] = True
+
+    def target_problem(self, target: str) -> str | None:
+        return uuid_problem(target, "journey")
+
+    def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
+        return None
+
+    def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
+        for name in _IDENTIFIERS:
+            value = contact.fields.get(name)
+            if value:
+                return Identification(identity=value)
+        return Identification(problem="no email, phone, whatsapp or external_id to match the contact on")
+
+    def to_item(self, contact: Contact, job_id: str, options: Mapping[str, str]) -> dict[str, Any]:
+        contact_obj: dict[str, Any] = {}
+        context: dict[str, Any] = dict(contact.extra)
+        for name, value in contact.fields.items():
+            target_field = CONTACT_FIELDS.get(name)
+            if target_field:
+                contact_obj[target_field] = value
+            else:
+                context[name] = value
+        if "full_name" not in contact_obj:
+            full = " ".join(
+                p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
+            )
+            if full:
+                contact_obj["full_name"] = full
+        return {
+            "deduplication_id": row_uuid(job_id, contact.row),
+            "contact": contact_obj,
+            "context": context,
+        }
+
+    def calls(
+        self,
+        target: str,
+        envelope: Mapping[str, Any],
+        rows: list[StagedRow],
+        secret: ProviderSecret,
+        lane: str,
+    ) -> Iterator[ProviderCall]:
+        body = {"journey_id": target, "items": [r.item for r in rows]}
+        url = f"{secret.base_url.rstrip('/')}/journey_execution/batch"
+        yield ProviderCall("POST", url, rows, body, bearer(secret))
+
+    def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        body = response.json()
+        if not isinstance(body, dict) or body.get("success") is not True:
+            detail = f"Mateo did not confirm the batch: {str(body)[:200]}"
+            return Outcome(
+                Verdict.FAILED,
+                detail,
+                response.status_code,
+                rows=all_rows(call.rows, RowState.FAILED, detail),
+            )
+        queued = body.get("queued_count")
+        # queued_count counts newly queued items; items Mateo already had (same deduplication_id) are
+        # enrolled already, so every row of a confirmed batch is sent.
+        answer = f"queued (batch queued_count={queued})"
+        return Outcome(
+            Verdict.DONE, answer, response.status_code, rows=all_rows(call.rows, RowState.SENT, answer)
+        )

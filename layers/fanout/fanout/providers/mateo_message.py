@@ -1,0 +1,136 @@
+"""Mateo send_message (seed 004): one message per call, several rows per SQS message.
+
+Every message carries an `id` fixed by the job and the row; Mateo answers 409 for an id it already sent,
+which journey-fanout reads as "sent" — so resending a chunk after a lost answer messages nobody twice.
+Postal channels (file option `postal=true`): the recipient has `contact_id` and no `handle`, as the seed
+requires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from fanout import fields
+from fanout.destinations import Destination
+from fanout.ids import row_uuid
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
+from fanout.providers.base import (
+    Identification,
+    Limits,
+    Provider,
+    ProviderCall,
+    ProviderSecret,
+    error_text,
+)
+from fanout.providers.mateo import bearer, uuid_problem
+
+CONTENT_FIELDS = ("subject", "text", "html", "template_id", "send_after")
+_OPTION_CONTENT = {"subject": "subject", "template-id": "template_id", "text": "text", "html": "html"}
+
+
+def is_postal(options: Mapping[str, str]) -> bool:
+    return options.get("postal", "").lower() in {"1", "true", "yes"}
+
+
+class MateoMessage(Provider):
+    destination: ClassVar[Destination] = Destination.MATEO_MESSAGE
+    limits: ClassVar[Limits] = Limits(max_items=1)
+    dedupes: ClassVar[bool] = True
+    rows_per_message: ClassVar[int | None] = 25
+
+    def target_problem(self, target: str) -> str | None:
+        return uuid_problem(target, "channel")
+
+    def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
+        template = options.get("template-id")
+        if template and uuid_problem(template, "template"):
+            return f"file option template-id: {uuid_problem(template, 'template')}"
+        return None
+
+    def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
+        if is_postal(options):
+            contact_id = contact.fields.get("contact_id")
+            if not contact_id:
+                return Identification(problem="postal messages need a contact_id column (and no handle)")
+            return Identification(identity=contact_id)
+        handle = contact.fields.get(fields.EMAIL) or contact.fields.get(fields.PHONE)
+        if not handle:
+            return Identification(problem="no email or phone to send the message to")
+        has_content = any(contact.fields.get(f) for f in ("text", "html", "template_id")) or any(
+            options.get(o) for o in ("template-id", "text", "html")
+        )
+        if not has_content:
+            return Identification(
+                problem="no message content: add a text, html or template_id column, or set the file option template-id"
+            )
+        return Identification(identity=handle)
+
+    def to_item(self, contact: Contact, job_id: str, options: Mapping[str, str]) -> dict[str, Any]:
+        recipient: dict[str, Any]
+        if is_postal(options):
+            recipient = {"contact_id": contact.fields["contact_id"]}
+        else:
+            recipient = {"handle": contact.fields.get(fields.EMAIL) or contact.fields.get(fields.PHONE)}
+        full = contact.fields.get("full_name") or " ".join(
+            p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
+        )
+        if full:
+            recipient["full_name"] = full
+        message: dict[str, Any] = {"id": row_uuid(job_id, contact.row, "message"), "to": [recipient]}
+        for option, name in _OPTION_CONTENT.items():
+            if options.get(option):
+                message[name] = options[option]
+        for name in CONTENT_FIELDS:
+            if contact.fields.get(name):
+                message[name] = contact.fields[name]
+        placeholders = contact.fields.get("placeholder_values")
+        if placeholders:
+            message["placeholder_values"] = [p.strip() for p in placeholders.split("|")]
+        return message
+
+    def calls(
+        self,
+        target: str,
+        envelope: Mapping[str, Any],
+        rows: list[StagedRow],
+        secret: ProviderSecret,
+        lane: str,
+    ) -> Iterator[ProviderCall]:
+        url = f"{secret.base_url.rstrip('/')}/send_message"
+        for row in rows:
+            yield ProviderCall("POST", url, [row], {"from": target, **row.item}, bearer(secret))
+
+    def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        # One row per call: a 400/409/422 speaks for this row only, not for the chunk.
+        row = call.rows[0]
+        if response.status_code == 409:
+            answer = "already sent (Mateo 409 for this message id)"
+            return Outcome(
+                Verdict.DONE, answer, 409, rows=[RowResult(row.row, row.identity, RowState.SENT, answer)]
+            )
+        if response.status_code in (400, 422):
+            detail = error_text(response)
+            return Outcome(
+                Verdict.DONE,
+                detail,
+                response.status_code,
+                rows=[RowResult(row.row, row.identity, RowState.FAILED, detail)],
+            )
+        return super().outcome(call, response)
+
+    def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        row = call.rows[0]
+        body = response.json()
+        message = body.get("message") if isinstance(body, dict) else None
+        status = message.get("status") if isinstance(message, dict) else None
+        message_id = message.get("id") if isinstance(message, dict) else None
+        answer = f"message {message_id} {status or 'accepted'}"
+        return Outcome(
+            Verdict.DONE,
+            answer,
+            response.status_code,
+            rows=[RowResult(row.row, row.identity, RowState.SENT, answer)],
+        )

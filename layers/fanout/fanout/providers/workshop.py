@@ -1,0 +1,95 @@
+"""Workshop journeys enroll (seed 002): ≤ 1000 contact emails, ≤ 100 list emails per call.
+
+Lists travel in their own calls (lane `l`) so one unknown list cannot block the contacts. Workshop
+refuses to enrol someone twice (`already_enrolled`), so resending after a lost answer is safe; that
+answer is read as sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from fanout import fields
+from fanout.destinations import Destination
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
+from fanout.providers.base import Identification, Limits, Provider, ProviderCall, ProviderSecret, all_rows
+
+MAX_CONTACT_EMAILS = 1000  # seed 002
+MAX_LIST_EMAILS = 100  # seed 002
+_JOURNEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+# not_enrolled reason -> (row state, what a person should know)
+REASONS: dict[str, tuple[RowState, str]] = {
+    "already_enrolled": (RowState.SENT, "already enrolled in this journey"),
+    "not_found": (RowState.FAILED, "not_found: no active Workshop contact has this email"),
+    "recently_completed": (RowState.FAILED, "recently_completed: finished this journey within 12 hours"),
+}
+
+
+class Workshop(Provider):
+    destination: ClassVar[Destination] = Destination.WORKSHOP
+    limits: ClassVar[Limits] = Limits(max_items=MAX_CONTACT_EMAILS)
+    lane_limits: ClassVar[dict[str, int]] = {"c": MAX_CONTACT_EMAILS, "l": MAX_LIST_EMAILS}
+    dedupes: ClassVar[bool] = True
+
+    def target_problem(self, target: str) -> str | None:
+        if _JOURNEY_ID.match(target):
+            return None
+        return f"'{target}' is not a Workshop journey id (letters, digits, _ and - only)"
+
+    def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
+        return None
+
+    def lane(self, contact: Contact) -> str:
+        return "c" if contact.fields.get(fields.EMAIL) else "l"
+
+    def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
+        email = contact.fields.get(fields.EMAIL) or contact.fields.get("list_email")
+        if not email:
+            return Identification(problem="no email (or list_email) to enroll")
+        return Identification(identity=email)
+
+    def to_item(self, contact: Contact, job_id: str, options: Mapping[str, str]) -> str:
+        return contact.fields.get(fields.EMAIL) or contact.fields["list_email"]
+
+    def calls(
+        self,
+        target: str,
+        envelope: Mapping[str, Any],
+        rows: list[StagedRow],
+        secret: ProviderSecret,
+        lane: str,
+    ) -> Iterator[ProviderCall]:
+        key = "contact_email_addresses" if lane == "c" else "list_email_addresses"
+        headers = {"Authorization": f"Bearer {secret.token}"}
+        if secret.workshop_version:
+            headers["Workshop-Version"] = secret.workshop_version
+        url = f"{secret.base_url.rstrip('/')}/journeys/{target}/enroll"
+        yield ProviderCall("POST", url, rows, {key: [r.item for r in rows]}, headers)
+
+    def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        body = response.json()
+        enrolled = body.get("enrolled_count", 0)
+        is_lists = "list_email_addresses" in (call.json_body or {})
+        if is_lists:
+            answer = f"list enrolled ({enrolled} contacts enrolled by this call)"
+            return Outcome(
+                Verdict.DONE, answer, response.status_code, rows=all_rows(call.rows, RowState.SENT, answer)
+            )
+        reasons: dict[str, str] = {}
+        for reason, emails in (body.get("not_enrolled") or {}).items():
+            for email in emails or []:
+                reasons[str(email).strip().lower()] = reason
+        results = []
+        for row in call.rows:
+            reason = reasons.get(str(row.item).strip().lower())
+            if reason is None:
+                results.append(RowResult(row.row, row.identity, RowState.SENT, "enrolled"))
+            else:
+                state, text = REASONS.get(reason, (RowState.FAILED, reason))
+                results.append(RowResult(row.row, row.identity, state, text))
+        return Outcome(Verdict.DONE, f"enrolled_count={enrolled}", response.status_code, rows=results)

@@ -1,0 +1,132 @@
+"""Settling a job: the per-row results file, the summary and the JobCompleted/JobFailed event.
+
+Runs once per job, when its last chunk settles (or at once when the split itself fails). Every input row
+appears exactly once in `results/<job>/rows.csv`, in file order.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import json
+from collections.abc import Iterable, Iterator
+from itertools import chain
+
+from fanout.aws import client
+from fanout.models import ChunkState, JobStatus, RowResult, RowState, StagedRow
+from fanout.observability import logger
+from fanout.staging import (
+    S3Writer,
+    chunk_result_key,
+    iter_lines,
+    put_bytes,
+    rejected_jsonl_key,
+    result_key,
+)
+from fanout.store import Chunk, Job, JobStore, now_iso
+
+EVENT_SOURCE = "journey-fanout"
+SETTLE_LEASE_SECONDS = 300
+ROWS_HEADER = ["row", "identity", "state", "answer"]
+
+
+def _chunk_rows(bucket: str, job: Job, chunk: Chunk) -> Iterator[RowResult]:
+    """A settled chunk's row results; a chunk never answered gives its staged rows as failed."""
+    found = False
+    for line in iter_lines(bucket, chunk_result_key(job.job_id, chunk.chunk_id)):
+        found = True
+        yield RowResult.from_json(line)
+    if found:
+        return
+    reason = chunk.last_error or job.message or "not sent"
+    state = RowState.UNCERTAIN if chunk.state is ChunkState.UNCERTAIN else RowState.FAILED
+    for line in iter_lines(bucket, chunk.key):
+        staged = StagedRow.from_json(line)
+        yield RowResult(staged.row, staged.identity, state, reason)
+
+
+def _lanes(bucket: str, job: Job, chunks: list[Chunk]) -> list[Iterator[RowResult]]:
+    """One row-ordered stream per lane: chunks of a lane hold increasing, disjoint row ranges."""
+    by_lane: dict[str, list[Chunk]] = {}
+    for chunk in sorted(chunks, key=lambda c: c.chunk_id):
+        if chunk.state is not ChunkState.SPLIT:
+            by_lane.setdefault(chunk.chunk_id[0], []).append(chunk)
+    return [chain.from_iterable(_chunk_rows(bucket, job, c) for c in lane) for lane in by_lane.values()]
+
+
+def _rejected(bucket: str, job_id: str) -> Iterator[RowResult]:
+    for line in iter_lines(bucket, rejected_jsonl_key(job_id)):
+        data = json.loads(line)
+        yield RowResult(int(data["row"]), "", RowState.REJECTED, data["reason"])
+
+
+def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> dict[RowState, int]:
+    """Merge rejected rows and every chunk's results into rows.csv; returns the count per state."""
+    counts = dict.fromkeys(RowState, 0)
+    streams: list[Iterable[RowResult]] = [_rejected(bucket, job.job_id), *_lanes(bucket, job, chunks)]
+    with S3Writer(bucket, result_key(job.job_id, "rows.csv"), content_type="text/csv") as out:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(ROWS_HEADER)
+        for result in heapq.merge(*streams, key=lambda r: r.row):
+            counts[result.state] += 1
+            writer.writerow([result.row, result.identity, result.state.value, result.answer])
+            if buffer.tell() > 1 << 20:
+                out.write(buffer.getvalue().encode("utf-8"))
+                buffer.seek(0)
+                buffer.truncate()
+        out.write(buffer.getvalue().encode("utf-8"))
+    return counts
+
+
+def final_status(job: Job) -> JobStatus:
+    if job.status is JobStatus.FAILED:
+        return JobStatus.FAILED
+    if job.counts.sent == 0 and job.counts.read > job.counts.rejected:
+        return JobStatus.FAILED
+    if job.counts.failed or job.counts.uncertain:
+        return JobStatus.COMPLETED_WITH_ERRORS
+    return JobStatus.COMPLETED
+
+
+def publish(bucket: str, bus: str, job: Job) -> None:
+    """summary.json and the JobCompleted / JobFailed event (no contact data in either)."""
+    summary = job.summary()
+    put_bytes(bucket, result_key(job.job_id, "summary.json"), json.dumps(summary, indent=2).encode())
+    detail_type = "JobFailed" if job.status is JobStatus.FAILED else "JobCompleted"
+    if job.status is JobStatus.PLANNED:
+        detail_type = "JobPlanned"
+    client("events").put_events(
+        Entries=[
+            {
+                "Source": EVENT_SOURCE,
+                "DetailType": detail_type,
+                "Detail": json.dumps(summary),
+                "EventBusName": bus,
+            }
+        ]
+    )
+    logger.info("job settled", extra={"job_id": job.job_id, "status": job.status.value, "counts": summary})
+
+
+def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | None:
+    """Finish the job if every chunk has settled; exactly one caller at a time does it.
+
+    Returns the final job, or None when the job is not ready or another caller holds the settling lease.
+    The event and summary go out before the final status is stored: a crash in between lets the lease
+    lapse and the next caller settles again, so the event is sent at least once, never lost.
+    """
+    if not store.begin_settling(job_id, SETTLE_LEASE_SECONDS):
+        return None
+    job = store.get_job(job_id)
+    if job is None:
+        return None
+    write_rows_file(bucket, job, store.chunks(job_id))
+    job.status = final_status(job)
+    if job.status is JobStatus.FAILED and not job.message:
+        job.message = f"no row could be sent; see results/{job_id}/rows.csv for each row's answer"
+    job.finished_at = now_iso()
+    publish(bucket, bus, job)
+    store.finish_job(job_id, job.status, job.message)
+    return job

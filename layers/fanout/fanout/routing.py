@@ -1,0 +1,145 @@
+"""Where a file goes: from its key (`inbox/<destination>/<target>/<name>`), its S3 metadata, or a routes
+entry that sends one prefix to one or more destinations.
+
+Routes file (YAML or JSON, at ROUTES_KEY in the bucket, default `config/routes.yaml`):
+
+    routes:
+      - prefix: inbox/vip-weekly/
+        destinations:
+          - destination: mateo
+            target: 3c90c3cc-0d44-4b50-8888-8dd25736052a
+            columns: {"Kundnummer": external_id}    # optional: file header -> field
+          - destination: workshop
+            target: jrn_welcome
+        options: {tolerated-invalid-percent: "5"}   # optional: defaults for every file there
+
+Per-file options come from S3 user metadata (`x-amz-meta-<name>`): `dry-run`, `tolerated-invalid-percent`,
+`phone-region`, Altcraft `matching` and `field-name`, Mateo message `template-id`, `subject`, `postal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+import yaml
+
+from fanout.destinations import Destination
+from fanout.models import Route
+from fanout.providers import provider_for
+
+INBOX = "inbox/"
+DRYRUN = "dryrun/"
+KNOWN_OPTIONS = frozenset(
+    {
+        "dry-run",
+        "tolerated-invalid-percent",
+        "phone-region",
+        "matching",
+        "field-name",
+        "skip-triggers",
+        "template-id",
+        "subject",
+        "text",
+        "html",
+        "postal",
+    }
+)
+
+
+class RouteError(ValueError):
+    """The file cannot be routed; the message says what to fix."""
+
+
+def decode_key(raw_key: str) -> str:
+    """S3 event keys are URL-encoded (spaces as '+'); EventBridge keys are too."""
+    return unquote_plus(raw_key)
+
+
+def options_from_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Per-file options from S3 user metadata; unknown names are refused rather than ignored."""
+    options = {k.lower().replace("_", "-"): v.strip() for k, v in metadata.items()}
+    unknown = sorted(set(options) - KNOWN_OPTIONS)
+    if unknown:
+        raise RouteError(
+            f"unknown file option(s) {', '.join(unknown)} in the object's metadata; known: {', '.join(sorted(KNOWN_OPTIONS))}"
+        )
+    return options
+
+
+def is_dry_run(key: str, options: Mapping[str, str]) -> bool:
+    return key.startswith(DRYRUN) or options.get("dry-run", "").lower() in {"1", "true", "yes"}
+
+
+def _check(destination: Destination, target: str) -> None:
+    problem = provider_for(destination).target_problem(target)
+    if problem:
+        raise RouteError(f"wrong target for {destination.value}: {problem}")
+
+
+def _destination(name: str) -> Destination:
+    try:
+        return Destination(name)
+    except ValueError:
+        known = ", ".join(d.value for d in Destination)
+        raise RouteError(f"unknown destination '{name}': use one of {known}") from None
+
+
+def route_from_key(key: str, options: dict[str, str]) -> Route | None:
+    """The route a key names itself (`inbox/<destination>/<target>/<file>`), or None if it names none."""
+    path = key.removeprefix(DRYRUN)
+    if not path.startswith(INBOX):
+        raise RouteError(f"the key must start with {INBOX}")
+    parts = path[len(INBOX) :].split("/")
+    if len(parts) < 3 or not parts[-1]:
+        return None
+    name, target = parts[0], parts[1]
+    if name not in {d.value for d in Destination}:
+        return None
+    destination = _destination(name)
+    if not target:
+        raise RouteError(f"no target in the key: use inbox/{name}/<target>/<file>")
+    _check(destination, target)
+    return Route(destination, target, options)
+
+
+def parse_routes(text: str) -> list[dict[str, Any]]:
+    """The `routes` list of a routes file (YAML is a superset of JSON, so both parse)."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RouteError(f"the routes file is not valid YAML/JSON: {exc}") from None
+    routes = data.get("routes") if isinstance(data, dict) else None
+    if not isinstance(routes, list):
+        raise RouteError("the routes file needs a top-level 'routes:' list")
+    return routes
+
+
+def routes_for_key(key: str, options: dict[str, str], routes: list[dict[str, Any]]) -> list[Route]:
+    """Every route of `key`: its own, or the longest matching routes-file prefix's destinations."""
+    own = route_from_key(key, options)
+    if own is not None:
+        return [own]
+    path = key.removeprefix(DRYRUN)
+    matches = [r for r in routes if isinstance(r, dict) and path.startswith(str(r.get("prefix", "\0")))]
+    if not matches:
+        first = path[len(INBOX) :].split("/")[0]
+        known = ", ".join(d.value for d in Destination)
+        raise RouteError(
+            f"no route for '{first}': use inbox/<destination>/<target>/<file> with a destination of {known},"
+            f" or add a routes-file entry for the prefix {INBOX}{first}/"
+        )
+    entry = max(matches, key=lambda r: len(str(r["prefix"])))
+    defaults = {str(k): str(v) for k, v in (entry.get("options") or {}).items()}
+    result = []
+    for spec in entry.get("destinations") or []:
+        destination = _destination(str(spec.get("destination", "")))
+        target = str(spec.get("target", ""))
+        _check(destination, target)
+        merged = {**defaults, **{str(k): str(v) for k, v in (spec.get("options") or {}).items()}, **options}
+        columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
+        result.append(Route(destination, target, merged, columns))
+    if not result:
+        raise RouteError(f"the routes entry for {entry['prefix']} lists no destinations")
+    return result

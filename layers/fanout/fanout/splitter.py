@@ -1,0 +1,317 @@
+"""The splitter: one S3 object in, a job with provider-sized staged chunks and one SQS message each out.
+
+No provider is called until the whole file has been read and the invalid share checked: chunks are staged
+in S3 while streaming (memory stays flat), and only then does one small message per chunk go out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fanout import ids
+from fanout.aws import client
+from fanout.chunking import ChunkPlanner, StagedChunk
+from fanout.config import SplitterConfig
+from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route, StagedRow
+from fanout.observability import logger
+from fanout.providers import provider_for
+from fanout.reading import FileFormatError, open_rows
+from fanout.results import publish, settle_job
+from fanout.routing import RouteError, decode_key, is_dry_run, options_from_metadata, routes_for_key
+from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
+from fanout.store import Chunk, Job, JobStore, Settlement
+from fanout.validation import RowValidator, SeenContacts, duplicate, options_problem
+
+SPLIT_LEASE_SECONDS = 900  # the splitter's Lambda timeout: a split still "splitting" after it has died
+SQS_BATCH = 10
+REJECTED_CSV_HEADER = "row,column,value,reason\n"
+
+
+@dataclass(slots=True)
+class SplitOutcome:
+    """What one split did; `duplicate` when the event was one we had already handled."""
+
+    job_id: str
+    status: JobStatus
+    duplicate: bool = False
+    counts: Counts = field(default_factory=Counts)
+    chunks: int = 0
+    message: str = ""
+
+
+class _Rejections:
+    """rejected.jsonl (for the merge) and results/<job>/rejected.csv (for people), streamed."""
+
+    def __init__(self, bucket: str, job_id: str) -> None:
+        self.count = 0
+        self._jsonl = S3Writer(bucket, rejected_jsonl_key(job_id))
+        self._csv = S3Writer(bucket, result_key(job_id, "rejected.csv"), content_type="text/csv")
+        self._csv.write(REJECTED_CSV_HEADER.encode())
+
+    def add(self, rejection: Rejection) -> None:
+        self.count += 1
+        self._jsonl.write_line(
+            json.dumps({"row": rejection.row, "reason": rejection.reason}, ensure_ascii=False)
+        )
+        self._csv.write(_csv_line(rejection).encode("utf-8"))
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._csv.close()
+
+
+def _csv_cell(value: str) -> str:
+    # Values are echoed for people to fix; neutralise spreadsheet formulas (=, +, -, @) on the way out.
+    if value[:1] in ("=", "+", "-", "@") and not value[1:2].isdigit():
+        value = "'" + value
+    if any(c in value for c in ',"\n\r'):
+        value = '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _csv_line(rejection: Rejection) -> str:
+    cells = [str(rejection.row), rejection.column, rejection.value[:200], rejection.reason]
+    return ",".join(_csv_cell(c) for c in cells) + "\n"
+
+
+def object_refs(event: dict[str, Any]) -> Iterator[ObjectRef]:
+    """The objects an S3 notification or an EventBridge "Object Created" event names."""
+    if event.get("detail-type") == "Object Created":
+        detail = event["detail"]
+        obj = detail["object"]
+        yield ObjectRef(
+            bucket=detail["bucket"]["name"],
+            key=decode_key(obj["key"]),
+            version=obj.get("version-id"),
+            etag=obj.get("etag"),
+            size=obj.get("size"),
+        )
+        return
+    for record in event.get("Records", []):
+        s3 = record["s3"]
+        obj = s3["object"]
+        yield ObjectRef(
+            bucket=s3["bucket"]["name"],
+            key=decode_key(obj["key"]),
+            version=obj.get("versionId"),
+            etag=obj.get("eTag"),
+            size=obj.get("size"),
+        )
+
+
+class Splitter:
+    """Splits objects for one deployed stack (its bucket, table, queues and bus)."""
+
+    def __init__(self, config: SplitterConfig, store: JobStore) -> None:
+        self._cfg = config
+        self._store = store
+        self._s3 = client("s3")
+
+    def split(self, ref: ObjectRef) -> list[SplitOutcome]:
+        """Split one object into one job per route; a duplicate event returns the existing jobs."""
+        head_args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version:
+            head_args["VersionId"] = ref.version
+        head = self._s3.head_object(**head_args)
+        ref = ObjectRef(
+            ref.bucket,
+            ref.key,
+            ref.version or head.get("VersionId"),
+            head.get("ETag"),
+            head.get("ContentLength"),
+        )
+        try:
+            options = options_from_metadata(head.get("Metadata", {}))
+            routes = routes_for_key(ref.key, options, self._routes())
+        except RouteError as exc:
+            return [self._fail_unroutable(ref, str(exc))]
+        return [self._split_route(ref, index, route) for index, route in enumerate(routes)]
+
+    def _routes(self) -> list[dict[str, Any]]:
+        from fanout.routing import parse_routes
+
+        try:
+            body = self._s3.get_object(Bucket=self._cfg.bucket_name, Key=self._cfg.routes_key)["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return []
+        return parse_routes(body.decode("utf-8"))
+
+    def _new_job(self, ref: ObjectRef, index: int, route: Route | None) -> Job:
+        return Job(
+            job_id=ids.job_id(ref.bucket, ref.key, ref.identity, index),
+            status=JobStatus.SPLITTING,
+            bucket=ref.bucket,
+            key=ref.key,
+            version=ref.identity,
+            destination=route.destination.value if route else "",
+            target=route.target if route else "",
+            dry_run=is_dry_run(ref.key, route.options) if route else False,
+            options=dict(route.options) if route else {},
+        )
+
+    def _fail_unroutable(self, ref: ObjectRef, message: str) -> SplitOutcome:
+        job = self._new_job(ref, 0, None)
+        if not self._store.create_job(job, SPLIT_LEASE_SECONDS):
+            return SplitOutcome(job.job_id, JobStatus.FAILED, duplicate=True)
+        return self._fail(job, message)
+
+    def _fail(self, job: Job, message: str) -> SplitOutcome:
+        """Record the job as failed with `message`; staged rows (never sent) are settled as failed."""
+        job.message = message
+        logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": message})
+        if job.chunks_total:
+            job.status = JobStatus.SENDING
+            self._store.finish_split(job)
+            for chunk in self._store.chunks(job.job_id):
+                self._store.settle_chunk(
+                    job.job_id,
+                    chunk.chunk_id,
+                    Settlement(ChunkState.FAILED, failed=chunk.rows, error=message),
+                )
+            settled = settle_job(self._store, self._cfg.bucket_name, self._cfg.event_bus_name, job.job_id)
+            if settled is not None:
+                return SplitOutcome(
+                    job.job_id,
+                    settled.status,
+                    counts=settled.counts,
+                    chunks=job.chunks_total,
+                    message=message,
+                )
+        job.status = JobStatus.FAILED
+        self._store.finish_split(job)
+        publish(self._cfg.bucket_name, self._cfg.event_bus_name, job)
+        return SplitOutcome(
+            job.job_id, JobStatus.FAILED, counts=job.counts, chunks=job.chunks_total, message=message
+        )
+
+    def _split_route(self, ref: ObjectRef, index: int, route: Route) -> SplitOutcome:
+        job = self._new_job(ref, index, route)
+        if not self._store.create_job(job, SPLIT_LEASE_SECONDS):
+            existing = self._store.get_job(job.job_id)
+            logger.info("duplicate event: job exists", extra={"job_id": job.job_id})
+            status = existing.status if existing else JobStatus.SPLITTING
+            return SplitOutcome(job.job_id, status, duplicate=True)
+        try:
+            return self._stream(ref, job, route)
+        except FileFormatError as exc:
+            return self._fail(job, str(exc))
+
+    def _stream(self, ref: ObjectRef, job: Job, route: Route) -> SplitOutcome:
+        provider = provider_for(route.destination)
+        get_args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version:
+            get_args["VersionId"] = ref.version
+        body = self._s3.get_object(**get_args)["Body"]
+        info, rows = open_rows(body, name=ref.key)
+        job.encoding, job.file_format = info.encoding, info.format
+        problem = options_problem(provider, route.options, info.columns)
+        if problem:
+            return self._fail(job, problem)
+
+        chunks: list[StagedChunk] = []
+
+        def staged(chunk: StagedChunk) -> None:
+            chunks.append(chunk)
+            self._store.put_chunk(Chunk(job.job_id, chunk.chunk_id, chunk.key, chunk.rows))
+
+        planner = ChunkPlanner(provider, job.job_id, self._cfg.bucket_name, staged)
+        rejections = _Rejections(self._cfg.bucket_name, job.job_id)
+        whole_file = (
+            S3Writer(self._cfg.bucket_name, symplify_file_key(job.job_id))
+            if getattr(provider, "whole_file", False)
+            else None
+        )
+        validator = RowValidator(route, provider, info.columns)
+        seen = SeenContacts()
+        counts = job.counts
+        try:
+            for raw in rows:
+                counts.read += 1
+                checked = validator.validate(raw)
+                if isinstance(checked, Rejection):
+                    rejections.add(checked)
+                    continue
+                lane = provider.lane(checked)
+                first = seen.first_row(lane, checked.identity, checked.row)
+                if first is not None:
+                    rejections.add(duplicate(checked.row, first))
+                    continue
+                item = provider.to_item(checked, job.job_id, route.options)
+                too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item))
+                if too_big is not None:
+                    rejections.add(too_big)
+                elif whole_file is not None:
+                    whole_file.write_line(json.dumps(item, ensure_ascii=False))
+            planner.finish()
+        finally:
+            seen.close()
+            rejections.close()
+            if whole_file is not None:
+                whole_file.close()
+        counts.rejected = rejections.count
+        job.chunks_total = len(chunks)
+        return self._conclude(job, route, chunks)
+
+    def _conclude(self, job: Job, route: Route, chunks: list[StagedChunk]) -> SplitOutcome:
+        counts = job.counts
+        if counts.read == 0:
+            return self._fail(job, "the file has no data rows")
+        tolerated = float(route.options.get("tolerated-invalid-percent", self._cfg.tolerated_invalid_percent))
+        share = 100.0 * counts.rejected / counts.read
+        if share > tolerated:
+            return self._fail(
+                job,
+                f"{counts.rejected} of {counts.read} rows ({share:.1f}%) are invalid, more than the {tolerated:g}%"
+                f" tolerated; nothing was sent. Fix the rows listed in results/{job.job_id}/rejected.csv and drop"
+                " the file again, or set the file option tolerated-invalid-percent",
+            )
+        if job.dry_run:
+            job.status = JobStatus.PLANNED
+            job.message = (
+                f"dry run: {counts.read - counts.rejected} rows in {len(chunks)} chunks would be sent"
+            )
+            self._store.finish_split(job)
+            publish(self._cfg.bucket_name, self._cfg.event_bus_name, job)
+            return SplitOutcome(
+                job.job_id, job.status, counts=counts, chunks=len(chunks), message=job.message
+            )
+        job.status = JobStatus.SENDING
+        self._store.finish_split(job)
+        self._enqueue(job, route, chunks)
+        logger.info(
+            "job split",
+            extra={
+                "job_id": job.job_id,
+                "rows_read": counts.read,
+                "rows_rejected": counts.rejected,
+                "chunks": len(chunks),
+            },
+        )
+        if not chunks:
+            settled = settle_job(self._store, self._cfg.bucket_name, self._cfg.event_bus_name, job.job_id)
+            if settled is not None:
+                return SplitOutcome(job.job_id, settled.status, counts=settled.counts)
+        return SplitOutcome(job.job_id, job.status, counts=counts, chunks=len(chunks))
+
+    def _enqueue(self, job: Job, route: Route, chunks: list[StagedChunk]) -> None:
+        provider = provider_for(route.destination)
+        envelope = provider.envelope(route.target, route.options)
+        if getattr(provider, "whole_file", False):
+            envelope["downloadUrl"] = presign_get(
+                self._cfg.bucket_name, symplify_file_key(job.job_id), self._cfg.presign_expiry_seconds
+            )
+        queue = self._cfg.queue_url(route.destination)
+        messages = [
+            ChunkMessage(job.job_id, c.chunk_id, route.destination, route.target, c.key, c.rows, envelope)
+            for c in chunks
+        ]
+        sqs = client("sqs")
+        for start in range(0, len(messages), SQS_BATCH):
+            batch = messages[start : start + SQS_BATCH]
+            entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
+            answer = sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+            if answer.get("Failed"):
+                raise RuntimeError(f"SQS refused {len(answer['Failed'])} chunk messages of job {job.job_id}")

@@ -1,0 +1,140 @@
+"""Objects a job keeps in the bucket, and streaming writers for them.
+
+jobs/<job>/chunks/<chunk>.jsonl     staged chunk: one StagedRow a line
+jobs/<job>/symplify/contacts.ndjson  the file Symplify downloads (`{"id", "properties"}` a line)
+jobs/<job>/rejected.jsonl           rejected rows, for the final merge
+jobs/<job>/results/<chunk>.jsonl    the outcome of each row of a chunk
+results/<job>/rejected.csv          what a person fixes: row, column, value, reason
+results/<job>/rows.csv              one line per input row: row, identity, state, answer
+results/<job>/summary.json          the job's counts and status
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from fanout.aws import client
+
+PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts; memory per open writer stays below ~2 parts
+
+
+def chunk_key(job_id: str, chunk_id: str) -> str:
+    return f"jobs/{job_id}/chunks/{chunk_id}.jsonl"
+
+
+def chunk_result_key(job_id: str, chunk_id: str) -> str:
+    return f"jobs/{job_id}/results/{chunk_id}.jsonl"
+
+
+def rejected_jsonl_key(job_id: str) -> str:
+    return f"jobs/{job_id}/rejected.jsonl"
+
+
+def symplify_file_key(job_id: str) -> str:
+    return f"jobs/{job_id}/symplify/contacts.ndjson"
+
+
+def result_key(job_id: str, name: str) -> str:
+    """`results/<job>/<name>`: rejected.csv, rows.csv, summary.json."""
+    return f"results/{job_id}/{name}"
+
+
+class S3Writer:
+    """Write an object as a stream: one PutObject when small, a multipart upload when large.
+
+    Memory stays bounded by PART_BYTES whatever the object's size.
+    """
+
+    def __init__(self, bucket: str, key: str, content_type: str = "application/x-ndjson") -> None:
+        self.bucket = bucket
+        self.key = key
+        self.bytes_written = 0
+        self._content_type = content_type
+        self._buffer = io.BytesIO()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._s3 = client("s3")
+
+    def write(self, data: bytes) -> None:
+        self._buffer.write(data)
+        self.bytes_written += len(data)
+        if self._buffer.tell() >= PART_BYTES:
+            self._flush_part()
+
+    def write_line(self, text: str) -> None:
+        self.write(text.encode("utf-8") + b"\n")
+
+    def _flush_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=self._content_type
+            )["UploadId"]
+        number = len(self._parts) + 1
+        answer = self._s3.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=self._buffer.getvalue(),
+        )
+        self._parts.append({"ETag": answer["ETag"], "PartNumber": number})
+        self._buffer = io.BytesIO()
+
+    def close(self) -> None:
+        if self._upload_id is None:
+            self._s3.put_object(
+                Bucket=self.bucket, Key=self.key, Body=self._buffer.getvalue(), ContentType=self._content_type
+            )
+            return
+        if self._buffer.tell():
+            self._flush_part()
+        self._s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+
+    def __enter__(self) -> S3Writer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/json") -> None:
+    client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
+def iter_lines(bucket: str, key: str) -> Iterator[bytes]:
+    """The object's lines, streamed; nothing when the object does not exist."""
+    s3 = client("s3")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except s3.exceptions.NoSuchKey:
+        return
+    for line in body.iter_lines(chunk_size=256 * 1024):
+        if line:
+            yield line
+
+
+def read_lines(bucket: str, key: str) -> list[bytes]:
+    """All lines of a small object (a staged chunk is at most ~10 MB)."""
+    return list(iter_lines(bucket, key))
+
+
+def presign_get(bucket: str, key: str, expires_in: int) -> str:
+    """A GET-only URL for exactly this object, valid `expires_in` seconds."""
+    url: str = client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+    )
+    return url

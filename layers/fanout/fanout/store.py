@@ -1,0 +1,544 @@
+"""The job store: jobs, their chunks and their counters in one DynamoDB table.
+
+Layout (single table, `pk`/`sk`):
+  JOB#<id> / JOB            the job: status, source, destination, target, counters, timings
+  JOB#<id> / CHUNK#<chunk>  one staged chunk: state, rows, attempts, lease
+  RATE#<dest> / <second>    the pacing slots of one destination (see pacing.py)
+`gsi1` (gsi1pk = "JOBS", gsi1sk = created_at#id) lists jobs by date.
+
+Every state change is a conditional write, so two Lambda instances that see the same SQS message, or a
+duplicate S3 event, cannot both act.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from fanout.aws import client
+from fanout.models import ChunkState, Counts, JobStatus
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Job:
+    """A job as stored; counters are the row counts so far."""
+
+    job_id: str
+    status: JobStatus
+    bucket: str
+    key: str
+    destination: str
+    target: str
+    created_at: str = field(default_factory=now_iso)
+    version: str = ""
+    counts: Counts = field(default_factory=Counts)
+    chunks_total: int = 0
+    chunks_settled: int = 0
+    encoding: str = ""
+    file_format: str = ""
+    message: str = ""
+    dry_run: bool = False
+    finished_at: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The job as users see it (summary.json, events, `fanout status --json`): no contact data."""
+        return {
+            "job_id": self.job_id,
+            "status": self.status.value,
+            "source": {"bucket": self.bucket, "key": self.key, "version": self.version},
+            "destination": self.destination,
+            "target": self.target,
+            "rows_read": self.counts.read,
+            "rows_sent": self.counts.sent,
+            "rows_rejected": self.counts.rejected,
+            "rows_failed": self.counts.failed,
+            "rows_uncertain": self.counts.uncertain,
+            "chunks_total": self.chunks_total,
+            "chunks_settled": self.chunks_settled,
+            "encoding": self.encoding,
+            "format": self.file_format,
+            "message": self.message,
+            "dry_run": self.dry_run,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(slots=True)
+class Chunk:
+    job_id: str
+    chunk_id: str
+    key: str
+    rows: int
+    state: ChunkState = ChunkState.PENDING
+    attempts: int = 0
+    lease_until: float = 0.0
+    last_error: str = ""
+
+
+class Claim(StrEnum):
+    """What claiming a chunk for sending found."""
+
+    CLAIMED = "claimed"  # ours now; no earlier attempt can have reached the provider
+    CLAIMED_AFTER_CRASH = "claimed_after_crash"  # ours now; an earlier attempt died mid-call
+    SETTLED = "settled"  # already sent/failed/uncertain/split: nothing to do
+    BUSY = "busy"  # another instance holds a live lease
+    MISSING = "missing"  # no such chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A chunk's final state and how many of its rows ended in each state."""
+
+    state: ChunkState
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    error: str = ""
+
+
+class JobStore(ABC):
+    """What the logic needs from storage."""
+
+    @abstractmethod
+    def create_job(self, job: Job, lease_seconds: int) -> bool:
+        """Store a new job; False when it exists already and is not an abandoned split."""
+
+    @abstractmethod
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    def put_chunk(self, chunk: Chunk) -> None:
+        """Record a staged chunk as pending, unless it exists already (a resumed split)."""
+
+    @abstractmethod
+    def finish_split(self, job: Job) -> None:
+        """Store the split's counts, plan and next status (sending, planned or failed)."""
+
+    @abstractmethod
+    def claim_chunk(self, job_id: str, chunk_id: str, lease_seconds: int) -> Claim: ...
+
+    @abstractmethod
+    def release_chunk(self, job_id: str, chunk_id: str, error: str) -> None: ...
+
+    @abstractmethod
+    def settle_chunk(self, job_id: str, chunk_id: str, settlement: Settlement) -> Job:
+        """Move the chunk to its final state and add its row counts to the job, atomically."""
+
+    @abstractmethod
+    def split_chunk(self, job_id: str, chunk_id: str, halves: list[Chunk]) -> None:
+        """Replace a too-large chunk by its halves, atomically (the job's plan grows by one)."""
+
+    @abstractmethod
+    def begin_settling(self, job_id: str, lease_seconds: int) -> bool:
+        """Claim the right to finish the job; True for exactly one caller (until its lease lapses)."""
+
+    @abstractmethod
+    def finish_job(self, job_id: str, status: JobStatus, message: str = "") -> None: ...
+
+    @abstractmethod
+    def chunks(self, job_id: str) -> list[Chunk]: ...
+
+    @abstractmethod
+    def list_jobs(self, limit: int = 50) -> list[Job]: ...
+
+
+def _job_key(job_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+
+
+def _chunk_key(job_id: str, chunk_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"CHUNK#{chunk_id}"}}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _plain(attr: dict[str, Any]) -> Any:
+    ((kind, value),) = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "BOOL":
+        return value
+    if kind == "M":
+        return {k: _plain(v) for k, v in value.items()}
+    if kind == "NULL":
+        return None
+    return value
+
+
+def _item(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in raw.items()}
+
+
+def job_from_item(item: dict[str, Any]) -> Job:
+    return Job(
+        job_id=item["job_id"],
+        status=JobStatus(item["status"]),
+        bucket=item.get("bucket", ""),
+        key=item.get("key", ""),
+        destination=item.get("destination", ""),
+        target=item.get("target", ""),
+        created_at=item.get("created_at", ""),
+        version=item.get("version", ""),
+        counts=Counts(
+            read=item.get("rows_read", 0),
+            sent=item.get("rows_sent", 0),
+            rejected=item.get("rows_rejected", 0),
+            failed=item.get("rows_failed", 0),
+            uncertain=item.get("rows_uncertain", 0),
+        ),
+        chunks_total=item.get("chunks_total", 0),
+        chunks_settled=item.get("chunks_settled", 0),
+        encoding=item.get("encoding", ""),
+        file_format=item.get("file_format", ""),
+        message=item.get("message", ""),
+        dry_run=bool(item.get("dry_run", False)),
+        finished_at=item.get("finished_at", ""),
+        options=dict(item.get("options") or {}),
+    )
+
+
+def _chunk_from_item(item: dict[str, Any]) -> Chunk:
+    return Chunk(
+        job_id=item["job_id"],
+        chunk_id=item["chunk_id"],
+        key=item["key"],
+        rows=item["rows"],
+        state=ChunkState(item["state"]),
+        attempts=item.get("attempts", 0),
+        lease_until=float(item.get("lease_until", 0)),
+        last_error=item.get("last_error", ""),
+    )
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+class DynamoJobStore(JobStore):
+    """JobStore on the DynamoDB table of template.yaml."""
+
+    def __init__(self, table_name: str, retention_days: int = 90) -> None:
+        self._table = table_name
+        self._ttl_seconds = retention_days * 86400
+        self._db = client("dynamodb")
+
+    def _expires(self) -> dict[str, str]:
+        return _n(int(time.time()) + self._ttl_seconds)
+
+    def create_job(self, job: Job, lease_seconds: int) -> bool:
+        item = {
+            **_job_key(job.job_id),
+            "job_id": _s(job.job_id),
+            "status": _s(job.status.value),
+            "bucket": _s(job.bucket),
+            "key": _s(job.key),
+            "version": _s(job.version),
+            "destination": _s(job.destination),
+            "target": _s(job.target),
+            "created_at": _s(job.created_at),
+            "dry_run": {"BOOL": job.dry_run},
+            "options": {"M": {k: _s(v) for k, v in job.options.items()}},
+            "split_lease_until": _n(time.time() + lease_seconds),
+            "gsi1pk": _s("JOBS"),
+            "gsi1sk": _s(f"{job.created_at}#{job.job_id}"),
+            "expires_at": self._expires(),
+        }
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=item,
+                # A duplicate event finds the job and stops; a split that died (lease lapsed) is redone.
+                ConditionExpression="attribute_not_exists(pk) OR (#s = :splitting AND split_lease_until < :now)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":splitting": _s(JobStatus.SPLITTING.value),
+                    ":now": _n(time.time()),
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def get_job(self, job_id: str) -> Job | None:
+        raw = self._db.get_item(TableName=self._table, Key=_job_key(job_id), ConsistentRead=True).get("Item")
+        return job_from_item(_item(raw)) if raw else None
+
+    def put_chunk(self, chunk: Chunk) -> None:
+        item = {
+            **_chunk_key(chunk.job_id, chunk.chunk_id),
+            "job_id": _s(chunk.job_id),
+            "chunk_id": _s(chunk.chunk_id),
+            "key": _s(chunk.key),
+            "rows": _n(chunk.rows),
+            "state": _s(ChunkState.PENDING.value),
+            "attempts": _n(0),
+            "expires_at": self._expires(),
+        }
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def finish_split(self, job: Job) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=_job_key(job.job_id),
+            UpdateExpression=(
+                "SET #s = :status, rows_read = :read, rows_rejected = :rejected, rows_sent = :zero,"
+                " rows_failed = :zero, rows_uncertain = :zero, chunks_total = :chunks, chunks_settled = :zero,"
+                " encoding = :encoding, file_format = :format, message = :message, updated_at = :now"
+                + (", finished_at = :now" if job.status.is_final else "")
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":status": _s(job.status.value),
+                ":read": _n(job.counts.read),
+                ":rejected": _n(job.counts.rejected),
+                ":zero": _n(0),
+                ":chunks": _n(job.chunks_total),
+                ":encoding": _s(job.encoding),
+                ":format": _s(job.file_format),
+                ":message": _s(job.message),
+                ":now": _s(now_iso()),
+            },
+        )
+
+    def claim_chunk(self, job_id: str, chunk_id: str, lease_seconds: int) -> Claim:
+        now = time.time()
+        try:
+            old = self._db.update_item(
+                TableName=self._table,
+                Key=_chunk_key(job_id, chunk_id),
+                UpdateExpression="SET #s = :flight, lease_until = :lease ADD attempts :one",
+                ConditionExpression="#s = :pending OR (#s = :flight AND lease_until < :now)",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":flight": _s(ChunkState.IN_FLIGHT.value),
+                    ":pending": _s(ChunkState.PENDING.value),
+                    ":lease": _n(now + lease_seconds),
+                    ":now": _n(now),
+                    ":one": _n(1),
+                },
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            raw = self._db.get_item(
+                TableName=self._table, Key=_chunk_key(job_id, chunk_id), ConsistentRead=True
+            )
+            if "Item" not in raw:
+                return Claim.MISSING
+            state = ChunkState(_item(raw["Item"])["state"])
+            return Claim.SETTLED if state.is_settled else Claim.BUSY
+        previous = _item(old.get("Attributes", {}))
+        if previous.get("state") == ChunkState.IN_FLIGHT.value:
+            return Claim.CLAIMED_AFTER_CRASH
+        return Claim.CLAIMED
+
+    def release_chunk(self, job_id: str, chunk_id: str, error: str) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_chunk_key(job_id, chunk_id),
+                UpdateExpression="SET #s = :pending, last_error = :error, lease_until = :zero",
+                ConditionExpression="#s = :flight",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":pending": _s(ChunkState.PENDING.value),
+                    ":flight": _s(ChunkState.IN_FLIGHT.value),
+                    ":error": _s(error[:500]),
+                    ":zero": _n(0),
+                },
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def settle_chunk(self, job_id: str, chunk_id: str, settlement: Settlement) -> Job:
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _chunk_key(job_id, chunk_id),
+                            "UpdateExpression": "SET #s = :state, last_error = :error, settled_at = :now",
+                            # Any open state: in flight (our claim), or pending/in flight for the dead-letter path.
+                            "ConditionExpression": "NOT #s IN (:sent, :failed, :uncertain, :split)",
+                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": {
+                                ":state": _s(settlement.state.value),
+                                ":error": _s(settlement.error[:500]),
+                                ":now": _s(now_iso()),
+                                ":sent": _s(ChunkState.SENT.value),
+                                ":failed": _s(ChunkState.FAILED.value),
+                                ":uncertain": _s(ChunkState.UNCERTAIN.value),
+                                ":split": _s(ChunkState.SPLIT.value),
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _job_key(job_id),
+                            "UpdateExpression": (
+                                "ADD rows_sent :sent, rows_failed :failed, rows_uncertain :uncertain,"
+                                " chunks_settled :one SET updated_at = :now"
+                            ),
+                            "ExpressionAttributeValues": {
+                                ":sent": _n(settlement.sent),
+                                ":failed": _n(settlement.failed),
+                                ":uncertain": _n(settlement.uncertain),
+                                ":one": _n(1),
+                                ":now": _s(now_iso()),
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            # Settled by someone else already: the counters were added once, by them.
+        job = self.get_job(job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} vanished while settling chunk {chunk_id}")
+        return job
+
+    def split_chunk(self, job_id: str, chunk_id: str, halves: list[Chunk]) -> None:
+        puts = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **_chunk_key(job_id, half.chunk_id),
+                        "job_id": _s(job_id),
+                        "chunk_id": _s(half.chunk_id),
+                        "key": _s(half.key),
+                        "rows": _n(half.rows),
+                        "state": _s(ChunkState.PENDING.value),
+                        "attempts": _n(0),
+                        "expires_at": self._expires(),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            for half in halves
+        ]
+        self._db.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _chunk_key(job_id, chunk_id),
+                        "UpdateExpression": "SET #s = :split, settled_at = :now",
+                        "ConditionExpression": "#s = :flight",
+                        "ExpressionAttributeNames": {"#s": "state"},
+                        "ExpressionAttributeValues": {
+                            ":split": _s(ChunkState.SPLIT.value),
+                            ":flight": _s(ChunkState.IN_FLIGHT.value),
+                            ":now": _s(now_iso()),
+                        },
+                    }
+                },
+                *puts,
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _job_key(job_id),
+                        "UpdateExpression": "ADD chunks_total :more, chunks_settled :one",
+                        "ExpressionAttributeValues": {":more": _n(len(halves)), ":one": _n(1)},
+                    }
+                },
+            ]
+        )
+
+    def begin_settling(self, job_id: str, lease_seconds: int) -> bool:
+        now = time.time()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_job_key(job_id),
+                UpdateExpression="SET #s = :settling, settle_lease_until = :lease",
+                ConditionExpression=(
+                    "chunks_settled = chunks_total AND"
+                    " (#s = :sending OR (#s = :settling AND settle_lease_until < :now))"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":settling": _s(JobStatus.SETTLING.value),
+                    ":sending": _s(JobStatus.SENDING.value),
+                    ":lease": _n(now + lease_seconds),
+                    ":now": _n(now),
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def finish_job(self, job_id: str, status: JobStatus, message: str = "") -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=_job_key(job_id),
+            UpdateExpression="SET #s = :status, finished_at = :now, message = :message",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":status": _s(status.value),
+                ":now": _s(now_iso()),
+                ":message": _s(message),
+            },
+        )
+
+    def chunks(self, job_id: str) -> list[Chunk]:
+        paginator = self._db.get_paginator("query")
+        found: list[Chunk] = []
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :chunk)",
+            ExpressionAttributeValues={":pk": _s(f"JOB#{job_id}"), ":chunk": _s("CHUNK#")},
+            ConsistentRead=True,
+        ):
+            found.extend(_chunk_from_item(_item(raw)) for raw in page.get("Items", []))
+        return found
+
+    def list_jobs(self, limit: int = 50) -> list[Job]:
+        raw = self._db.query(
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :jobs",
+            ExpressionAttributeValues={":jobs": _s("JOBS")},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [job_from_item(_item(item)) for item in raw.get("Items", [])]

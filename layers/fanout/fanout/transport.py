@@ -1,0 +1,75 @@
+"""Calling a provider: one httpx client per warm container, and the in-invocation retry rule.
+
+The retry rule lives here and only here: a few quick attempts with exponential backoff and jitter that
+honour `Retry-After` (tenacity, a well-kept retry library); longer waits go back to SQS instead, so a
+throttled Lambda does not sit idle on the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
+
+from fanout.models import Outcome, Verdict
+from fanout.providers.base import Provider, ProviderCall, classify_transport_error, encode_body
+
+ATTEMPTS = 3
+MAX_INLINE_WAIT = 5.0  # seconds; a longer Retry-After returns the chunk to the queue instead
+# Mateo times out every request after 2 s (PROVIDERS.md); read a little longer so its own 504 arrives.
+TIMEOUT = httpx.Timeout(connect=2.0, read=10.0, write=10.0, pool=5.0)
+
+
+@cache
+def http_client() -> httpx.Client:
+    """The container's client: keeps connections to the provider alive between invocations."""
+    return httpx.Client(
+        timeout=TIMEOUT, limits=httpx.Limits(max_connections=10, max_keepalive_connections=10)
+    )
+
+
+def send_once(provider: Provider, call: ProviderCall, http: httpx.Client | None = None) -> Outcome:
+    """One request, its answer classified; transport errors become RETRY (never sent) or UNCERTAIN."""
+    headers = {"Content-Type": "application/json", **call.headers}
+    try:
+        response = (http or http_client()).request(
+            call.method, call.url, content=encode_body(call.json_body), headers=headers
+        )
+    except httpx.HTTPError as exc:
+        return Outcome(
+            classify_transport_error(exc), f"{type(exc).__name__} calling {provider.destination.value}"
+        )
+    return provider.outcome(call, response)
+
+
+def _worth_retrying(provider: Provider) -> Callable[[Outcome], bool]:
+    def check(outcome: Outcome) -> bool:
+        if outcome.retry_after is not None and outcome.retry_after > MAX_INLINE_WAIT:
+            return False
+        return outcome.verdict is Verdict.RETRY or (outcome.verdict is Verdict.UNCERTAIN and provider.dedupes)
+
+    return check
+
+
+def _wait(state: RetryCallState) -> float:
+    outcome = state.outcome.result() if state.outcome else None
+    if outcome is not None and outcome.retry_after is not None:
+        return outcome.retry_after
+    return float(wait_exponential_jitter(initial=0.2, max=2.0)(state))
+
+
+def send(
+    provider: Provider, call: ProviderCall, attempts: int = ATTEMPTS, http: httpx.Client | None = None
+) -> Outcome:
+    """Send with a few in-invocation retries; the last outcome is returned, never raised."""
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=_wait,
+        retry=retry_if_result(_worth_retrying(provider)),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        reraise=False,
+    )
+    outcome: Outcome = retrying(send_once, provider, call, http)
+    return outcome

@@ -1,0 +1,144 @@
+"""Turning a raw row into a contact the destination can take, or a rejection a person can act on."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from fanout import fields
+from fanout.models import Contact, Rejection, Route
+from fanout.providers.base import Provider
+from fanout.reading import RawRow
+
+MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
+
+
+def _text(value: object) -> str | None:
+    """A scalar as text; None for nested objects and lists, which no provider field takes."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value).strip()
+    return None
+
+
+class RowValidator:
+    """Validates rows for one route: identifiers present and well-formed, values normalised."""
+
+    def __init__(self, route: Route, provider: Provider, headers: list[str]) -> None:
+        self._route = route
+        self._provider = provider
+        self._options = route.options
+        self._region = (route.options.get("phone-region") or "").upper() or None
+        self._map = fields.HeaderMap(route.columns)
+        self._map.add(headers)
+
+    def validate(self, raw: RawRow) -> Contact | Rejection:
+        if raw.error:
+            return Rejection(raw.number, raw.error)
+        canon: dict[str, str] = {}
+        extra: dict[str, object] = {}
+        for header, value in raw.fields.items():
+            name = self._map.field(header)
+            text = _text(value)
+            if name is None:  # travels on as it is (nested values too)
+                if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+                    return Rejection(
+                        raw.number, f"value is longer than {MAX_VALUE_CHARS} characters", header, value[:40]
+                    )
+                extra[header] = value.strip() if isinstance(value, str) else value
+                continue
+            if text is None:
+                return Rejection(raw.number, f"{header} must be a single value, not a list or object", header)
+            if len(text) > MAX_VALUE_CHARS:
+                return Rejection(
+                    raw.number, f"value is longer than {MAX_VALUE_CHARS} characters", header, text[:40]
+                )
+            if text:
+                canon[name] = text
+        problem = self._normalise(canon)
+        if problem is not None:
+            return Rejection(raw.number, problem[0], problem[1], problem[2])
+        contact = Contact(raw.number, "", canon, extra)
+        ident = self._provider.identify(contact, self._options)
+        if ident.identity is None:
+            return Rejection(raw.number, ident.problem or "no identifier", ident.column, ident.value)
+        contact.identity = ident.identity
+        return contact
+
+    def _normalise(self, canon: dict[str, str]) -> tuple[str, str, str] | None:
+        """Normalise email and phone in place; (reason, column, value) when one is malformed."""
+        for name in (fields.EMAIL, "list_email"):
+            email = canon.get(name)
+            if email is not None:
+                normal = fields.normalise_email(email)
+                if normal is None:
+                    return (f"'{email}' is not a valid email address", name, email)
+                canon[name] = normal
+        phone = canon.get(fields.PHONE)
+        if phone is not None:
+            normal = fields.normalise_phone(phone, self._region)
+            if normal is None:
+                hint = (
+                    ""
+                    if phone.startswith("+") or self._region
+                    else " (no country code: write +CC or set the file option phone-region, e.g. SE)"
+                )
+                return (f"'{phone}' is not a valid phone number{hint}", fields.PHONE, phone)
+            canon[fields.PHONE] = normal
+        return None
+
+
+class SeenContacts:
+    """Which identities a file has had so far, on disk so memory stays flat for any file size.
+
+    A later duplicate of the same contact is rejected as "duplicate of row N".
+    """
+
+    def __init__(self, directory: str | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(dir=directory)
+        self._db = sqlite3.connect(Path(self._dir.name) / "seen.db", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache at most
+        self._db.execute("BEGIN")
+        self._db.execute(
+            "CREATE TABLE seen (k INTEGER PRIMARY KEY, row INTEGER NOT NULL, ident TEXT NOT NULL)"
+        )
+
+    def first_row(self, lane: str, identity: str, row: int) -> int | None:
+        """None when `identity` is new (and remember it at `row`); else the row that had it first."""
+        key = f"{lane}\0{identity}"
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", (digest, row, key))
+        if cursor.rowcount == 1:
+            return None
+        found = self._db.execute("SELECT row, ident FROM seen WHERE k = ?", (digest,)).fetchone()
+        # A 64-bit hash collision between different contacts is not a duplicate.
+        return int(found[0]) if found and found[1] == key else None
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+
+def duplicate(row: int, first: int) -> Rejection:
+    return Rejection(row, f"duplicate of row {first}")
+
+
+def options_problem(provider: Provider, options: Mapping[str, str], headers: list[str]) -> str | None:
+    """Whole-file option problems (checked before any row)."""
+    percent = options.get("tolerated-invalid-percent")
+    if percent is not None:
+        try:
+            value = float(percent)
+        except ValueError:
+            return f"file option tolerated-invalid-percent='{percent}' is not a number"
+        if not 0 <= value <= 100:
+            return f"file option tolerated-invalid-percent={percent} must be between 0 and 100"
+    return provider.option_problem(options, headers)
