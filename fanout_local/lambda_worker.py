@@ -1,0 +1,146 @@
+"""One Lambda function's container, as a child process: its own environment, its own cold start.
+
+The parent sends invocations over a pipe and gets back the handler's result or its error; stdout and
+stderr (Powertools' JSON log lines) go to the function's log file. Killing the process is a crash.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the template says about one function, resolved for this machine."""
+
+    logical_id: str
+    name: str
+    code_dir: Path
+    handler: str
+    timeout: int
+    memory: int
+    environment: dict[str, str]
+
+
+class _Context:
+    """The parts of Lambda's context object Powertools reads."""
+
+    def __init__(self, spec: FunctionSpec, deadline: float) -> None:
+        self.function_name = spec.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{spec.name}"
+        self.memory_limit_in_mb = spec.memory
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{spec.name}"
+        self.log_stream_name = "local"
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def _load_handler(spec: FunctionSpec) -> Any:
+    module_name, _, attr = spec.handler.rpartition(".")
+    path = spec.code_dir / f"{module_name}.py"
+    module_spec = importlib.util.spec_from_file_location(f"lambda_{spec.logical_id}_{module_name}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return getattr(module, attr)
+
+
+def _serve(spec: FunctionSpec, conn: Connection, log_path: str) -> None:
+    log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    sys.stdout = log
+    sys.stderr = log
+    os.environ.update(spec.environment)
+    sys.path.insert(0, str(spec.code_dir))
+    try:
+        handler = _load_handler(spec)
+        conn.send(("ready", None))
+    except Exception as exc:  # a broken cold start is reported, as Lambda's Init error would be
+        conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            event = conn.recv()
+        except EOFError:
+            return
+        context = _Context(spec, time.time() + spec.timeout)
+        try:
+            result = handler(event, context)
+            conn.send(("ok", result))
+        except Exception as exc:
+            traceback.print_exc()
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class FunctionError(RuntimeError):
+    """The invocation failed: the handler raised, timed out, or its process died."""
+
+
+class Worker:
+    """A warm container for one function; restarted after a crash or a timeout."""
+
+    def __init__(self, spec: FunctionSpec, log_dir: Path) -> None:
+        self.spec = spec
+        self._log = log_dir / f"{spec.logical_id}.log"
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+
+    def _start(self) -> Connection:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_serve, args=(self.spec, child, str(self._log)), daemon=True)
+        process.start()
+        child.close()
+        if not parent.poll(60):
+            process.kill()
+            raise FunctionError(f"{self.spec.logical_id}: cold start took over 60 s")
+        status, detail = parent.recv()
+        if status != "ready":
+            process.kill()
+            raise FunctionError(f"{self.spec.logical_id}: init failed: {detail}")
+        self._process, self._conn = process, parent
+        return parent
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """Run the handler on `event`; FunctionError when it raises, times out or dies."""
+        conn = self._conn if self._conn is not None and self.alive else self._start()
+        conn.send(event)
+        if not conn.poll(self.spec.timeout + 5):
+            self.kill()
+            raise FunctionError(f"{self.spec.logical_id}: timed out after {self.spec.timeout} s")
+        try:
+            status, detail = conn.recv()
+        except (EOFError, ConnectionError) as exc:
+            self.kill()
+            raise FunctionError(f"{self.spec.logical_id}: process died mid-invocation") from exc
+        if status != "ok":
+            raise FunctionError(f"{self.spec.logical_id}: {detail}")
+        return detail
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(5)
+        self._process, self._conn = None, None

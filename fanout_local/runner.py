@@ -1,0 +1,174 @@
+"""The event runner: delivers events to the local Lambda workers with Lambda's own semantics.
+
+- SQS event sources (as template.yaml declares them): batches of the declared size; on success the batch
+  is deleted, except the `batchItemFailures` the function reports; a failed invocation deletes nothing.
+  Undeleted messages come back after the queue's visibility timeout, and SQS itself (moto) moves a
+  message past maxReceiveCount to the dead-letter queue.
+- The splitter's asynchronous invocation: the EventBridge rule (or the direct S3 notification) delivers
+  to a local queue standing in for Lambda's internal one; a failed event is retried as many times as
+  EventInvokeConfig says, then sent to its on-failure destination as Lambda's destination record.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fanout_local.lambda_worker import FunctionError, Worker
+
+POLL_WAIT_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    """One SQS event source mapping of the template."""
+
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    partial_batch: bool
+    region: str
+
+
+def sqs_record(message: dict[str, Any], source: SqsSource) -> dict[str, Any]:
+    """An SQS message as Lambda hands it to a function."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": source.queue_arn,
+        "awsRegion": source.region,
+    }
+
+
+class SqsPoller(threading.Thread):
+    """Polls one queue for one worker (one unit of the mapping's maximum concurrency)."""
+
+    def __init__(self, sqs: Any, source: SqsSource, worker: Worker, stop: threading.Event) -> None:
+        super().__init__(daemon=True, name=f"poll-{worker.spec.logical_id}")
+        self._sqs = sqs
+        self._source = source
+        self._worker = worker
+        self._halt = stop
+        self.invocations = 0
+        self.errors = 0
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep polling through moto hiccups, as Lambda's poller does
+                self.errors += 1
+                time.sleep(0.5)
+
+    def poll_once(self) -> int:
+        """Receive one batch and invoke the function with it; returns how many messages it held."""
+        answer = self._sqs.receive_message(
+            QueueUrl=self._source.queue_url,
+            MaxNumberOfMessages=min(10, self._source.batch_size),
+            WaitTimeSeconds=POLL_WAIT_SECONDS,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return 0
+        event = {"Records": [sqs_record(m, self._source) for m in messages]}
+        self.invocations += 1
+        try:
+            result = self._worker.invoke(event)
+        except FunctionError:
+            self.errors += 1
+            return len(messages)  # nothing deleted: the whole batch comes back after the visibility timeout
+        failed = set()
+        if self._source.partial_batch and isinstance(result, dict):
+            failed = {f.get("itemIdentifier") for f in result.get("batchItemFailures") or []}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(done[start : start + 10])
+            ]
+            self._sqs.delete_message_batch(QueueUrl=self._source.queue_url, Entries=entries)
+        return len(messages)
+
+
+class AsyncInvoker(threading.Thread):
+    """Lambda's asynchronous invocation of the splitter, fed by its local event queue."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        worker: Worker,
+        retries: int,
+        on_failure_url: str | None,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(daemon=True, name=f"async-{worker.spec.logical_id}")
+        self._sqs = sqs
+        self._queue = queue_url
+        self._worker = worker
+        self._retries = retries
+        self._on_failure = on_failure_url
+        self._halt = stop
+        self.invocations = 0
+        self.failures = 0
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                time.sleep(0.5)
+
+    def poll_once(self) -> int:
+        answer = self._sqs.receive_message(
+            QueueUrl=self._queue, MaxNumberOfMessages=10, WaitTimeSeconds=POLL_WAIT_SECONDS
+        )
+        messages = answer.get("Messages", [])
+        for message in messages:
+            event = json.loads(message["Body"])
+            if event.get("Event") != "s3:TestEvent":
+                self._invoke_with_retries(event)
+            self._sqs.delete_message(QueueUrl=self._queue, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def _invoke_with_retries(self, event: dict[str, Any]) -> None:
+        error = ""
+        for attempt in range(1 + self._retries):
+            self.invocations += 1
+            try:
+                self._worker.invoke(event)
+                return
+            except FunctionError as exc:
+                error = str(exc)
+                time.sleep(min(2.0, 0.5 * (attempt + 1)))
+        self.failures += 1
+        if self._on_failure:
+            record = {
+                "version": "1.0",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "requestContext": {
+                    "requestId": str(uuid.uuid4()),
+                    "functionArn": f"arn:aws:lambda:local:000000000000:function:{self._worker.spec.name}",
+                    "condition": "RetriesExhausted",
+                    "approximateInvokeCount": 1 + self._retries,
+                },
+                "requestPayload": event,
+                "responseContext": {
+                    "statusCode": 200,
+                    "executedVersion": "$LATEST",
+                    "functionError": "Unhandled",
+                },
+                "responsePayload": {"errorMessage": error[:1000]},
+            }
+            self._sqs.send_message(QueueUrl=self._on_failure, MessageBody=json.dumps(record))
