@@ -24,22 +24,20 @@ import boto3
 import httpx
 from botocore.config import Config
 from fanout import ids
-from fanout.destinations import Destination
 from fanout.store import DynamoJobStore, Job
 
 from fanout_local.lambda_worker import FunctionSpec, Worker
+from fanout_local.resources import TemplateResources
 from fanout_local.runner import AsyncInvoker, SqsPoller, SqsSource
 from fanout_local.template import (
     REPO,
     Resolver,
     load_template,
-    parameter_defaults,
     resources_of_type,
 )
 
-ACCOUNT = "123456789012"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-SPLITTER_EVENTS_QUEUE = "local-splitter-invocations"
+
 # The emulators' demo tokens (emulators/fixtures/default.json); the local secrets carry them.
 LOCAL_SECRETS: dict[str, dict[str, str]] = {
     "mateo": {"token": "local-mateo-token"},
@@ -217,141 +215,23 @@ class LocalStack:
 
     # -- resources from template.yaml -------------------------------------------------------------------
     def _create_resources(self) -> None:
-        params = {**parameter_defaults(self.template), **self.settings.parameters}
-        pseudo = {
-            "AWS::StackName": self.settings.stack_name,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Region": self.settings.region,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
+        secrets = {
+            dest: {"base_url": self.emulators[EMULATOR_OF[dest]], **values}
+            for dest, values in LOCAL_SECRETS.items()
         }
-        self.resolver = resolver = Resolver(self.template, params, pseudo)
-        # Resources the local stack does not create (layer, alarms, permissions) still answer Ref.
-        for logical in self.template.get("Resources", {}):
-            resolver.refs[logical] = f"{self.settings.stack_name}-{logical}"
-        for logical in resources_of_type(self.template, "AWS::Serverless::Function"):
-            name = f"{self.settings.stack_name}-{logical}"
-            resolver.refs[logical] = name
-            resolver.attrs[(logical, "Arn")] = f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:{name}"
-        self._create_queues(resolver)
-        self._create_table(resolver)
-        self._create_bus(resolver)
-        self._create_secrets(resolver)
-        self._create_bucket(resolver)
-
-    def _create_queues(self, resolver: Resolver) -> None:
-        sqs = self.client("sqs")
-        queues = resources_of_type(self.template, "AWS::SQS::Queue")
-        for logical in queues:
-            name = f"{self.settings.stack_name}-{logical}"
-            url = sqs.create_queue(QueueName=name)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-                "QueueArn"
-            ]
-            resolver.refs[logical] = url
-            resolver.attrs[(logical, "Arn")] = arn
-            resolver.attrs[(logical, "QueueName")] = name
-            resolver.attrs[(logical, "QueueUrl")] = url
-        for logical, res in queues.items():
-            props = resolver.resolve(res.get("Properties", {}))
-            attributes: dict[str, str] = {}
-            for key in (
-                "VisibilityTimeout",
-                "MessageRetentionPeriod",
-                "DelaySeconds",
-                "ReceiveMessageWaitTimeSeconds",
-            ):
-                if key in props:
-                    attributes[key] = str(props[key])
-            if self.settings.visibility_timeout is not None and "VisibilityTimeout" in attributes:
-                attributes["VisibilityTimeout"] = str(self.settings.visibility_timeout)
-            if "RedrivePolicy" in props:
-                attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
-            if attributes:
-                sqs.set_queue_attributes(QueueUrl=resolver.refs[logical], Attributes=attributes)
-        # Lambda's internal queue for the splitter's asynchronous invocations (no template resource).
-        url = sqs.create_queue(QueueName=SPLITTER_EVENTS_QUEUE)["QueueUrl"]
-        self.splitter_events_url = url
-        self.splitter_events_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-
-    def _create_table(self, resolver: Resolver) -> None:
-        dynamodb = self.client("dynamodb")
-        for logical, res in resources_of_type(self.template, "AWS::DynamoDB::Table").items():
-            props = resolver.resolve(res["Properties"])
-            name = props.get("TableName", f"{self.settings.stack_name}-{logical}")
-            args: dict[str, Any] = {
-                "TableName": name,
-                "KeySchema": props["KeySchema"],
-                "AttributeDefinitions": props["AttributeDefinitions"],
-                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
-            }
-            if props.get("GlobalSecondaryIndexes"):
-                args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-            dynamodb.create_table(**args)
-            resolver.refs[logical] = name
-            resolver.attrs[(logical, "Arn")] = (
-                f"arn:aws:dynamodb:{self.settings.region}:{ACCOUNT}:table/{name}"
-            )
-
-    def _create_bus(self, resolver: Resolver) -> None:
-        events = self.client("events")
-        for logical, res in resources_of_type(self.template, "AWS::Events::EventBus").items():
-            name = resolver.resolve(res["Properties"])["Name"]
-            arn = events.create_event_bus(Name=name)["EventBusArn"]
-            resolver.refs[logical] = name
-            resolver.attrs[(logical, "Arn")] = arn
-
-    def _create_secrets(self, resolver: Resolver) -> None:
-        secrets = self.client("secretsmanager")
-        for logical, res in resources_of_type(self.template, "AWS::SecretsManager::Secret").items():
-            props = resolver.resolve(res["Properties"])
-            destination = next(d.value for d in Destination if f"{d.logical_name}Secret" == logical)
-            value = {"base_url": self.emulators[EMULATOR_OF[destination]], **LOCAL_SECRETS[destination]}
-            arn = secrets.create_secret(Name=props["Name"], SecretString=json.dumps(value))["ARN"]
-            resolver.refs[logical] = arn
-
-    def _create_bucket(self, resolver: Resolver) -> None:
-        s3 = self.client("s3")
-        ((logical, res),) = resources_of_type(self.template, "AWS::S3::Bucket").items()
-        props = res["Properties"]
-        name = resolver.resolve(props["BucketName"])
-        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.settings.region})
-        resolver.refs[logical] = name
-        resolver.attrs[(logical, "Arn")] = f"arn:aws:s3:::{name}"
-        if resolver.resolve(props.get("VersioningConfiguration", {})).get("Status") == "Enabled":
-            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-        self.bucket = name
-        direct = resolver.parameters.get("UseDirectS3Notification") == "true"
-        if direct:
-            # The direct notification goes to the splitter; locally, to its asynchronous-invocation queue.
-            config = {
-                "QueueConfigurations": [
-                    {
-                        "QueueArn": self.splitter_events_arn,
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbox/"}]}},
-                    }
-                ]
-            }
-        else:
-            config = {"EventBridgeConfiguration": {}}
-        s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=config)
-        if not direct:
-            self._create_splitter_rule(resolver)
-
-    def _create_splitter_rule(self, resolver: Resolver) -> None:
-        events = self.client("events")
-        for logical, res in resources_of_type(self.template, "AWS::Events::Rule").items():
-            if res.get("Condition") and not resolver.condition(res["Condition"]):
-                continue
-            # The rule's target is the splitter; locally, its asynchronous-invocation queue.
-            pattern = resolver.resolve(res["Properties"]["EventPattern"])
-            events.put_rule(Name=logical, EventPattern=json.dumps(pattern), State="ENABLED")
-            events.put_targets(
-                Rule=logical, Targets=[{"Id": "SplitterTarget", "Arn": self.splitter_events_arn}]
-            )
+        self.resources = TemplateResources(
+            self.client,
+            self.template,
+            stack_name=self.settings.stack_name,
+            region=self.settings.region,
+            parameters=self.settings.parameters,
+            secret_values=secrets,
+            visibility_timeout=self.settings.visibility_timeout,
+        )
+        self.resources.create()
+        self.resolver = self.resources.resolver
+        self.bucket = self.resources.bucket
+        self.splitter_events_url = self.resources.splitter_events_url
 
     # -- functions and event sources ------------------------------------------------------------------
     def function_specs(self) -> dict[str, tuple[FunctionSpec, dict[str, Any]]]:
