@@ -47,6 +47,9 @@ class SenderConfig(CommonConfig):
     secret_name: str = Field(alias="SECRET_NAME")
     rate_per_second: float = Field(alias="RATE_PER_SECOND", default=0.0, ge=0)
     max_concurrency: int = Field(alias="MAX_CONCURRENCY", default=2, ge=1)
+    # How long a claimed chunk stays ours; longer than the function's timeout, so a live lease means a
+    # live attempt and an expired one means the attempt died.
+    chunk_lease_seconds: int = Field(alias="CHUNK_LEASE_SECONDS", default=120, ge=2)
 
 
 class DeadLetterConfig(CommonConfig):

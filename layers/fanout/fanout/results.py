@@ -81,9 +81,11 @@ def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> dict[RowState
 
 
 def final_status(job: Job) -> JobStatus:
+    """failed when no row reached the provider (or may have); with errors when some rows failed or are
+    uncertain; completed otherwise (rejected rows within the tolerated share are reported, not errors)."""
     if job.status is JobStatus.FAILED:
         return JobStatus.FAILED
-    if job.counts.sent == 0 and job.counts.read > job.counts.rejected:
+    if job.counts.sent == 0 and job.counts.uncertain == 0 and job.counts.read > job.counts.rejected:
         return JobStatus.FAILED
     if job.counts.failed or job.counts.uncertain:
         return JobStatus.COMPLETED_WITH_ERRORS

@@ -26,7 +26,6 @@ from fanout.staging import S3Writer, chunk_result_key, read_lines
 from fanout.store import Chunk, Claim, JobStore, Settlement
 from fanout.transport import send
 
-LEASE_SECONDS = 120  # > the sender's 60 s timeout: a live lease means a live attempt
 BUSY_RETRY_SECONDS = 30
 MAX_BACKOFF_SECONDS = 300
 UNCERTAIN_ANSWER = (
@@ -71,7 +70,7 @@ class Sender:
     def handle(self, message: ChunkMessage, receive_count: int = 1) -> None:
         """Send one chunk; raises RetryLater when it must come back later."""
         store = self._deps.store
-        claim = store.claim_chunk(message.job_id, message.chunk_id, LEASE_SECONDS)
+        claim = store.claim_chunk(message.job_id, message.chunk_id, self._cfg.chunk_lease_seconds)
         log = {"job_id": message.job_id, "chunk_id": message.chunk_id, "claim": claim.value}
         if claim is Claim.SETTLED:
             logger.info("chunk already settled: nothing to send", extra=log)
@@ -81,7 +80,9 @@ class Sender:
             logger.warning("chunk unknown: dropping the message", extra=log)
             return
         if claim is Claim.BUSY:
-            raise RetryLater("another instance holds this chunk", BUSY_RETRY_SECONDS)
+            raise RetryLater(
+                "another instance holds this chunk", min(BUSY_RETRY_SECONDS, self._cfg.chunk_lease_seconds)
+            )
         staged = [StagedRow.from_json(line) for line in read_lines(self._cfg.bucket_name, message.key)]
         if claim is Claim.CLAIMED_AFTER_CRASH and not self._provider.dedupes:
             answer = UNCERTAIN_ANSWER.format(provider=self._provider.destination.value)

@@ -25,5 +25,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             logger.append_keys(job_id=outcome.job_id)
             metrics.add_metric(name="RowsRead", unit="Count", value=outcome.counts.read)
             metrics.add_metric(name="RowsRejected", unit="Count", value=outcome.counts.rejected)
-            jobs.append({"job_id": outcome.job_id, "status": outcome.status.value, "duplicate": outcome.duplicate})
+            jobs.append(
+                {"job_id": outcome.job_id, "status": outcome.status.value, "duplicate": outcome.duplicate}
+            )
     return {"jobs": jobs}

@@ -1,0 +1,264 @@
+"""End to end through the local stack and the emulators: every row accounted for, nobody enrolled twice.
+
+Each test drops its own file (so its own job) on one shared stack; faults are set on the emulators for
+the test and cleared after it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fanout_local.stack import LocalStack, StackSettings
+
+pytestmark = pytest.mark.integration
+
+TARGETS = {
+    "mateo": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+    "mateo-message": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+    "symplify": "1002",
+    "workshop": "jrn_welcome",
+    "altcraft": "42",
+}
+EMULATOR = {
+    "mateo": "mateo",
+    "mateo-message": "mateo",
+    "symplify": "symplify",
+    "workshop": "workshop",
+    "altcraft": "altcraft",
+}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    settings = StackSettings(
+        stack_name="e2e",
+        visibility_timeout=2,
+        concurrency=2,
+        function_env={"CHUNK_LEASE_SECONDS": "4"},
+    )
+    with LocalStack(settings) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def no_faults(stack: LocalStack) -> Iterator[None]:
+    yield
+    for emulator in ("mateo", "symplify", "workshop", "altcraft"):
+        stack.set_faults(emulator, {})
+
+
+def contacts_csv(tmp_path: Path, name: str, count: int, *, bad: int = 0, columns: str = "") -> Path:
+    """`count` valid contacts (unique to `name`) and `bad` rows with a broken email, as a CSV file."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["email", "first_name", "last_name", "plan", *([c for c in columns.split(",") if c])])
+    for i in range(count):
+        extra = ["Welcome", f"Hello {i}"] if columns else []
+        writer.writerow([f"{name}.{i}@example.com", f"First{i}", f"Last{i}", "gold", *extra])
+    for i in range(bad):
+        writer.writerow(
+            [f"broken-{i}-at-example.com", "Bad", "Row", "none", *(["x", "y"] if columns else [])]
+        )
+    path = tmp_path / f"{name}.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
+
+
+def received_for(stack: LocalStack, destination: str, target: str, prefix: str) -> dict[str, int]:
+    """The emulator's enrolment count per contact of this test's file (identities start with `prefix`)."""
+    counts = stack.received(destination).get("targets", {}).get(target, {})
+    return {who: n for who, n in counts.items() if who.startswith(prefix + ".")}
+
+
+def rows_file(stack: LocalStack, job_id: str) -> list[dict[str, str]]:
+    body = stack.client("s3").get_object(Bucket=stack.bucket, Key=f"results/{job_id}/rows.csv")["Body"].read()
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
+
+
+def assert_accounted(job_summary: dict[str, int]) -> None:
+    parts = ("rows_sent", "rows_rejected", "rows_failed", "rows_uncertain")
+    assert job_summary["rows_read"] == sum(job_summary[p] for p in parts), job_summary
+
+
+def options_for(destination: str) -> dict[str, str]:
+    return {"subject": "Hello"} if destination == "mateo-message" else {}
+
+
+@pytest.mark.parametrize("destination", list(TARGETS))
+def test_clean_run_enrols_every_valid_contact_once_and_rejects_the_rest(
+    stack: LocalStack, tmp_path: Path, destination: str
+) -> None:
+    name = f"clean-{destination}"
+    count = {"mateo": 1203, "workshop": 2100, "altcraft": 300, "symplify": 500, "mateo-message": 30}[
+        destination
+    ]
+    columns = "subject,text" if destination == "mateo-message" else ""
+    path = contacts_csv(tmp_path, name, count, bad=3, columns=columns)
+    job = stack.wait(
+        stack.drop(path, destination, TARGETS[destination], options_for(destination)), timeout=180
+    )
+    summary = job.summary()
+    assert summary["status"] == "completed", summary
+    assert (summary["rows_read"], summary["rows_sent"], summary["rows_rejected"]) == (count + 3, count, 3)
+    assert_accounted(summary)
+    got = received_for(stack, EMULATOR[destination], TARGETS[destination], name)
+    assert len(got) == count and set(got.values()) == {1}
+    rows = rows_file(stack, job.job_id)
+    assert [int(r["row"]) for r in rows] == list(range(1, count + 4))
+    sent = {r["identity"] for r in rows if r["state"] == "sent"}
+    assert sent == set(got)
+    assert {r["answer"] for r in rows if r["state"] == "rejected"} == {
+        f"'broken-{i}-at-example.com' is not a valid email address" for i in range(3)
+    }
+
+
+def test_provider_limits_shape_the_chunks(stack: LocalStack, tmp_path: Path) -> None:
+    job = stack.wait(stack.drop(contacts_csv(tmp_path, "limits", 1001), "mateo", TARGETS["mateo"]))
+    assert job.chunks_total == 3  # 500 + 500 + 1: Mateo's documented 500 items a call
+    job = stack.wait(stack.drop(contacts_csv(tmp_path, "limits-ws", 2001), "workshop", TARGETS["workshop"]))
+    assert job.chunks_total == 3  # 1000 + 1000 + 1: Workshop's 1000 contact emails a call
+
+
+def test_duplicate_object_created_event_makes_no_second_job(stack: LocalStack, tmp_path: Path) -> None:
+    path = contacts_csv(tmp_path, "dupe-event", 40)
+    job_id = stack.drop(path, "altcraft", TARGETS["altcraft"])
+    stack.wait(job_id)
+    key = f"inbox/altcraft/{TARGETS['altcraft']}/{path.name}"
+    head = stack.client("s3").head_object(Bucket=stack.bucket, Key=key)
+    event = {
+        "version": "0",
+        "id": "replayed-event",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-26T00:00:00Z",
+        "region": "eu-west-1",
+        "resources": [f"arn:aws:s3:::{stack.bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": stack.bucket},
+            "object": {
+                "key": key,
+                "size": head["ContentLength"],
+                "etag": head["ETag"].strip('"'),
+                "version-id": head["VersionId"],
+            },
+            "request-id": "r",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+    }
+    sqs = stack.client("sqs")
+    for _ in range(2):  # the same event delivered twice more, as EventBridge may
+        sqs.send_message(QueueUrl=stack.splitter_events_url, MessageBody=json.dumps(event))
+    direct = {
+        "Records": [
+            {"s3": {"bucket": {"name": stack.bucket}, "object": {"key": key, "versionId": head["VersionId"]}}}
+        ]
+    }
+    sqs.send_message(QueueUrl=stack.splitter_events_url, MessageBody=json.dumps(direct))
+    _wait_quiet(stack)
+    jobs = [j for j in stack.store().list_jobs(200) if j.key == key]
+    assert [j.job_id for j in jobs] == [job_id]
+    got = received_for(stack, "altcraft", TARGETS["altcraft"], "dupe-event")
+    assert len(got) == 40 and set(got.values()) == {1}
+
+
+def _wait_quiet(stack: LocalStack, seconds: float = 4.0) -> None:
+    """Let the runner drain what was just queued (the splitter queue is polled every second)."""
+    import time
+
+    deadline = time.time() + 30
+    sqs = stack.client("sqs")
+    while time.time() < deadline:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=stack.splitter_events_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        if (
+            attrs["ApproximateNumberOfMessages"] == "0"
+            and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+        ):
+            break
+        time.sleep(0.3)
+    time.sleep(seconds)
+
+
+@pytest.mark.parametrize("destination", ["mateo", "mateo-message", "workshop"])
+def test_lost_responses_are_resent_and_the_provider_deduplicates(
+    stack: LocalStack, tmp_path: Path, destination: str
+) -> None:
+    stack.set_faults(EMULATOR[destination], {"lost_response": 0.3, "seed": 11})
+    name = f"lost-{destination}"
+    count = {"mateo": 1500, "workshop": 2500, "mateo-message": 12}[destination]
+    columns = "subject,text" if destination == "mateo-message" else ""
+    path = contacts_csv(tmp_path, name, count, columns=columns)
+    job = stack.wait(
+        stack.drop(path, destination, TARGETS[destination], options_for(destination)), timeout=240
+    )
+    assert job.status.value == "completed", job.summary()
+    got = received_for(stack, EMULATOR[destination], TARGETS[destination], name)
+    assert len(got) == count and set(got.values()) == {1}
+
+
+@pytest.mark.parametrize("destination", ["altcraft", "symplify"])
+def test_lost_response_without_provider_dedup_is_uncertain_not_resent(
+    stack: LocalStack, tmp_path: Path, destination: str
+) -> None:
+    stack.set_faults(EMULATOR[destination], {"lost_response": 1.0, "seed": 3})
+    name = f"uncertain-{destination}"
+    path = contacts_csv(tmp_path, name, 25)
+    job = stack.wait(stack.drop(path, destination, TARGETS[destination]), timeout=120)
+    summary = job.summary()
+    assert summary["status"] == "completed_with_errors"
+    assert summary["rows_uncertain"] == 25 and summary["rows_sent"] == 0
+    assert_accounted(summary)
+    got = received_for(stack, EMULATOR[destination], TARGETS[destination], name)
+    assert len(got) == 25 and set(got.values()) == {1}  # reached the provider once, never resent
+    assert all("redrive" in r["answer"] for r in rows_file(stack, job.job_id))
+
+
+def test_throttling_with_retry_after_is_waited_out(stack: LocalStack, tmp_path: Path) -> None:
+    stack.set_faults("mateo", {"429": 0.5, "retry_after": 1, "seed": 5})
+    path = contacts_csv(tmp_path, "throttled", 2600)
+    job = stack.wait(stack.drop(path, "mateo", TARGETS["mateo"]), timeout=240)
+    assert job.status.value == "completed"
+    got = received_for(stack, "mateo", TARGETS["mateo"], "throttled")
+    assert len(got) == 2600 and set(got.values()) == {1}
+
+
+def test_permanent_provider_error_fails_rows_without_retrying(stack: LocalStack, tmp_path: Path) -> None:
+    before = stack.received("workshop")["requests"]
+    path = contacts_csv(tmp_path, "draft", 10)
+    job = stack.wait(stack.drop(path, "workshop", "jrn_draft"), timeout=60)
+    summary = job.summary()
+    assert summary["status"] == "failed" and summary["rows_failed"] == 10
+    assert stack.received("workshop")["requests"] - before == 1  # 422 is final: one call, no retry
+    answers = {r["answer"] for r in rows_file(stack, job.job_id)}
+    assert answers == {"HTTP 422: Journey must be in 'on' state to enroll people. Current state: draft"}
+
+
+def test_logs_hold_no_email_phone_or_token(stack: LocalStack, tmp_path: Path) -> None:
+    path = tmp_path / "pii.csv"
+    path.write_text(
+        "email,phone,first_name\nsecret.person@example.com,+46701234599,Secret\nbad-email,+4670,X\n"
+    )
+    stack.wait(stack.drop(path, "mateo", TARGETS["mateo"], {"tolerated-invalid-percent": "60"}))
+    email = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+    phone = re.compile(r"\+\d{7,15}")
+    tokens = ("local-mateo-token", "local-symplify-token", "local-workshop-token", "local-altcraft-token")
+    lines = 0
+    for log in stack.log_dir.glob("*Function.log"):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            lines += 1
+            assert not email.search(line), f"{log.name}: {line[:200]}"
+            assert not phone.search(line), f"{log.name}: {line[:200]}"
+            assert not any(t in line for t in tokens), f"{log.name}: token in log"
+    assert lines > 10  # the scan read real logs
