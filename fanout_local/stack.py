@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,17 @@ EMULATOR_OF = {
     "workshop": "workshop",
     "altcraft": "altcraft",
 }
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the process that started it dies, so no server outlives a
+    killed test run or CLI."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -171,6 +183,7 @@ class LocalStack:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **LOCAL_CREDENTIALS},
+            preexec_fn=_die_with_parent,
         )
         self._processes.append(process)
         _wait_for_port(port, 30)
@@ -188,7 +201,9 @@ class LocalStack:
         for name, rate in self.settings.rate_limits.items():
             command += ["--rate-limit", f"{name}={rate:g}"]
         log = open(self.log_dir / "emulators.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=_die_with_parent
+        )
         self._processes.append(process)
         deadline = time.time() + 30
         while not port_file.exists() or not port_file.read_text().strip():

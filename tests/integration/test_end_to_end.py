@@ -262,3 +262,33 @@ def test_logs_hold_no_email_phone_or_token(stack: LocalStack, tmp_path: Path) ->
             assert not phone.search(line), f"{log.name}: {line[:200]}"
             assert not any(t in line for t in tokens), f"{log.name}: token in log"
     assert lines > 10  # the scan read real logs
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"), [("mateo", "completed"), ("altcraft", "completed_with_errors")]
+)
+def test_sender_killed_mid_call_neither_loses_nor_doubles_contacts(
+    stack: LocalStack, tmp_path: Path, destination: str, expected: str
+) -> None:
+    import time
+
+    emulator = EMULATOR[destination]
+    stack.set_faults(emulator, {"latency_ms": 2500})
+    before = stack.received(emulator)["requests"]
+    name = f"killed-{destination}"
+    job_id = stack.drop(contacts_csv(tmp_path, name, 30), destination, TARGETS[destination])
+    deadline = time.time() + 30
+    while stack.received(emulator)["requests"] == before and time.time() < deadline:
+        time.sleep(0.05)  # the provider has the request now; the sender waits for the answer
+    for worker in stack.workers[f"{destination.capitalize()}SenderFunction"]:
+        worker.kill()  # the sender dies before it can record the provider's answer
+    stack.set_faults(emulator, {})
+    job = stack.wait(job_id, timeout=120)
+    assert job.status.value == expected, job.summary()
+    assert_accounted(job.summary())
+    got = received_for(stack, emulator, TARGETS[destination], name)
+    assert max(got.values(), default=1) == 1  # nobody twice
+    if destination == "altcraft":  # no de-duplication there: may or may not have arrived; never resent
+        assert job.counts.uncertain == 30
+    else:  # Mateo de-duplicates: resent after the crash, everyone arrives exactly once
+        assert len(got) == 30

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import httpx
 
-from fanout.aws import client
 from fanout.config import SenderConfig
 from fanout.models import ChunkMessage, ChunkState, Outcome, RowResult, RowState, StagedRow, Verdict
 from fanout.observability import logger, metrics
@@ -22,6 +21,7 @@ from fanout.pacing import Pacer
 from fanout.providers import provider_for
 from fanout.providers.base import Provider, ProviderSecret
 from fanout.results import settle_job
+from fanout.splitter import send_chunk_messages
 from fanout.staging import S3Writer, chunk_result_key, read_lines
 from fanout.store import Chunk, Claim, JobStore, Settlement
 from fanout.transport import send
@@ -172,28 +172,26 @@ class Sender:
             return
         middle = len(staged) // 2
         halves: list[Chunk] = []
-        bodies: list[list[StagedRow]] = [staged[:middle], staged[middle:]]
-        for number, rows in enumerate(bodies, start=1):
+        messages: list[ChunkMessage] = []
+        for number, rows in enumerate((staged[:middle], staged[middle:]), start=1):
             chunk_id = f"{message.chunk_id}-{number}"
             key = message.key.replace(f"{message.chunk_id}.jsonl", f"{chunk_id}.jsonl")
             with S3Writer(self._cfg.bucket_name, key) as out:
                 for row in rows:
                     out.write_line(row.to_json())
-            halves.append(Chunk(message.job_id, chunk_id, key, len(rows)))
-        self._deps.store.split_chunk(message.job_id, message.chunk_id, halves)
-        entries = []
-        for index, half in enumerate(halves):
-            body = ChunkMessage(
+            half = ChunkMessage(
                 message.job_id,
-                half.chunk_id,
+                chunk_id,
                 message.destination,
                 message.target,
-                half.key,
-                half.rows,
+                key,
+                len(rows),
                 message.envelope,
             )
-            entries.append({"Id": str(index), "MessageBody": body.to_json()})
-        client("sqs").send_message_batch(QueueUrl=self._cfg.queue_url, Entries=entries)
+            messages.append(half)
+            halves.append(Chunk(message.job_id, chunk_id, key, len(rows), message=half.to_json()))
+        self._deps.store.split_chunk(message.job_id, message.chunk_id, halves)
+        send_chunk_messages(self._cfg.queue_url, messages)
         logger.info(
             "chunk too large: split in halves",
             extra={"job_id": message.job_id, "chunk_id": message.chunk_id, "sizes": [h.rows for h in halves]},

@@ -211,11 +211,17 @@ class Splitter:
         if problem:
             return self._fail(job, problem)
 
-        chunks: list[StagedChunk] = []
+        chunks: list[ChunkMessage] = []
+        envelope = self._envelope(job, route)
 
         def staged(chunk: StagedChunk) -> None:
-            chunks.append(chunk)
-            self._store.put_chunk(Chunk(job.job_id, chunk.chunk_id, chunk.key, chunk.rows))
+            message = ChunkMessage(
+                job.job_id, chunk.chunk_id, route.destination, route.target, chunk.key, chunk.rows, envelope
+            )
+            chunks.append(message)
+            self._store.put_chunk(
+                Chunk(job.job_id, chunk.chunk_id, chunk.key, chunk.rows, message=message.to_json())
+            )
 
         planner = ChunkPlanner(provider, job.job_id, self._cfg.bucket_name, staged)
         rejections = _Rejections(self._cfg.bucket_name, job.job_id)
@@ -255,7 +261,7 @@ class Splitter:
         job.chunks_total = len(chunks)
         return self._conclude(job, route, chunks)
 
-    def _conclude(self, job: Job, route: Route, chunks: list[StagedChunk]) -> SplitOutcome:
+    def _conclude(self, job: Job, route: Route, chunks: list[ChunkMessage]) -> SplitOutcome:
         counts = job.counts
         if counts.read == 0:
             return self._fail(job, "the file has no data rows")
@@ -296,22 +302,26 @@ class Splitter:
                 return SplitOutcome(job.job_id, settled.status, counts=settled.counts)
         return SplitOutcome(job.job_id, job.status, counts=counts, chunks=len(chunks))
 
-    def _enqueue(self, job: Job, route: Route, chunks: list[StagedChunk]) -> None:
+    def _envelope(self, job: Job, route: Route) -> dict[str, Any]:
+        """The provider's shared request fields; for a whole-file provider, the presigned download URL."""
         provider = provider_for(route.destination)
         envelope = provider.envelope(route.target, route.options)
         if getattr(provider, "whole_file", False):
             envelope["downloadUrl"] = presign_get(
                 self._cfg.bucket_name, symplify_file_key(job.job_id), self._cfg.presign_expiry_seconds
             )
-        queue = self._cfg.queue_url(route.destination)
-        messages = [
-            ChunkMessage(job.job_id, c.chunk_id, route.destination, route.target, c.key, c.rows, envelope)
-            for c in chunks
-        ]
-        sqs = client("sqs")
-        for start in range(0, len(messages), SQS_BATCH):
-            batch = messages[start : start + SQS_BATCH]
-            entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
-            answer = sqs.send_message_batch(QueueUrl=queue, Entries=entries)
-            if answer.get("Failed"):
-                raise RuntimeError(f"SQS refused {len(answer['Failed'])} chunk messages of job {job.job_id}")
+        return envelope
+
+    def _enqueue(self, job: Job, route: Route, messages: list[ChunkMessage]) -> None:
+        send_chunk_messages(self._cfg.queue_url(route.destination), messages)
+
+
+def send_chunk_messages(queue_url: str, messages: list[ChunkMessage]) -> None:
+    """One SQS message per chunk, ten per SendMessageBatch; raises if SQS refuses any."""
+    sqs = client("sqs")
+    for start in range(0, len(messages), SQS_BATCH):
+        batch = messages[start : start + SQS_BATCH]
+        entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
+        answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if answer.get("Failed"):
+            raise RuntimeError(f"SQS refused {len(answer['Failed'])} chunk messages")

@@ -86,6 +86,10 @@ class Chunk:
     attempts: int = 0
     lease_until: float = 0.0
     last_error: str = ""
+    message: str = ""  # the chunk's SQS message body, kept so a redrive can send it again
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
 
 
 class Claim(StrEnum):
@@ -140,6 +144,11 @@ class JobStore(ABC):
     @abstractmethod
     def split_chunk(self, job_id: str, chunk_id: str, halves: list[Chunk]) -> None:
         """Replace a too-large chunk by its halves, atomically (the job's plan grows by one)."""
+
+    @abstractmethod
+    def reopen_chunk(self, chunk: Chunk) -> bool:
+        """Put a failed or uncertain chunk back to pending for a redrive, taking its rows out of the
+        job's counters and the job back to sending, atomically; False when it was not settled so."""
 
     @abstractmethod
     def begin_settling(self, job_id: str, lease_seconds: int) -> bool:
@@ -229,6 +238,10 @@ def _chunk_from_item(item: dict[str, Any]) -> Chunk:
         attempts=item.get("attempts", 0),
         lease_until=float(item.get("lease_until", 0)),
         last_error=item.get("last_error", ""),
+        message=item.get("message", ""),
+        sent=item.get("n_sent", 0),
+        failed=item.get("n_failed", 0),
+        uncertain=item.get("n_uncertain", 0),
     )
 
 
@@ -391,7 +404,10 @@ class DynamoJobStore(JobStore):
                         "Update": {
                             "TableName": self._table,
                             "Key": _chunk_key(job_id, chunk_id),
-                            "UpdateExpression": "SET #s = :state, last_error = :error, settled_at = :now",
+                            "UpdateExpression": (
+                                "SET #s = :state, last_error = :error, settled_at = :now,"
+                                " n_sent = :n_sent, n_failed = :n_failed, n_uncertain = :n_uncertain"
+                            ),
                             # Any open state: in flight (our claim), or pending/in flight for the dead-letter path.
                             "ConditionExpression": "NOT #s IN (:sent, :failed, :uncertain, :split)",
                             "ExpressionAttributeNames": {"#s": "state"},
@@ -399,6 +415,9 @@ class DynamoJobStore(JobStore):
                                 ":state": _s(settlement.state.value),
                                 ":error": _s(settlement.error[:500]),
                                 ":now": _s(now_iso()),
+                                ":n_sent": _n(settlement.sent),
+                                ":n_failed": _n(settlement.failed),
+                                ":n_uncertain": _n(settlement.uncertain),
                                 ":sent": _s(ChunkState.SENT.value),
                                 ":failed": _s(ChunkState.FAILED.value),
                                 ":uncertain": _s(ChunkState.UNCERTAIN.value),
@@ -447,6 +466,7 @@ class DynamoJobStore(JobStore):
                         "rows": _n(half.rows),
                         "state": _s(ChunkState.PENDING.value),
                         "attempts": _n(0),
+                        "message": _s(half.message),
                         "expires_at": self._expires(),
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
@@ -481,6 +501,55 @@ class DynamoJobStore(JobStore):
                 },
             ]
         )
+
+    def reopen_chunk(self, chunk: Chunk) -> bool:
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _chunk_key(chunk.job_id, chunk.chunk_id),
+                            "UpdateExpression": (
+                                "SET #s = :pending, lease_until = :zero, n_sent = :zero, n_failed = :zero,"
+                                " n_uncertain = :zero"
+                            ),
+                            "ConditionExpression": "#s = :state",
+                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": {
+                                ":pending": _s(ChunkState.PENDING.value),
+                                ":state": _s(chunk.state.value),
+                                ":zero": _n(0),
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _job_key(chunk.job_id),
+                            "UpdateExpression": (
+                                "SET #s = :sending, updated_at = :now REMOVE finished_at"
+                                " ADD rows_sent :sent, rows_failed :failed, rows_uncertain :uncertain,"
+                                " chunks_settled :minus_one"
+                            ),
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": {
+                                ":sending": _s(JobStatus.SENDING.value),
+                                ":now": _s(now_iso()),
+                                ":sent": _n(-chunk.sent),
+                                ":failed": _n(-chunk.failed),
+                                ":uncertain": _n(-chunk.uncertain),
+                                ":minus_one": _n(-1),
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def begin_settling(self, job_id: str, lease_seconds: int) -> bool:
         now = time.time()

@@ -1,0 +1,229 @@
+"""Fault injection settings and the per-emulator fault engine.
+
+Grammar of a fault string (``FaultSettings.parse``), comma-separated ``key=value`` pairs, whitespace
+ignored, each key at most once, empty string = no faults::
+
+    5xx=<share>            answer 500, 502 or 503 (chosen evenly) without doing anything
+    429=<share>            answer 429 with a ``Retry-After`` header and the provider's error body
+    timeout=<share>        sleep ``timeout_seconds`` then answer 504, without doing anything
+    drop=<share>           close the connection without any response, without doing anything
+    lost_response=<share>  PERFORM the request, then answer 502 or drop the connection (even odds)
+    latency_ms=<ms>        extra delay before every answer (float, >= 0)
+    rate_limit=<n>         max requests per sliding 1-second window; 0 = off (the default)
+    retry_after=<s>        Retry-After seconds sent with injected 429s (int, default 1)
+    timeout_seconds=<s>    how long a ``timeout`` fault sleeps (default 5, longer than the clients' read timeout)
+    seed=<int>             makes the fault sequence deterministic
+
+Shares are probabilities in 0..1 and must add up to at most 1. Exactly one random draw is made per
+provider request, in arrival order, so two runs with the same seed and the same request order see the
+same faults. Admin endpoints (``/_emulator/...``) never get faults and make no draw.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+FaultKind = Literal["none", "5xx", "429", "timeout", "drop", "lost_response"]
+
+# Grammar key -> dataclass attribute. The order of the share keys is the order of the bands that a
+# draw falls into; changing it would change which fault a given seed produces.
+_SHARE_KEYS: dict[str, str] = {
+    "5xx": "p_5xx",
+    "429": "p_429",
+    "timeout": "p_timeout",
+    "drop": "p_drop",
+    "lost_response": "p_lost_response",
+}
+_OTHER_KEYS: dict[str, str] = {
+    "latency_ms": "latency_ms",
+    "rate_limit": "rate_limit",
+    "retry_after": "retry_after",
+    "timeout_seconds": "timeout_seconds",
+    "seed": "seed",
+}
+KEYS: dict[str, str] = {**_SHARE_KEYS, **_OTHER_KEYS}
+_SERVER_ERRORS = (500, 502, 503)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """What an emulator injects. All defaults mean "behave perfectly, no limit"."""
+
+    p_5xx: float = 0.0
+    p_429: float = 0.0
+    p_timeout: float = 0.0
+    p_drop: float = 0.0
+    p_lost_response: float = 0.0
+    latency_ms: float = 0.0
+    rate_limit: float = 0.0
+    retry_after: int = 1
+    timeout_seconds: float = 5.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for key, attr in _SHARE_KEYS.items():
+            share = getattr(self, attr)
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"fault share {key}={share} must be between 0 and 1")
+        if self.total_share() > 1.0 + 1e-9:
+            raise ValueError(f"fault shares add up to {self.total_share():.3f}, more than 1")
+        for key in ("latency_ms", "rate_limit", "timeout_seconds"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0")
+        if self.retry_after < 0:
+            raise ValueError("retry_after must be >= 0")
+
+    def total_share(self) -> float:
+        """Sum of the fault shares (probability that a request gets any random fault)."""
+        return sum(getattr(self, attr) for attr in _SHARE_KEYS.values())
+
+    @classmethod
+    def parse(cls, text: str | None) -> FaultSettings:
+        """Parse ``"5xx=0.2,429=0.05,latency_ms=20"``; raises ValueError naming a bad key or value."""
+        values: dict[str, Any] = {}
+        for raw in (text or "").split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not value:
+                raise ValueError(f"fault setting {item!r} is not of the form key=value")
+            if key not in KEYS:
+                raise ValueError(f"unknown fault setting {key!r}; valid keys: {', '.join(KEYS)}")
+            if key in values:
+                raise ValueError(f"fault setting {key!r} given twice")
+            values[key] = value
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultSettings:
+        """Build from a mapping using the grammar's keys (as ``to_dict`` returns); unknown keys are errors."""
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in KEYS:
+                raise ValueError(f"unknown fault setting {key!r}; valid keys: {', '.join(KEYS)}")
+            kwargs[KEYS[key]] = _coerce(key, value)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings keyed by the grammar's names (JSON-serialisable)."""
+        by_attr = asdict(self)
+        return {key: by_attr[attr] for key, attr in KEYS.items()}
+
+    def to_spec(self) -> str:
+        """The settings as a fault string that ``parse`` reads back to an equal object."""
+        default = FaultSettings()
+        parts = [
+            f"{key}={getattr(self, attr)}"
+            for key, attr in KEYS.items()
+            if getattr(self, attr) != getattr(default, attr)
+        ]
+        return ",".join(parts)
+
+    def with_overrides(self, **changes: Any) -> FaultSettings:
+        """A copy with some attributes replaced (attribute names, e.g. ``rate_limit=2``)."""
+        return replace(self, **changes)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Convert a string/number from the grammar or JSON to the attribute's type."""
+    try:
+        if key == "seed":
+            if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+                return None
+            return int(value)
+        if key == "retry_after":
+            return math.ceil(float(value))
+        if isinstance(value, bool):
+            raise TypeError("booleans are not numbers here")
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"fault setting {key}={value!r} is not a valid number") from exc
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """Outcome of one draw: which fault, if any, and the HTTP status / drop flag it implies."""
+
+    kind: FaultKind
+    status: int | None = None
+    drop: bool = False
+
+
+_NO_FAULT = FaultDecision("none")
+
+
+class FaultEngine:
+    """Draws faults and enforces the rate limit for one emulator. Used from one event loop only."""
+
+    def __init__(self, settings: FaultSettings | None = None) -> None:
+        self.settings = settings or FaultSettings()
+        self._rng = random.Random(self.settings.seed)
+        # Monotonic times of requests admitted by the rate limiter in the last second.
+        self._window: deque[float] = deque()
+
+    def replace(self, settings: FaultSettings) -> None:
+        """Install new settings; restarts the random sequence from their seed and empties the window."""
+        self.settings = settings
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the random sequence (same seed => same faults again) and forget the rate window."""
+        self._rng = random.Random(self.settings.seed)
+        self._window.clear()
+
+    def draw(self) -> FaultDecision:
+        """Make the one draw for a request and map it onto the configured bands."""
+        r = self._rng.random()
+        low = 0.0
+        for key, attr in _SHARE_KEYS.items():
+            share = getattr(self.settings, attr)
+            if share > 0 and r < low + share:
+                position = (r - low) / share  # where in the band: picks the variant, no second draw
+                return _decision(key, position)
+            low += share
+        return _NO_FAULT
+
+    def admit(self, now: float | None = None) -> int | None:
+        """Count a request against the sliding 1-second window.
+
+        Returns None when admitted, or the Retry-After seconds when over ``rate_limit``. Rejected
+        requests are not counted, so a client that backs off gets through again after a second.
+        """
+        now = time.monotonic() if now is None else now
+        self._expire(now)
+        limit = self.settings.rate_limit
+        if limit and len(self._window) >= limit:
+            return max(1, math.ceil(self._window[0] + 1.0 - now))
+        self._window.append(now)
+        return None
+
+    def used(self, now: float | None = None) -> int:
+        """How many requests were admitted in the last second."""
+        self._expire(time.monotonic() if now is None else now)
+        return len(self._window)
+
+    def _expire(self, now: float) -> None:
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+
+
+def _decision(key: str, position: float) -> FaultDecision:
+    if key == "5xx":
+        return FaultDecision("5xx", _SERVER_ERRORS[min(2, int(position * 3))])
+    if key == "429":
+        return FaultDecision("429", 429)
+    if key == "timeout":
+        return FaultDecision("timeout", 504)
+    if key == "drop":
+        return FaultDecision("drop", drop=True)
+    # lost_response: first half of the band answers 502, the second half drops the connection.
+    if position < 0.5:
+        return FaultDecision("lost_response", 502)
+    return FaultDecision("lost_response", drop=True)

@@ -1,0 +1,170 @@
+"""Symplify emulator: auth, 404s, presigned-URL expiry, file validation, no idempotency, upload URL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from emulators.symplify import JSON_ARRAY_ERROR, SymplifyError, check_download_url, parse_contact_file
+from emulators.testing import AdminClient
+
+pytestmark = pytest.mark.integration
+
+ROWS = b'{"id": "c-1", "properties": {"emailAddress": "a@x.io"}}\n\n{"id": "c-2", "properties": {}}\n'
+
+
+@pytest.fixture
+def trigger(
+    urls: dict[str, str], http: httpx.Client, tokens: dict[str, str]
+) -> Callable[..., httpx.Response]:
+    """POST /{customer}/batchtrigger/v2 with the demo token (or ``token=``)."""
+
+    def post(body: Any, customer: str = "demo", token: str | None = tokens["symplify"]) -> httpx.Response:
+        headers = {"X-Carma-Authentication-Token": token} if token is not None else {}
+        return http.post(f"{urls['symplify']}/{customer}/batchtrigger/v2", json=body, headers=headers)
+
+    return post
+
+
+def test_token_missing_or_wrong_is_401(trigger: Callable[..., httpx.Response], presign: Any) -> None:
+    for token in (None, "wrong"):
+        response = trigger({"entityId": 1001, "downloadUrl": presign(ROWS)}, token=token)
+        assert response.status_code == 401
+        assert response.json() == {"error": "Unauthorized"}
+
+
+def test_unknown_journey_or_customer_is_404(trigger: Callable[..., httpx.Response], presign: Any) -> None:
+    response = trigger({"entityId": 999, "downloadUrl": presign(ROWS)})
+    assert response.status_code == 404
+    assert response.json() == {"error": "Journey 999 not found"}
+    assert trigger({"entityId": 1001}, customer="acme").status_code == 404
+
+
+def test_bad_bodies_are_400(trigger: Callable[..., httpx.Response]) -> None:
+    assert trigger({"downloadUrl": "http://127.0.0.1/x"}).status_code == 400
+    assert trigger({"entityId": "abc"}).status_code == 400
+    assert trigger({"entityId": 1001, "type": "SOMETHING_ELSE"}).status_code == 400
+    assert trigger({"entityId": 1001, "type": "JOURNEY_COMMENCE"}).status_code == 200
+
+
+def test_download_starts_batch_and_retry_counts_twice(
+    trigger: Callable[..., httpx.Response], presign: Any, admin: AdminClient, http: httpx.Client, urls: Any
+) -> None:
+    url = presign(ROWS)
+    first = trigger({"entityId": 1001, "downloadUrl": url})
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "STARTED"
+    # Symplify has no idempotency: the same request again enrols everybody again
+    assert trigger({"entityId": "1001", "downloadUrl": url}).status_code == 200
+    assert admin.targets("symplify") == {"1001": {"c-1": 2, "c-2": 2}}
+    batch = http.get(
+        f"{urls['symplify']}/demo/batches/{first.json()['batchId']}",
+        headers={"X-Carma-Authentication-Token": "local-symplify-token"},
+    )
+    assert batch.json() == {"batchId": first.json()["batchId"], "status": "FINISHED", "rows": 2}
+    missing = http.get(
+        f"{urls['symplify']}/demo/batches/nope",
+        headers={"X-Carma-Authentication-Token": "local-symplify-token"},
+    )
+    assert missing.status_code == 404
+
+
+def test_expired_presigned_url_is_refused_without_download(
+    trigger: Callable[..., httpx.Response], presign: Any, admin: AdminClient
+) -> None:
+    url = presign(ROWS, expires_in=1)
+    time.sleep(2.1)
+    response = trigger({"entityId": 1001, "downloadUrl": url})
+    assert response.status_code == 400
+    assert response.json() == {"error": "downloadUrl has expired"}
+    assert admin.targets("symplify") == {}
+
+
+def test_expiry_check_reads_sigv4_and_sigv2_queries() -> None:
+    now = time.time()
+    v4 = "http://127.0.0.1:9/b/k?X-Amz-Date=20240101T000000Z&X-Amz-Expires=3600&X-Amz-Signature=x"
+    with pytest.raises(SymplifyError, match="expired"):
+        check_download_url(v4, now=now)
+    assert check_download_url(v4, now=1704067200 + 10) == v4
+    v2 = f"http://localhost:9/b/k?AWSAccessKeyId=x&Signature=y&Expires={int(now) - 5}"
+    with pytest.raises(SymplifyError, match="expired"):
+        check_download_url(v2, now=now)
+    assert check_download_url("http://127.0.0.1:9/plain.ndjson", now=now)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/contacts.ndjson", "file:///etc/passwd", "http://169.254.169.254/latest", "", 5],
+)
+def test_non_local_download_urls_are_refused(trigger: Callable[..., httpx.Response], url: Any) -> None:
+    response = trigger({"entityId": 1001, "downloadUrl": url})
+    assert response.status_code == 400
+    assert "downloadUrl" in response.json()["error"]
+
+
+def test_json_array_file_is_400(
+    trigger: Callable[..., httpx.Response], presign: Any, admin: AdminClient
+) -> None:
+    body = b'[{"id": "1", "properties": {}}, {"id": "2", "properties": {}}]'
+    response = trigger({"entityId": 1001, "downloadUrl": presign(body)})
+    assert response.status_code == 400
+    assert response.json() == {"error": JSON_ARRAY_ERROR}
+    assert "one JSON object per line" in JSON_ARRAY_ERROR
+    assert admin.targets("symplify") == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b'{"id": 1, "properties": {}}', '"id" must be a string'),
+        (b'{"id": "1"}', '"properties" must be an object'),
+        (b'{"id": "1", "properties": {}, "extra": 1}', "unexpected attribute"),
+        (b'{"id": "1", "properties": {}}\nnot json', "line 2"),
+        (b'"just a string"', "must be a JSON object"),
+        (b"\xff\xfe{", "UTF-8"),
+        (b"\n\n", "no contacts"),
+    ],
+)
+def test_file_validation(raw: bytes, needle: str) -> None:
+    with pytest.raises(SymplifyError, match=needle):
+        parse_contact_file(raw)
+
+
+def test_file_validation_accepts_bom_and_blank_lines() -> None:
+    assert [r["id"] for r in parse_contact_file(b"\xef\xbb\xbf" + ROWS + b"\n   \n")] == ["c-1", "c-2"]
+
+
+def test_upload_url_flow(
+    trigger: Callable[..., httpx.Response], http: httpx.Client, admin: AdminClient, emulators: Any
+) -> None:
+    response = trigger({"entityId": 1002})
+    assert response.status_code == 200
+    upload_url = response.json()["uploadUrl"]
+    assert upload_url.startswith(f"{emulators.admin_urls['symplify']}/rest/_upload/")
+    wrong_type = http.put(upload_url, content=ROWS, headers={"Content-Type": "application/json"})
+    assert wrong_type.status_code == 415
+    put = http.put(upload_url, content=ROWS, headers={"Content-Type": "text/plain; charset=utf-8"})
+    assert put.status_code == 200
+    assert put.json()["status"] == "STARTED"
+    bad = http.put(upload_url, content=b"[]", headers={"Content-Type": "text/plain"})
+    assert bad.status_code == 400
+    assert http.put(upload_url + "x", content=ROWS, headers={"Content-Type": "text/plain"}).status_code == 404
+    assert admin.targets("symplify") == {"1002": {"c-1": 1, "c-2": 1}}
+
+
+def test_upload_url_expires(
+    trigger: Callable[..., httpx.Response], http: httpx.Client, admin: AdminClient
+) -> None:
+    admin.seed("symplify", {"upload_url_ttl_seconds": 0})
+    try:
+        upload_url = trigger({"entityId": 1002}).json()["uploadUrl"]
+        time.sleep(0.01)
+        response = http.put(upload_url, content=ROWS, headers={"Content-Type": "text/plain"})
+        assert response.status_code == 403
+        assert response.json() == {"error": "uploadUrl has expired"}
+    finally:
+        admin.seed("symplify", {"upload_url_ttl_seconds": 43200})
