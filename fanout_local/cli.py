@@ -1,29 +1,49 @@
-"""`fanout`: run journey-fanout on this machine (and, later, operate a deployed stack).
+"""`fanout`: run journey-fanout on this machine, and operate a deployed or local stack.
 
-fanout demo                                   the sample files through every destination
-fanout local run FILE --to mateo/<journey>    one file through the local stack, its summary
-fanout local up                               the local stack, until Ctrl-C
+\b
+    fanout demo                                   the sample files through every destination
+    fanout local run FILE --to mateo/<journey>    one file through the local stack, its summary
+    fanout local up                               the local stack, until Ctrl-C
+    fanout submit FILE --to workshop/<journey>    drop a file into a stack; prints the job id
+    fanout watch JOB                              a progress bar until the job settles
+    fanout status JOB | fanout jobs --since 1d    one job, or recent jobs
+    fanout report JOB --rejected                  per-row results, ready to fix and drop again
+    fanout redrive JOB                            send the failed chunks again
+    fanout validate FILE --to altcraft/12         read and validate a file with no AWS at all
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from fanout.destinations import Destination
-from fanout.store import Job
 from rich.console import Console
 from rich.table import Table
 
+from fanout.destinations import Destination
+from fanout.reading import FileFormatError
+from fanout.store import Job
+from fanout_local import operations
 from fanout_local.stack import LocalStack, StackSettings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode=None)
+
+
+@app.callback()
+def _main() -> None:
+    # SIGTERM unwinds like Ctrl-C, so a stopped `fanout local run` or `demo` stops its servers too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 local = typer.Typer(help="The embedded local stack: moto (AWS), the provider emulators and the event runner.")
 app.add_typer(local, name="local")
 # A pipe or CI log has no width; give tables room rather than 80 columns.
@@ -176,6 +196,7 @@ def local_up(faults: FaultsOption = "", seed: SeedOption = None, rate_limit: Rat
     Example: fanout local up --faults "5xx=0.1" --seed 7
     """
     with LocalStack(settings_for(faults, seed, rate_limit)) as stack:
+        operations.write_local_state(stack.endpoint, stack.settings.region, stack.resources.outputs())
         console.print(f"AWS endpoint:  {stack.endpoint}   (export AWS_ENDPOINT_URL={stack.endpoint})")
         console.print(f"Inbox bucket:  {stack.bucket}")
         for name, url in stack.emulators.items():
@@ -190,8 +211,14 @@ def local_up(faults: FaultsOption = "", seed: SeedOption = None, rate_limit: Rat
         console.print("Ctrl-C stops it.")
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+        console.print(
+            "Other commands (fanout submit, watch, status, jobs, report, redrive) use it meanwhile."
+        )
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                stopped.wait()
+        finally:
+            operations.clear_local_state()
 
 
 @app.command()
@@ -218,6 +245,315 @@ def demo(as_json: Annotated[bool, typer.Option("--json", help="One JSON object p
             )
     failed = [r for r in reports if r["status"] == "failed"]
     raise typer.Exit(1 if failed else 0)
+
+
+# -- operating a stack (deployed, or the one `fanout local up` runs) ----------------------------------------
+
+StackOption = Annotated[
+    str | None, typer.Option("--stack", help="Deployed stack name (default: the running local stack)")
+]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint", help="AWS endpoint URL (default: AWS_ENDPOINT_URL, or the local stack's)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(2)
+
+
+def _connect(stack: str | None, endpoint: str | None) -> operations.StackRef:
+    try:
+        return operations.connect(stack, endpoint)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _job(ref: operations.StackRef, job_id: str) -> Job:
+    try:
+        return operations.get_job(ref, job_id)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+
+
+def jobs_table(jobs: list[Job]) -> Table:
+    table = Table(title="jobs")
+    for column in (
+        "job",
+        "created",
+        "status",
+        "destination",
+        "target",
+        "read",
+        "sent",
+        "rejected",
+        "failed",
+        "uncertain",
+        "chunks",
+    ):
+        table.add_column(column)
+    for job in jobs:
+        c = job.counts
+        table.add_row(
+            job.job_id, job.created_at, job.status.value, job.destination, job.target, str(c.read), str(c.sent),
+            str(c.rejected), str(c.failed), str(c.uncertain), f"{job.chunks_settled}/{job.chunks_total}",
+        )  # fmt: skip
+    return table
+
+
+@app.command()
+def submit(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV, NDJSON or JSON file")
+    ],
+    to: Annotated[str, typer.Option("--to", help="DESTINATION/TARGET")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and plan, send nothing")] = False,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="File option name=value")] = None,
+    stack: StackOption = None,
+    endpoint: EndpointOption = None,
+) -> None:
+    """Upload FILE to the right inbox key with its options, and print the job id it starts.
+
+    Example: fanout submit contacts.csv --to workshop/jrn_welcome -o phone-region=SE
+    """
+    ref = _connect(stack, endpoint)
+    try:
+        job_id = operations.submit(ref, file, to, parse_pairs(option, "--option"), dry_run)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+    print(job_id)
+
+
+@app.command()
+def status(
+    job_id: str, as_json: JsonOption = False, stack: StackOption = None, endpoint: EndpointOption = None
+) -> None:
+    """One job's status and counts.
+
+    Example: fanout status j-0123456789abcdef --json
+    """
+    job = _job(_connect(stack, endpoint), job_id)
+    if as_json:
+        print(json.dumps(job.summary()))
+    else:
+        console.print(jobs_table([job]))
+        if job.message:
+            console.print(job.message)
+
+
+@app.command("jobs")
+def jobs_command(
+    since: Annotated[str | None, typer.Option(help="Only jobs created within, e.g. 1d, 12h")] = None,
+    status_filter: Annotated[
+        str | None, typer.Option("--status", help="Only jobs with this status, e.g. failed")
+    ] = None,
+    as_json: JsonOption = False,
+    stack: StackOption = None,
+    endpoint: EndpointOption = None,
+) -> None:
+    """Recent jobs, newest first.
+
+    Example: fanout jobs --since 1d --status failed
+    """
+    ref = _connect(stack, endpoint)
+    try:
+        window = operations.parse_since(since) if since else None
+        found = operations.list_jobs(ref, window, status_filter)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        for job in found:
+            print(json.dumps(job.summary()))
+    else:
+        console.print(jobs_table(found))
+
+
+@app.command()
+def watch(
+    job_id: str,
+    interval: Annotated[float, typer.Option(help="Seconds between polls")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 3600,
+    stack: StackOption = None,
+    endpoint: EndpointOption = None,
+) -> None:
+    """A live progress bar until the job settles, then its summary; exits 1 if the job failed.
+
+    Example: fanout watch j-0123456789abcdef
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    ref = _connect(stack, endpoint)
+    deadline = time.time() + timeout
+    job = _wait_for_start(ref, job_id, min(deadline, time.time() + START_GRACE_SECONDS))
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+        TextColumn("{task.fields[chunks]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    started = time.time()
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(job_id, total=None, chunks="", rate="")
+        while not job.status.is_final and time.time() < deadline:
+            _show(progress, task, job, started)
+            time.sleep(interval)
+            job = _job(ref, job_id)
+        _show(progress, task, job, started)
+    console.print(jobs_table([job]))
+    if job.message:
+        console.print(job.message)
+    if not job.status.is_final:
+        raise _fail(f"job {job_id} still {job.status.value} after {timeout:g} s")
+    raise typer.Exit(1 if job.status.value == "failed" else 0)
+
+
+START_GRACE_SECONDS = 120  # a just-submitted file has no job until the splitter picks it up
+
+
+def _wait_for_start(ref: operations.StackRef, job_id: str, until: float) -> Job:
+    """The job, once the splitter has created it; a clear error when it never appears."""
+    store = ref.store()
+    with console.status(f"waiting for the splitter to pick up {job_id} ..."):
+        while True:
+            job = store.get_job(job_id)
+            if job is not None:
+                return job
+            if time.time() > until:
+                raise _fail(
+                    f"no job {job_id} appeared: check the job id, or the splitter's logs and failure queue"
+                )
+            time.sleep(0.5)
+
+
+def _show(progress: Any, task: Any, job: Job, started: float) -> None:
+    c = job.counts
+    done = c.sent + c.rejected + c.failed + c.uncertain
+    rate = done / max(0.001, time.time() - started)
+    progress.update(
+        task,
+        total=c.read or None,
+        completed=done,
+        description=f"{job.job_id} {job.status.value}",
+        chunks=f"chunks {job.chunks_settled}/{job.chunks_total}",
+        rate=f"{rate:,.0f} rows/s",
+    )
+
+
+@app.command()
+def report(
+    job_id: str,
+    rejected: Annotated[
+        bool, typer.Option("--rejected", help="Only rejected rows, with column and value")
+    ] = False,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed and uncertain rows")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="csv or json (one object a line)")] = "csv",
+    stack: StackOption = None,
+    endpoint: EndpointOption = None,
+) -> None:
+    """The job's per-row results, ready to fix and drop again.
+
+    Example: fanout report j-0123456789abcdef --rejected --format csv > to-fix.csv
+    """
+    if output_format not in {"csv", "json"}:
+        raise _fail("--format is csv or json")
+    ref = _connect(stack, endpoint)
+    job = _job(ref, job_id)
+    try:
+        if rejected:
+            rows = list(operations.rejected_rows(ref, job))
+        else:
+            states = {"failed", "uncertain"} if failed else None
+            rows = list(operations.report_rows(ref, job, states))
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+    if output_format == "json":
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    if rows:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@app.command()
+def redrive(
+    job_id: str,
+    include_uncertain: Annotated[
+        bool,
+        typer.Option(
+            "--include-uncertain", help="Also resend uncertain chunks (check at the provider first)"
+        ),
+    ] = False,
+    stack: StackOption = None,
+    endpoint: EndpointOption = None,
+) -> None:
+    """Send again exactly the failed (and, when asked, uncertain) chunks of a settled job.
+
+    Example: fanout redrive j-0123456789abcdef && fanout watch j-0123456789abcdef
+    """
+    ref = _connect(stack, endpoint)
+    try:
+        result = operations.redrive(ref, job_id, include_uncertain)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"redriven: {result.chunks} chunks, {result.rows} rows; `fanout watch {job_id}` follows them"
+    )
+
+
+@app.command()
+def validate(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV, NDJSON or JSON file")
+    ],
+    to: Annotated[str, typer.Option("--to", help="DESTINATION/TARGET")],
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="File option name=value")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read and validate FILE as the splitter would, with no AWS: what would be sent, every rejected row.
+
+    Example: fanout validate contacts.csv --to altcraft/12 -o matching=phone -o phone-region=SE
+    """
+    try:
+        found = operations.validate_file(file, to, parse_pairs(option, "--option"))
+    except (operations.OperatorError, FileFormatError) as exc:
+        raise _fail(str(exc)) from None
+    summary = {
+        "format": found.info.format,
+        "encoding": found.info.encoding,
+        "compressed": found.info.compressed,
+        "columns": found.info.columns,
+        "rows_read": found.rows_read,
+        "rows_valid": found.rows_valid,
+        "rows_rejected": len(found.rejections),
+        "chunks": len(found.chunks),
+        "problem": found.problem,
+    }
+    if as_json:
+        print(
+            json.dumps(
+                {**summary, "rejected": [dataclasses.asdict(r) for r in found.rejections]}, ensure_ascii=False
+            )
+        )
+    else:
+        for name, value in summary.items():
+            console.print(f"{name:>14}: {value}")
+        if found.rejections:
+            table = Table(title="rejected rows")
+            for column in ("row", "column", "value", "reason"):
+                table.add_column(column)
+            for r in found.rejections:
+                table.add_row(str(r.row), r.column, r.value, r.reason)
+            console.print(table)
+    raise typer.Exit(1 if found.problem else 0)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ class FunctionSpec:
     timeout: int
     memory: int
     environment: dict[str, str]
+    arn: str = ""  # the function's ARN in the local stack's region and account
+
+    @property
+    def function_arn(self) -> str:
+        return self.arn or f"arn:aws:lambda:eu-west-1:123456789012:function:{self.name}"
 
 
 class _Context:
@@ -38,7 +43,7 @@ class _Context:
     def __init__(self, spec: FunctionSpec, deadline: float) -> None:
         self.function_name = spec.name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{spec.name}"
+        self.invoked_function_arn = spec.function_arn
         self.memory_limit_in_mb = spec.memory
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{spec.name}"
@@ -86,6 +91,11 @@ def _serve(spec: FunctionSpec, conn: Connection, log_path: str) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+# Lambda stops a function at its timeout; the grace only covers the pipe's round trip. A larger one would
+# let a handler that overruns its timeout succeed here and fail on AWS.
+TIMEOUT_GRACE_SECONDS = 0.5
+
+
 class FunctionError(RuntimeError):
     """The invocation failed: the handler raised, timed out, or its process died."""
 
@@ -119,7 +129,7 @@ class Worker:
         """Run the handler on `event`; FunctionError when it raises, times out or dies."""
         conn = self._conn if self._conn is not None and self.alive else self._start()
         conn.send(event)
-        if not conn.poll(self.spec.timeout + 5):
+        if not conn.poll(self.spec.timeout + TIMEOUT_GRACE_SECONDS):
             self.kill()
             raise FunctionError(f"{self.spec.logical_id}: timed out after {self.spec.timeout} s")
         try:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fanout.destinations import Destination
-
 from fanout_local.template import Resolver, parameter_defaults, resources_of_type
 
 ACCOUNT = "123456789012"
@@ -44,6 +43,16 @@ class TemplateResources:
         self.splitter_events_url = ""
         self.splitter_events_arn = ""
         self.resolver = Resolver(template, {}, {})
+
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs for this stack, as `aws cloudformation describe-stacks` would list them."""
+        found = {}
+        for name, spec in self.template.get("Outputs", {}).items():
+            try:
+                found[name] = str(self.resolver.resolve(spec["Value"]))
+            except KeyError:
+                continue  # an output of a resource with no local part
+        return found
 
     def environment(self, logical_id: str) -> dict[str, str]:
         """A function's environment variables, Globals merged, resolved to this stack's resources."""
@@ -163,6 +172,7 @@ class TemplateResources:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         self.bucket = name
         direct = resolver.parameters.get("UseDirectS3Notification") == "true"
+        config: dict[str, Any]
         if direct:
             # The direct notification goes to the splitter; locally, to its asynchronous-invocation queue.
             config = {

@@ -88,9 +88,17 @@ class SqsPoller(threading.Thread):
         except FunctionError:
             self.errors += 1
             return len(messages)  # nothing deleted: the whole batch comes back after the visibility timeout
-        failed = set()
+        failed: set[Any] = set()
         if self._source.partial_batch and isinstance(result, dict):
-            failed = {f.get("itemIdentifier") for f in result.get("batchItemFailures") or []}
+            failed = {
+                f.get("itemIdentifier") if isinstance(f, dict) else None
+                for f in result.get("batchItemFailures") or []
+            }
+            if not failed <= {m["MessageId"] for m in messages}:
+                # Lambda fails the whole batch when a reported identifier (empty, missing, or unknown)
+                # names no message of it: deleting the rest could lose messages the function never handled.
+                self.errors += 1
+                return len(messages)
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
             entries = [
@@ -136,7 +144,10 @@ class AsyncInvoker(threading.Thread):
         )
         messages = answer.get("Messages", [])
         for message in messages:
-            event = json.loads(message["Body"])
+            try:
+                event = json.loads(message["Body"])
+            except json.JSONDecodeError:
+                event = {"unreadable": message["Body"][:1000]}  # Lambda would fail it; so do we, below
             if event.get("Event") != "s3:TestEvent":
                 self._invoke_with_retries(event)
             self._sqs.delete_message(QueueUrl=self._queue, ReceiptHandle=message["ReceiptHandle"])
@@ -151,7 +162,8 @@ class AsyncInvoker(threading.Thread):
                 return
             except FunctionError as exc:
                 error = str(exc)
-                time.sleep(min(2.0, 0.5 * (attempt + 1)))
+                if attempt < self._retries:  # Lambda waits between attempts (minutes on AWS; short here)
+                    time.sleep(min(2.0, 0.5 * (attempt + 1)))
         self.failures += 1
         if self._on_failure:
             record = {
@@ -159,7 +171,7 @@ class AsyncInvoker(threading.Thread):
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
                 "requestContext": {
                     "requestId": str(uuid.uuid4()),
-                    "functionArn": f"arn:aws:lambda:local:000000000000:function:{self._worker.spec.name}",
+                    "functionArn": self._worker.spec.function_arn,
                     "condition": "RetriesExhausted",
                     "approximateInvokeCount": 1 + self._retries,
                 },

@@ -24,9 +24,9 @@ from typing import Any
 import boto3
 import httpx
 from botocore.config import Config
+
 from fanout import ids
 from fanout.store import DynamoJobStore, Job
-
 from fanout_local.lambda_worker import FunctionSpec, Worker
 from fanout_local.resources import TemplateResources
 from fanout_local.runner import AsyncInvoker, SqsPoller, SqsSource
@@ -277,6 +277,7 @@ class LocalStack:
                 timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
                 memory=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
                 environment=env,
+                arn=resolver.attrs[(logical, "Arn")],
             )
             specs[logical] = (spec, props)
         return specs
@@ -325,9 +326,9 @@ class LocalStack:
 
     # -- using it ----------------------------------------------------------------------------------------
     def store(self) -> DynamoJobStore:
-        os.environ.update(self.aws_env())
+        """The job store of this stack, through this stack's own client."""
         assert self.resolver is not None
-        return DynamoJobStore(self.resolver.refs["JobsTable"])
+        return DynamoJobStore(self.resolver.refs["JobsTable"], db=self.client("dynamodb"))
 
     def drop(
         self,

@@ -15,7 +15,9 @@ from emulators.testing import AdminClient
 
 pytestmark = pytest.mark.integration
 
-SEEDS_DIR = Path(os.environ.get("JOURNEY_FANOUT_SEEDS", "/work/shared/seeds"))
+SEEDS_DIR = Path(
+    os.environ.get("JOURNEY_FANOUT_SEEDS", Path(__file__).resolve().parents[1] / "fixtures" / "seeds")
+)
 
 DOC_MATEO_TOKEN = "<token>"  # the seeds' curl examples send "Authorization: Bearer <token>"
 DOC_ALTCRAFT_TOKEN = "abcdefghijklmnqrstuvwxyz"

@@ -1,10 +1,13 @@
-"""boto3 clients, one per service per container.
+"""boto3 clients, one per service (and endpoint) per container.
 
-boto3 reads `AWS_ENDPOINT_URL` itself, so the same code talks to AWS or to the local moto server.
+boto3 reads `AWS_ENDPOINT_URL` itself, so the same code talks to AWS or to the local moto server. The
+cache is keyed on the endpoint and region too, so a process that talks to two stacks (a test run) never
+reuses a client bound to the other one.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -12,9 +15,15 @@ import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=20)
+# S3 refuses SigV2 presigned URLs on buckets created since June 2020; Symplify's download URL needs SigV4.
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
+
+
+def client(service: str) -> Any:
+    """A cached boto3 client for `service` (s3, sqs, dynamodb, events, secretsmanager)."""
+    return _client(service, os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION"))
 
 
 @cache
-def client(service: str) -> Any:
-    """A cached boto3 client for `service` (s3, sqs, dynamodb, events, secretsmanager)."""
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+def _client(service: str, endpoint: str | None, region: str | None) -> Any:
+    return boto3.client(service, config=_S3_CONFIG if service == "s3" else _CONFIG)  # type: ignore[call-overload]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from fanout.ids import chunk_id
 from fanout.models import Rejection, StagedRow
@@ -24,9 +25,33 @@ class StagedChunk:
     rows: int
 
 
+class LineWriter(Protocol):
+    """Where a chunk's lines go: S3 in the splitter, nowhere for `fanout validate`."""
+
+    key: str
+
+    def write_line(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CountingWriter:
+    """A LineWriter that keeps nothing: for planning without AWS."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.lines = 0
+
+    def write_line(self, text: str) -> None:
+        self.lines += 1
+
+    def close(self) -> None:
+        return None
+
+
 class _Lane:
     def __init__(self) -> None:
-        self.writer: S3Writer | None = None
+        self.writer: LineWriter | None = None
         self.rows = 0
         self.body_bytes = 0
         self.count = 0  # chunks cut in this lane so far
@@ -36,19 +61,27 @@ class ChunkPlanner:
     """Accepts staged rows lane by lane and cuts a chunk whenever the next row would break a limit."""
 
     def __init__(
-        self, provider: Provider, job_id: str, bucket: str, on_chunk: Callable[[StagedChunk], None]
+        self,
+        provider: Provider,
+        job_id: str,
+        bucket: str,
+        on_chunk: Callable[[StagedChunk], None],
+        open_writer: Callable[[str], LineWriter] | None = None,
     ) -> None:
         self._provider = provider
         self._job_id = job_id
         self._bucket = bucket
         self._on_chunk = on_chunk
         self._lanes: dict[str, _Lane] = {}
+        self._open: Callable[[str], LineWriter] = open_writer or (lambda key: S3Writer(bucket, key))
         limits = provider.limits
         self._max_body = (limits.max_body_bytes - limits.envelope_bytes) if limits.max_body_bytes else None
 
     def _max_items(self, lane: str) -> int:
+        """Rows per chunk: a lane's own limit, else rows per SQS message when each row is its own call
+        (mateo-message), else what one provider call may carry."""
         per_lane: dict[str, int] = getattr(self._provider, "lane_limits", {})
-        return per_lane.get(lane, self._provider.limits.max_items)
+        return per_lane.get(lane, self._provider.rows_per_message or self._provider.limits.max_items)
 
     def add(self, lane: str, row: StagedRow) -> Rejection | None:
         """Stage `row`; a Rejection when the row alone is larger than one provider call may carry."""
@@ -65,7 +98,7 @@ class ChunkPlanner:
             self._cut(lane, state)
         if state.writer is None:
             state.count += 1
-            state.writer = S3Writer(self._bucket, chunk_key(self._job_id, chunk_id(lane, state.count)))
+            state.writer = self._open(chunk_key(self._job_id, chunk_id(lane, state.count)))
         state.writer.write_line(row.to_json())
         state.rows += 1
         state.body_bytes += size

@@ -50,6 +50,8 @@ class SenderConfig(CommonConfig):
     # How long a claimed chunk stays ours; longer than the function's timeout, so a live lease means a
     # live attempt and an expired one means the attempt died.
     chunk_lease_seconds: int = Field(alias="CHUNK_LEASE_SECONDS", default=120, ge=2)
+    # Longest rest in the queue between deliveries of a chunk that met a transient error.
+    max_backoff_seconds: int = Field(alias="MAX_BACKOFF_SECONDS", default=300, ge=1, le=43200)
 
 
 class DeadLetterConfig(CommonConfig):

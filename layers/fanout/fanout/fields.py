@@ -108,7 +108,8 @@ _EMAIL = re.compile(
 def normalise_email(value: str) -> str | None:
     """Trimmed, lower-cased email, or None when it is not an email address."""
     email = value.strip().lower()
-    if not _EMAIL.match(email) or ".." in email or email.startswith("."):
+    # Dots may not start or end the local part, nor come in pairs (RFC 5322 dot-atom).
+    if not _EMAIL.match(email) or ".." in email or email.startswith(".") or ".@" in email:
         return None
     return email
 

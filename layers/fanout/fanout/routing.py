@@ -125,6 +125,8 @@ def routes_for_key(key: str, options: dict[str, str], routes: list[dict[str, Any
     matches = [r for r in routes if isinstance(r, dict) and path.startswith(str(r.get("prefix", "\0")))]
     if not matches:
         first = path[len(INBOX) :].split("/")[0]
+        if first in {d.value for d in Destination}:
+            raise RouteError(f"the key names no target or no file: use {INBOX}{first}/<target>/<file>")
         known = ", ".join(d.value for d in Destination)
         raise RouteError(
             f"no route for '{first}': use inbox/<destination>/<target>/<file> with a destination of {known},"

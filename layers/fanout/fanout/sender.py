@@ -27,7 +27,6 @@ from fanout.store import Chunk, Claim, JobStore, Settlement
 from fanout.transport import send
 
 BUSY_RETRY_SECONDS = 30
-MAX_BACKOFF_SECONDS = 300
 UNCERTAIN_ANSWER = (
     "uncertain: an earlier attempt may have reached {provider}, which does not de-duplicate;"
     " not resent automatically — check at the provider, then `fanout redrive --include-uncertain`"
@@ -42,11 +41,12 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-def backoff_seconds(receive_count: int, retry_after: float | None) -> int:
-    """How long a chunk rests in the queue before its next delivery."""
+def backoff_seconds(receive_count: int, retry_after: float | None, cap: int) -> int:
+    """How long a chunk rests in the queue before its next delivery: the provider's Retry-After when it
+    gave one, else 5 s doubling with each delivery; never more than `cap`."""
     if retry_after is not None:
-        return int(min(MAX_BACKOFF_SECONDS, max(1.0, retry_after)))
-    return int(min(MAX_BACKOFF_SECONDS, 5 * 2 ** max(0, receive_count - 1)))
+        return int(min(cap, max(1.0, retry_after)))
+    return int(min(cap, 5 * 2 ** max(0, receive_count - 1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,10 @@ class Sender:
                 return
             elif outcome.verdict is Verdict.RETRY or self._provider.dedupes:
                 self._deps.store.release_chunk(message.job_id, message.chunk_id, outcome.detail)
-                raise RetryLater(outcome.detail, backoff_seconds(receive_count, outcome.retry_after))
+                raise RetryLater(
+                    outcome.detail,
+                    backoff_seconds(receive_count, outcome.retry_after, self._cfg.max_backoff_seconds),
+                )
             else:  # uncertain at a provider that does not de-duplicate: never resend on our own
                 answer = (
                     f"{UNCERTAIN_ANSWER.format(provider=self._provider.destination.value)} ({outcome.detail})"

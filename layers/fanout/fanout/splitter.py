@@ -15,15 +15,23 @@ from fanout import ids
 from fanout.aws import client
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.config import SplitterConfig
-from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route, StagedRow
+from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
 from fanout.observability import logger
+from fanout.planning import plan_rows
 from fanout.providers import provider_for
 from fanout.reading import FileFormatError, open_rows
 from fanout.results import publish, settle_job
-from fanout.routing import RouteError, decode_key, is_dry_run, options_from_metadata, routes_for_key
+from fanout.routing import (
+    RouteError,
+    decode_key,
+    is_dry_run,
+    options_from_metadata,
+    parse_routes,
+    routes_for_key,
+)
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
 from fanout.store import Chunk, Job, JobStore, Settlement
-from fanout.validation import RowValidator, SeenContacts, duplicate, options_problem
+from fanout.validation import options_problem
 
 SPLIT_LEASE_SECONDS = 900  # the splitter's Lambda timeout: a split still "splitting" after it has died
 SQS_BATCH = 10
@@ -111,7 +119,13 @@ class Splitter:
         self._s3 = client("s3")
 
     def split(self, ref: ObjectRef) -> list[SplitOutcome]:
-        """Split one object into one job per route; a duplicate event returns the existing jobs."""
+        """Split one object into one job per route; a duplicate event returns the existing jobs.
+
+        A "folder" the S3 console creates (a key ending in "/") is no file: it makes no job.
+        """
+        if ref.key.endswith("/"):
+            logger.info("folder placeholder ignored", extra={"size": ref.size})
+            return []
         head_args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version:
             head_args["VersionId"] = ref.version
@@ -131,8 +145,6 @@ class Splitter:
         return [self._split_route(ref, index, route) for index, route in enumerate(routes)]
 
     def _routes(self) -> list[dict[str, Any]]:
-        from fanout.routing import parse_routes
-
         try:
             body = self._s3.get_object(Bucket=self._cfg.bucket_name, Key=self._cfg.routes_key)["Body"].read()
         except self._s3.exceptions.NoSuchKey:
@@ -230,30 +242,21 @@ class Splitter:
             if getattr(provider, "whole_file", False)
             else None
         )
-        validator = RowValidator(route, provider, info.columns)
-        seen = SeenContacts()
         counts = job.counts
         try:
-            for raw in rows:
-                counts.read += 1
-                checked = validator.validate(raw)
-                if isinstance(checked, Rejection):
-                    rejections.add(checked)
-                    continue
-                lane = provider.lane(checked)
-                first = seen.first_row(lane, checked.identity, checked.row)
-                if first is not None:
-                    rejections.add(duplicate(checked.row, first))
-                    continue
-                item = provider.to_item(checked, job.job_id, route.options)
-                too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item))
-                if too_big is not None:
-                    rejections.add(too_big)
-                elif whole_file is not None:
-                    whole_file.write_line(json.dumps(item, ensure_ascii=False))
-            planner.finish()
+            counts.read = plan_rows(
+                rows,
+                route=route,
+                provider=provider,
+                columns=info.columns,
+                job_id=job.job_id,
+                planner=planner,
+                reject=rejections.add,
+                accept=(lambda item: whole_file.write_line(json.dumps(item, ensure_ascii=False)))
+                if whole_file
+                else None,
+            )
         finally:
-            seen.close()
             rejections.close()
             if whole_file is not None:
                 whole_file.close()

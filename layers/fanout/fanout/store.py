@@ -253,10 +253,10 @@ def _is_conditional_failure(exc: ClientError) -> bool:
 class DynamoJobStore(JobStore):
     """JobStore on the DynamoDB table of template.yaml."""
 
-    def __init__(self, table_name: str, retention_days: int = 90) -> None:
+    def __init__(self, table_name: str, retention_days: int = 90, db: Any | None = None) -> None:
         self._table = table_name
         self._ttl_seconds = retention_days * 86400
-        self._db = client("dynamodb")
+        self._db = db or client("dynamodb")
 
     def _expires(self) -> dict[str, str]:
         return _n(int(time.time()) + self._ttl_seconds)
@@ -301,8 +301,8 @@ class DynamoJobStore(JobStore):
         raw = self._db.get_item(TableName=self._table, Key=_job_key(job_id), ConsistentRead=True).get("Item")
         return job_from_item(_item(raw)) if raw else None
 
-    def put_chunk(self, chunk: Chunk) -> None:
-        item = {
+    def _new_chunk_item(self, chunk: Chunk) -> dict[str, Any]:
+        return {
             **_chunk_key(chunk.job_id, chunk.chunk_id),
             "job_id": _s(chunk.job_id),
             "chunk_id": _s(chunk.chunk_id),
@@ -310,11 +310,16 @@ class DynamoJobStore(JobStore):
             "rows": _n(chunk.rows),
             "state": _s(ChunkState.PENDING.value),
             "attempts": _n(0),
+            "message": _s(chunk.message),
             "expires_at": self._expires(),
         }
+
+    def put_chunk(self, chunk: Chunk) -> None:
         try:
             self._db.put_item(
-                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+                TableName=self._table,
+                Item=self._new_chunk_item(chunk),
+                ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
             if not _is_conditional_failure(exc):
@@ -458,17 +463,7 @@ class DynamoJobStore(JobStore):
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": {
-                        **_chunk_key(job_id, half.chunk_id),
-                        "job_id": _s(job_id),
-                        "chunk_id": _s(half.chunk_id),
-                        "key": _s(half.key),
-                        "rows": _n(half.rows),
-                        "state": _s(ChunkState.PENDING.value),
-                        "attempts": _n(0),
-                        "message": _s(half.message),
-                        "expires_at": self._expires(),
-                    },
+                    "Item": self._new_chunk_item(half),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }

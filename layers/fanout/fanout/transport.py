@@ -57,7 +57,7 @@ def _wait(state: RetryCallState) -> float:
     outcome = state.outcome.result() if state.outcome else None
     if outcome is not None and outcome.retry_after is not None:
         return outcome.retry_after
-    return float(wait_exponential_jitter(initial=0.2, max=2.0)(state))
+    return float(wait_exponential_jitter(multiplier=0.2, max=2.0)(state))
 
 
 def send(

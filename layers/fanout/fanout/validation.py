@@ -36,15 +36,19 @@ class RowValidator:
         self._options = route.options
         self._region = (route.options.get("phone-region") or "").upper() or None
         self._map = fields.HeaderMap(route.columns)
-        self._map.add(headers)
+        # The column an Altcraft custom match names (file option field-name) keeps its own name: the
+        # provider looks it up, and sends it, under that name, so no alias may rename it.
+        self._as_is = route.options.get("field-name") if route.options.get("matching") == "custom" else None
+        self._map.add(h for h in headers if h != self._as_is)
 
     def validate(self, raw: RawRow) -> Contact | Rejection:
         if raw.error:
             return Rejection(raw.number, raw.error)
         canon: dict[str, str] = {}
+        columns: dict[str, str] = {}  # canonical field -> the file's header, for rejections
         extra: dict[str, object] = {}
         for header, value in raw.fields.items():
-            name = self._map.field(header)
+            name = None if header == self._as_is else self._map.field(header)
             text = _text(value)
             if name is None:  # travels on as it is (nested values too)
                 if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
@@ -61,7 +65,8 @@ class RowValidator:
                 )
             if text:
                 canon[name] = text
-        problem = self._normalise(canon)
+                columns[name] = header
+        problem = self._normalise(canon, columns)
         if problem is not None:
             return Rejection(raw.number, problem[0], problem[1], problem[2])
         contact = Contact(raw.number, "", canon, extra)
@@ -71,14 +76,14 @@ class RowValidator:
         contact.identity = ident.identity
         return contact
 
-    def _normalise(self, canon: dict[str, str]) -> tuple[str, str, str] | None:
-        """Normalise email and phone in place; (reason, column, value) when one is malformed."""
+    def _normalise(self, canon: dict[str, str], columns: Mapping[str, str]) -> tuple[str, str, str] | None:
+        """Normalise email and phone in place; (reason, the file's column, value) when one is malformed."""
         for name in (fields.EMAIL, "list_email"):
             email = canon.get(name)
             if email is not None:
                 normal = fields.normalise_email(email)
                 if normal is None:
-                    return (f"'{email}' is not a valid email address", name, email)
+                    return (f"'{email}' is not a valid email address", columns.get(name, name), email)
                 canon[name] = normal
         phone = canon.get(fields.PHONE)
         if phone is not None:
@@ -89,7 +94,11 @@ class RowValidator:
                     if phone.startswith("+") or self._region
                     else " (no country code: write +CC or set the file option phone-region, e.g. SE)"
                 )
-                return (f"'{phone}' is not a valid phone number{hint}", fields.PHONE, phone)
+                return (
+                    f"'{phone}' is not a valid phone number{hint}",
+                    columns.get(fields.PHONE, fields.PHONE),
+                    phone,
+                )
             canon[fields.PHONE] = normal
         return None
 
@@ -127,8 +136,8 @@ class SeenContacts:
         self._dir.cleanup()
 
 
-def duplicate(row: int, first: int) -> Rejection:
-    return Rejection(row, f"duplicate of row {first}")
+def duplicate(row: int, first: int, identity: str = "") -> Rejection:
+    return Rejection(row, f"duplicate of row {first}", "", identity)
 
 
 def options_problem(provider: Provider, options: Mapping[str, str], headers: list[str]) -> str | None:

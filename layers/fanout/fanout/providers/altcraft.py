@@ -15,7 +15,16 @@ import httpx
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
-from fanout.providers.base import Identification, Limits, Provider, ProviderCall, ProviderSecret, all_rows
+from fanout.providers.base import (
+    Identification,
+    Limits,
+    Provider,
+    ProviderCall,
+    ProviderSecret,
+    all_rows,
+    classify_status,
+    retry_after_seconds,
+)
 
 MAX_PROFILES = 10_000  # seed 003: "not recommended to transfer more than 10,000 profiles in one request"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # seed 003: "The request body is limited by default to 10MB"
@@ -108,7 +117,10 @@ class Altcraft(Provider):
         yield ProviderCall("POST", url, rows, body)
 
     def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
-        # Altcraft reports errors in the body whatever the HTTP status; read it first.
+        # Throttling and server errors follow the shared policy whatever the body says (a 502 from a
+        # gateway may have been performed); otherwise Altcraft reports errors in the body's `error`.
+        if classify_status(response.status_code, response.headers) in (Verdict.RETRY, Verdict.UNCERTAIN):
+            return super().outcome(call, response)
         try:
             body = response.json()
         except ValueError:
@@ -122,8 +134,12 @@ class Altcraft(Provider):
         text = f"Altcraft error {code}: {body.get('error_text', '')} {body.get('error_debug', '')}".strip()
         if TOO_LARGE in str(body.get("error_debug", "")) or response.status_code == 413:
             return Outcome(Verdict.TOO_LARGE, text, response.status_code)
-        if response.status_code == 429 or code == 429:
-            return Outcome(Verdict.RETRY, text, response.status_code)
+        # A transient HTTP status (429, 5xx) stays transient whatever the body says: retried, not failed.
+        verdict = classify_status(response.status_code, response.headers)
+        if verdict not in (Verdict.RETRY, Verdict.UNCERTAIN) and code == 429:
+            verdict = Verdict.RETRY
+        if verdict in (Verdict.RETRY, Verdict.UNCERTAIN):
+            return Outcome(verdict, text, response.status_code, retry_after_seconds(response.headers))
         return Outcome(
             Verdict.FAILED, text, response.status_code, rows=all_rows(call.rows, RowState.FAILED, text)
         )

@@ -190,7 +190,13 @@ class Provider(ABC):
         """Classify any answer: the shared status policy first, then the provider's own reading."""
         verdict = classify_status(response.status_code, response.headers)
         if verdict is None:
-            return self.read_answer(call, response)
+            try:
+                return self.read_answer(call, response)
+            except ValueError:
+                # A 2xx whose body is not JSON (a proxy's page): the provider may have acted, we cannot
+                # tell, so the chunk is uncertain (resent only where the provider de-duplicates).
+                detail = f"HTTP {response.status_code} with an answer that is not JSON"
+                return Outcome(Verdict.UNCERTAIN, detail, response.status_code)
         detail = error_text(response)
         outcome = Outcome(verdict, detail, response.status_code, retry_after_seconds(response.headers))
         if verdict is Verdict.FAILED:

@@ -1,0 +1,280 @@
+"""What the operator commands do, for a deployed stack or the local one alike (only endpoints differ):
+find the stack's resources, submit a file, read jobs and their results, redrive failed chunks, and
+validate a file with no AWS at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fanout import ids
+from fanout.aws import client
+from fanout.chunking import ChunkPlanner, CountingWriter, StagedChunk
+from fanout.destinations import Destination
+from fanout.models import ChunkMessage, ChunkState, Rejection, Route
+from fanout.planning import plan_rows
+from fanout.providers import provider_for
+from fanout.reading import FileInfo, open_rows
+from fanout.routing import KNOWN_OPTIONS, RouteError, route_from_key
+from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
+from fanout.store import DynamoJobStore, Job
+from fanout.validation import options_problem
+from fanout_local.template import REPO
+
+
+def state_file() -> Path:
+    """Where `fanout local up` leaves its endpoint and outputs (FANOUT_STATE_FILE moves it, e.g. in tests)."""
+    return Path(os.environ.get("FANOUT_STATE_FILE", REPO / ".local" / "stack.json"))
+
+
+REDRIVE_PRESIGN_SECONDS = 86400
+
+
+class OperatorError(RuntimeError):
+    """A command cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class StackRef:
+    """A deployed (or local) stack's resources, from its CloudFormation outputs."""
+
+    bucket: str
+    table: str
+    bus: str
+    queues: dict[str, str]
+
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, str]) -> StackRef:
+        try:
+            queues = {d.value: outputs[f"{d.logical_name}QueueUrl"] for d in Destination}
+            return cls(outputs["BucketName"], outputs["TableName"], outputs["EventBusName"], queues)
+        except KeyError as exc:
+            raise OperatorError(f"the stack has no output {exc}; is it a journey-fanout stack?") from None
+
+    def store(self) -> DynamoJobStore:
+        return DynamoJobStore(self.table)
+
+
+def write_local_state(endpoint: str, region: str, outputs: dict[str, str]) -> None:
+    """What `fanout local up` leaves for the other commands to find it."""
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"endpoint": endpoint, "region": region, "outputs": outputs}))
+
+
+def clear_local_state() -> None:
+    state_file().unlink(missing_ok=True)
+
+
+def connect(stack_name: str | None, endpoint: str | None) -> StackRef:
+    """The stack to operate: `--stack NAME` (CloudFormation outputs; AWS_ENDPOINT_URL honoured), or else
+    the running local stack (`fanout local up`). Sets the environment boto3 reads accordingly."""
+    if endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+    if stack_name:
+        try:
+            answer = client("cloudformation").describe_stacks(StackName=stack_name)
+        except Exception as exc:
+            raise OperatorError(f"cannot read stack '{stack_name}': {exc}") from None
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in answer["Stacks"][0].get("Outputs", [])}
+        return StackRef.from_outputs(outputs)
+    if not state_file().exists():
+        raise OperatorError(
+            "no stack: pass --stack NAME for a deployed stack, or start one with `fanout local up`"
+        )
+    state = json.loads(state_file().read_text())
+    os.environ.setdefault("AWS_ENDPOINT_URL", state["endpoint"])
+    os.environ.setdefault("AWS_DEFAULT_REGION", state["region"])
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    return StackRef.from_outputs(state["outputs"])
+
+
+def parse_destination(value: str) -> tuple[Destination, str]:
+    """`mateo/<journey>` -> (Destination.MATEO, "<journey>"); OperatorError naming the fix otherwise."""
+    name, _, target = value.partition("/")
+    try:
+        destination = Destination(name)
+    except ValueError:
+        known = ", ".join(d.value for d in Destination)
+        raise OperatorError(f"unknown destination '{name}': use one of {known}") from None
+    if not target:
+        raise OperatorError(f"give the target too: {name}/<target>")
+    problem = provider_for(destination).target_problem(target)
+    if problem:
+        raise OperatorError(problem)
+    return destination, target
+
+
+def check_options(options: dict[str, str]) -> None:
+    unknown = sorted(set(options) - KNOWN_OPTIONS)
+    if unknown:
+        raise OperatorError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
+        )
+
+
+def submit(stack: StackRef, path: Path, to: str, options: dict[str, str], dry_run: bool = False) -> str:
+    """Upload `path` to inbox/<destination>/<target>/<name> with its options as metadata; the job id."""
+    destination, target = parse_destination(to)
+    if dry_run:
+        options = {**options, "dry-run": "true"}
+    check_options(options)
+    key = f"inbox/{destination.value}/{target}/{path.name}"
+    with path.open("rb") as body:
+        answer = client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body, Metadata=options)
+    return ids.job_id(stack.bucket, key, answer.get("VersionId") or answer["ETag"].strip('"'))
+
+
+def get_job(stack: StackRef, job_id: str) -> Job:
+    job = stack.store().get_job(job_id)
+    if job is None:
+        raise OperatorError(f"no job {job_id} in this stack (job ids look like j-0123456789abcdef)")
+    return job
+
+
+def list_jobs(stack: StackRef, since: timedelta | None, status: str | None, limit: int = 200) -> list[Job]:
+    jobs = stack.store().list_jobs(limit)
+    if since is not None:
+        cutoff = (datetime.now(UTC) - since).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        jobs = [j for j in jobs if j.created_at >= cutoff]
+    if status:
+        jobs = [j for j in jobs if j.status.value == status]
+    return jobs
+
+
+def parse_since(text: str) -> timedelta:
+    """`30m`, `12h`, `1d`, `2w` -> timedelta."""
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError, IndexError):
+        raise OperatorError(f"--since '{text}': use a number and a unit, like 30m, 12h, 1d or 2w") from None
+
+
+def report_rows(stack: StackRef, job: Job, states: set[str] | None) -> Iterator[dict[str, str]]:
+    """The job's per-row results (results/<job>/rows.csv), optionally only some states."""
+    try:
+        body = client("s3").get_object(Bucket=stack.bucket, Key=result_key(job.job_id, "rows.csv"))["Body"]
+    except client("s3").exceptions.NoSuchKey:
+        raise OperatorError(f"job {job.job_id} has no results yet (status {job.status.value})") from None
+    reader = csv.DictReader(io.TextIOWrapper(body, encoding="utf-8"))
+    for row in reader:
+        if states is None or row["state"] in states:
+            yield row
+
+
+def rejected_rows(stack: StackRef, job: Job) -> Iterator[dict[str, str]]:
+    """results/<job>/rejected.csv: row, column, value, reason."""
+    try:
+        body = client("s3").get_object(Bucket=stack.bucket, Key=result_key(job.job_id, "rejected.csv"))[
+            "Body"
+        ]
+    except client("s3").exceptions.NoSuchKey:
+        return
+    yield from csv.DictReader(io.TextIOWrapper(body, encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    chunks: int
+    rows: int
+
+
+def redrive(stack: StackRef, job_id: str, include_uncertain: bool = False) -> RedriveResult:
+    """Send again exactly the failed (and, when asked, the uncertain) chunks of a job.
+
+    Each chunk goes back to pending with its rows taken out of the job's counters, atomically, and its
+    message is queued again; the job settles anew when they do.
+    """
+    store = stack.store()
+    job = get_job(stack, job_id)
+    if not job.status.is_final:
+        raise OperatorError(f"job {job_id} is still {job.status.value}; redrive once it has settled")
+    wanted = {ChunkState.FAILED} | ({ChunkState.UNCERTAIN} if include_uncertain else set())
+    chunks = [c for c in store.chunks(job_id) if c.state in wanted]
+    messages = []
+    for chunk in chunks:
+        if not chunk.message:
+            raise OperatorError(f"chunk {chunk.chunk_id} has no stored message; it cannot be redriven")
+        if store.reopen_chunk(chunk):
+            client("s3").delete_object(Bucket=stack.bucket, Key=chunk_result_key(job_id, chunk.chunk_id))
+            messages.append(_fresh(stack, ChunkMessage.from_json(chunk.message)))
+    for message in messages:
+        client("sqs").send_message(
+            QueueUrl=stack.queues[message.destination.value], MessageBody=message.to_json()
+        )
+    return RedriveResult(len(messages), sum(m.rows for m in messages))
+
+
+def _fresh(stack: StackRef, message: ChunkMessage) -> ChunkMessage:
+    """A whole-file provider's download URL may have expired since the split: presign it again."""
+    if "downloadUrl" not in message.envelope:
+        return message
+    envelope: dict[str, Any] = dict(message.envelope)
+    envelope["downloadUrl"] = presign_get(
+        stack.bucket, symplify_file_key(message.job_id), REDRIVE_PRESIGN_SECONDS
+    )
+    return ChunkMessage(
+        message.job_id,
+        message.chunk_id,
+        message.destination,
+        message.target,
+        message.key,
+        message.rows,
+        envelope,
+    )
+
+
+@dataclass
+class Validation:
+    """What `fanout validate` found: the file, counts, the plan, and every rejected row."""
+
+    info: FileInfo
+    rows_read: int
+    chunks: list[StagedChunk]
+    rejections: list[Rejection]
+    problem: str | None = None
+
+    @property
+    def rows_valid(self) -> int:
+        return self.rows_read - len(self.rejections)
+
+
+def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
+    """The splitter's reading, validation and chunking on a local file, with no AWS at all."""
+    destination, target = parse_destination(to)
+    check_options(options)
+    try:
+        route = route_from_key(f"inbox/{destination.value}/{target}/{path.name}", options) or Route(
+            destination, target, options
+        )
+    except RouteError as exc:
+        raise OperatorError(str(exc)) from None
+    provider = provider_for(destination)
+    chunks: list[StagedChunk] = []
+    rejections: list[Rejection] = []
+    with path.open("rb") as stream:
+        info, rows = open_rows(stream, name=path.name)
+        problem = options_problem(provider, route.options, info.columns)
+        if problem:
+            return Validation(info, 0, [], [], problem)
+        planner = ChunkPlanner(provider, "j-validate", "", chunks.append, open_writer=CountingWriter)
+        read = plan_rows(
+            rows,
+            route=route,
+            provider=provider,
+            columns=info.columns,
+            job_id="j-validate",
+            planner=planner,
+            reject=rejections.append,
+        )
+    return Validation(info, read, chunks, rejections)

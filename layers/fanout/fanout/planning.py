@@ -1,0 +1,57 @@
+"""From raw rows to staged chunks for one route: validate, de-duplicate, map to the provider's item,
+chunk. The splitter runs it against S3; `fanout validate` runs it on a local file with no AWS at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fanout.chunking import ChunkPlanner
+from fanout.models import Rejection, Route, StagedRow
+from fanout.providers.base import Provider
+from fanout.reading import RawRow
+from fanout.validation import RowValidator, SeenContacts, duplicate
+
+
+def plan_rows(
+    rows: Iterable[RawRow],
+    *,
+    route: Route,
+    provider: Provider,
+    columns: list[str],
+    job_id: str,
+    planner: ChunkPlanner,
+    reject: Callable[[Rejection], None],
+    accept: Callable[[Any], None] | None = None,
+) -> int:
+    """Plan every row; each ends either staged in a chunk (and passed to `accept`) or rejected.
+
+    Returns how many rows were read. Memory stays flat: rows stream through, chunks go to the planner's
+    writers as they fill, and the duplicate check lives on disk.
+    """
+    validator = RowValidator(route, provider, columns)
+    seen = SeenContacts()
+    read = 0
+    try:
+        for raw in rows:
+            read += 1
+            checked = validator.validate(raw)
+            if isinstance(checked, Rejection):
+                reject(checked)
+                continue
+            lane = provider.lane(checked)
+            first = seen.first_row(lane, checked.identity, checked.row)
+            if first is not None:
+                reject(duplicate(checked.row, first, checked.identity))
+                continue
+            item = provider.to_item(checked, job_id, route.options)
+            too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item))
+            if too_big is not None:
+                reject(too_big)
+            elif accept is not None:
+                accept(item)
+        planner.finish()
+    finally:
+        seen.close()
+    return read

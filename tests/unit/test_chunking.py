@@ -1,0 +1,240 @@
+"""fanout.chunking: every staged chunk fits one provider call (items and bytes, measured as sent), chunks
+keep file order, and no row is lost or staged twice."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fanout.chunking import ChunkPlanner, StagedChunk
+from fanout.destinations import Destination
+from fanout.models import Contact, Rejection, StagedRow
+from fanout.providers import provider_for
+from fanout.providers.altcraft import MAX_BODY_BYTES, MAX_PROFILES, Altcraft
+from fanout.providers.base import Limits, Provider, ProviderSecret, encode_body
+from fanout.providers.mateo import MAX_ITEMS as MATEO_MAX
+from fanout.providers.workshop import MAX_CONTACT_EMAILS, MAX_LIST_EMAILS, Workshop
+from fanout.staging import chunk_key
+
+pytestmark = pytest.mark.unit
+
+BUCKET = "unit-chunks"
+ALTCRAFT_SECRET = ProviderSecret(base_url="https://ru.altkraft.com/api/v1.1", token="t" * 64)
+PROPERTY_SETTINGS = settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def s3() -> Any:
+    return boto3.client("s3", region_name="eu-west-1")
+
+
+@pytest.fixture
+def bucket(aws_env: None) -> str:
+    s3().create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return BUCKET
+
+
+class Plan:
+    """Rows through a ChunkPlanner, and the chunks it staged, read back from S3."""
+
+    def __init__(self, provider: Provider, rows: list[tuple[str, StagedRow]]) -> None:
+        self.job_id = f"j-{uuid.uuid4().hex[:16]}"
+        self.chunks: list[StagedChunk] = []
+        self.rejections: list[Rejection] = []
+        planner = ChunkPlanner(provider, self.job_id, BUCKET, self.chunks.append)
+        for lane, row in rows:
+            refused = planner.add(lane, row)
+            if refused is not None:
+                self.rejections.append(refused)
+        planner.finish()
+
+    def rows_of(self, chunk: StagedChunk) -> list[StagedRow]:
+        body = s3().get_object(Bucket=BUCKET, Key=chunk.key)["Body"].read()
+        return [StagedRow.from_json(line) for line in body.splitlines()]
+
+    def sizes(self, lane: str = "c") -> list[int]:
+        return [c.rows for c in self.chunks if c.chunk_id.startswith(lane)]
+
+
+def email_rows(count: int, start: int = 1) -> list[StagedRow]:
+    return [StagedRow(n, f"user{n}@example.com", f"user{n}@example.com") for n in range(start, start + count)]
+
+
+def altcraft_rows(count: int, width: int, start: int = 1) -> list[StagedRow]:
+    """Wide Altcraft profiles built by the provider itself; non-ASCII so bytes differ from characters."""
+    altcraft = provider_for(Destination.ALTCRAFT)
+    rows = []
+    for n in range(start, start + count):
+        notes = {f"note_{i}": ("å" + f"{n:06d}" * 2) * (width // 13 // 4) for i in range(4)}
+        contact = Contact(n, f"u{n}@example.com", {"email": f"u{n}@example.com", "first_name": "Åsa"}, notes)
+        rows.append(StagedRow(n, contact.identity, altcraft.to_item(contact, "j-1", {})))
+    return rows
+
+
+def altcraft_body(rows: list[StagedRow], options: dict[str, str]) -> bytes:
+    """The exact bytes the Altcraft sender posts for these staged rows."""
+    altcraft = provider_for(Destination.ALTCRAFT)
+    envelope = altcraft.envelope("987654321", options)
+    (call,) = altcraft.calls("987654321", envelope, rows, ALTCRAFT_SECRET, "c")
+    return encode_body(call.json_body)
+
+
+# --- limits from the seeds ----------------------------------------------------------------------------
+
+
+def test_mateo_chunks_hold_at_most_500_items(bucket: str) -> None:
+    plan = Plan(provider_for(Destination.MATEO), [("c", r) for r in email_rows(2 * MATEO_MAX + 1)])
+
+    assert plan.sizes() == [500, 500, 1]
+    assert [c.chunk_id for c in plan.chunks] == ["c00001", "c00002", "c00003"]
+    assert [c.key for c in plan.chunks] == [chunk_key(plan.job_id, c.chunk_id) for c in plan.chunks]
+    assert [len(plan.rows_of(c)) for c in plan.chunks] == [500, 500, 1]
+
+
+def test_exactly_500_mateo_items_make_one_chunk(bucket: str) -> None:
+    assert Plan(provider_for(Destination.MATEO), [("c", r) for r in email_rows(500)]).sizes() == [500]
+
+
+def test_workshop_contacts_come_1000_and_lists_100_to_a_chunk_never_mixed(bucket: str) -> None:
+    contacts = email_rows(1500)
+    lists = [StagedRow(n, f"list{n}@company.com", f"list{n}@company.com") for n in range(2001, 2251)]
+    mixed = (
+        [("c", r) for r in contacts[:700]] + [("l", r) for r in lists] + [("c", r) for r in contacts[700:]]
+    )
+    plan = Plan(provider_for(Destination.WORKSHOP), mixed)
+
+    assert plan.sizes("c") == [MAX_CONTACT_EMAILS, 500]
+    assert plan.sizes("l") == [MAX_LIST_EMAILS, MAX_LIST_EMAILS, 50]
+    for chunk in plan.chunks:
+        names = {row.item.split("@")[0].rstrip("0123456789") for row in plan.rows_of(chunk)}
+        assert names == ({"user"} if chunk.chunk_id.startswith("c") else {"list"})
+
+
+def test_mateo_message_chunks_carry_several_rows_each(bucket: str) -> None:
+    provider = provider_for(Destination.MATEO_MESSAGE)
+    per_message = provider.rows_per_message
+    plan = Plan(provider, [("c", r) for r in email_rows(60)])
+
+    assert per_message is not None and per_message > 1
+    assert plan.sizes() == [per_message, per_message, 60 - 2 * per_message]
+
+
+def test_symplify_keeps_the_whole_file_in_one_chunk(bucket: str) -> None:
+    assert Plan(provider_for(Destination.SYMPLIFY), [("c", r) for r in email_rows(3000)]).sizes() == [3000]
+
+
+def test_altcraft_chunks_hold_at_most_10000_profiles(bucket: str) -> None:
+    rows = [StagedRow(n, f"u{n}@x.io", {"data": {"email": f"u{n}@x.io"}}) for n in range(1, MAX_PROFILES + 2)]
+    assert Plan(provider_for(Destination.ALTCRAFT), [("c", r) for r in rows]).sizes() == [MAX_PROFILES, 1]
+
+
+def test_altcraft_chunks_of_wide_rows_stay_within_10_mb_of_real_request_body(bucket: str) -> None:
+    options = {"matching": "custom", "field-name": "CRM_ID_" + "x" * 200, "skip-triggers": "true"}
+    rows = altcraft_rows(600, width=40_000)
+    plan = Plan(provider_for(Destination.ALTCRAFT), [("c", r) for r in rows])
+    staged = [plan.rows_of(chunk) for chunk in plan.chunks]
+
+    assert len(plan.chunks) >= 3
+    assert [r for chunk in staged for r in chunk] == rows
+    for this, following in zip(staged, [*staged[1:], []], strict=True):
+        assert len(altcraft_body(this, options)) <= MAX_BODY_BYTES == 10 * 1024 * 1024
+        if following:  # cut because the next row would not fit, not earlier
+            fuller = len(altcraft_body([*this, following[0]], options))
+            assert fuller > MAX_BODY_BYTES - Altcraft.limits.envelope_bytes
+
+
+def test_a_single_row_larger_than_one_altcraft_request_is_rejected_and_the_rest_staged(bucket: str) -> None:
+    huge = StagedRow(
+        2, "big@example.com", {"data": {"email": "big@example.com", "blob": "b" * MAX_BODY_BYTES}}
+    )
+    small = [StagedRow(n, f"u{n}@x.io", {"data": {"email": f"u{n}@x.io"}}) for n in (1, 3)]
+    plan = Plan(provider_for(Destination.ALTCRAFT), [("c", small[0]), ("c", huge), ("c", small[1])])
+
+    assert plan.rejections == [Rejection(2, "row is larger than one altcraft request may be")]
+    assert [r.row for c in plan.chunks for r in plan.rows_of(c)] == [1, 3]
+
+
+def test_nothing_added_stages_nothing(bucket: str) -> None:
+    assert Plan(provider_for(Destination.MATEO), []).chunks == []
+
+
+# --- properties ---------------------------------------------------------------------------------------
+
+
+def tiny_altcraft(max_items: int, max_body: int) -> Provider:
+    """Altcraft with small limits, so random files cross them often."""
+
+    class Tiny(Altcraft):
+        limits: ClassVar[Limits] = Limits(max_items=max_items, max_body_bytes=max_body, envelope_bytes=160)
+
+    return Tiny()
+
+
+@PROPERTY_SETTINGS
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=400), max_size=60),
+    max_items=st.integers(min_value=1, max_value=12),
+    max_body=st.integers(min_value=300, max_value=2_500),
+)
+def test_every_chunk_fits_one_call_keeps_order_and_loses_no_row(
+    bucket: str, sizes: list[int], max_items: int, max_body: int
+) -> None:
+    provider = tiny_altcraft(max_items, max_body)
+    rows = [StagedRow(n, f"id{n}", {"data": {"v": "ü" * size}}) for n, size in enumerate(sizes, 1)]
+    plan = Plan(provider, [("c", r) for r in rows])
+    staged = [plan.rows_of(chunk) for chunk in plan.chunks]
+    secret = ProviderSecret(base_url="https://a.test", token="tok")
+
+    for chunk, chunk_rows in zip(plan.chunks, staged, strict=True):
+        assert 0 < chunk.rows == len(chunk_rows) <= max_items
+        (call,) = provider.calls("12", provider.envelope("12", {}), chunk_rows, secret, "c")
+        assert len(encode_body(call.json_body)) <= max_body
+    kept = [r for chunk_rows in staged for r in chunk_rows]
+    rejected = {r.row for r in plan.rejections}
+    assert [r.row for r in kept] == sorted(r.row for r in kept)
+    assert kept == [r for r in rows if r.row not in rejected]
+    assert rejected == {r.row for r in rows if len(encode_body(r.item)) + 1 > max_body - 160}
+
+
+@PROPERTY_SETTINGS
+@given(
+    lanes=st.lists(st.sampled_from("cl"), max_size=80),
+    contact_limit=st.integers(min_value=1, max_value=9),
+    list_limit=st.integers(min_value=1, max_value=4),
+)
+def test_lanes_are_chunked_apart_each_within_its_own_limit(
+    bucket: str, lanes: list[str], contact_limit: int, list_limit: int
+) -> None:
+    class Tiny(Workshop):
+        lane_limits: ClassVar[dict[str, int]] = {"c": contact_limit, "l": list_limit}
+
+    rows = [(lane, StagedRow(n, f"{lane}{n}@x.io", f"{lane}{n}@x.io")) for n, lane in enumerate(lanes, 1)]
+    plan = Plan(Tiny(), rows)
+
+    for lane, limit in (("c", contact_limit), ("l", list_limit)):
+        chunks = [c for c in plan.chunks if c.chunk_id[0] == lane]
+        staged = [r for c in chunks for r in plan.rows_of(c)]
+        assert all(0 < c.rows <= limit for c in chunks)
+        assert staged == [r for row_lane, r in rows if row_lane == lane]
+        # Only the last chunk of a lane may be partly filled.
+        assert all(c.rows == limit for c in chunks[:-1])
+
+
+@PROPERTY_SETTINGS
+@given(count=st.integers(min_value=0, max_value=1_600))
+def test_mateo_chunks_are_full_but_the_last(bucket: str, count: int) -> None:
+    plan = Plan(provider_for(Destination.MATEO), [("c", r) for r in email_rows(count)])
+    full, rest = divmod(count, MATEO_MAX)
+
+    assert plan.sizes() == [MATEO_MAX] * full + ([rest] if rest else [])
+
+
+def test_sizes_are_measured_on_the_bytes_as_sent() -> None:
+    item: dict[str, Any] = {"data": {"name": "Åsa Öberg"}}
+    assert len(encode_body(item)) > len('{"data":{"name":"Åsa Öberg"}}'.encode())

@@ -1,0 +1,678 @@
+"""Provider modules: each builds exactly the request its seed document describes, and reads every
+answer (the seed's own examples first) into done / retry / uncertain / failed, row by row."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fanout.destinations import Destination
+from fanout.ids import row_uuid
+from fanout.models import Contact, RowState, StagedRow, Verdict
+from fanout.providers import provider_for
+from fanout.providers.base import (
+    Provider,
+    ProviderCall,
+    ProviderSecret,
+    classify_transport_error,
+    encode_body,
+)
+from fanout.transport import send_once
+
+pytestmark = pytest.mark.unit
+
+# The providers' API documents (copied from shared/seeds: every example there is a requirement).
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
+MATEO_SEED = "000_91378643bbe1a269.txt"
+SYMPLIFY_SEED = "001_882822a347510e5d.txt"
+WORKSHOP_SEED = "002_378a25fbe8d7d65b.txt"
+ALTCRAFT_SEED = "003_08c33f39e983d860.txt"
+MESSAGE_SEED = "004_f0bf854db87159b7.txt"
+
+JOB = "j-0123456789abcdef"
+JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+CHANNEL = "6a1f1d3e-2b7c-4e0a-9d45-1c2b3a4d5e6f"
+
+SECRETS = {
+    Destination.MATEO: ProviderSecret(base_url="https://integration.getmateo.com/api/v1", token="mateo-key"),
+    Destination.MATEO_MESSAGE: ProviderSecret(
+        base_url="https://integration.getmateo.com/api/v1/", token="mateo-key"
+    ),
+    Destination.SYMPLIFY: ProviderSecret(
+        base_url="https://eu-proxy-1.symplifymail.com/rest", token="carma-token", customer_id="4711"
+    ),
+    Destination.WORKSHOP: ProviderSecret(base_url="https://app.useworkshop.com/api/v1", token="ws-key"),
+    Destination.ALTCRAFT: ProviderSecret(
+        base_url="https://ru.altkraft.com/api/v1.1/", token="abcdefghijklmnqrstuvwxyz"
+    ),
+}
+TARGETS = {
+    Destination.MATEO: JOURNEY,
+    Destination.MATEO_MESSAGE: CHANNEL,
+    Destination.SYMPLIFY: "1001",
+    Destination.WORKSHOP: "jrn_welcome",
+    Destination.ALTCRAFT: "12",
+}
+EN_DASH = "\u2013"  # as the Altcraft seed writes its example headings
+DOWNLOAD_URL = "https://bucket.s3.amazonaws.com/jobs/j-1/symplify/contacts.ndjson?X-Amz-Signature=abc"
+
+
+def seed_text(name: str) -> str:
+    return (SEEDS / name).read_text(encoding="utf-8")
+
+
+def seed_json(name: str, marker: str) -> Any:
+    """The first JSON object after `marker` in a seed document."""
+    text = seed_text(name)
+    start = text.index("{", text.index(marker))
+    value, _ = json.JSONDecoder().raw_decode(text, start)
+    return value
+
+
+def person(row: int, **fields: str) -> Contact:
+    extra = fields.pop("extra", None)
+    return Contact(row, "", dict(fields), dict(extra or {}))  # type: ignore[arg-type]
+
+
+def stage(
+    destination: Destination, contacts: list[Contact], options: Mapping[str, str] | None = None
+) -> list[StagedRow]:
+    """Contacts staged as the splitter stages them (identity from the provider, item from to_item)."""
+    provider = provider_for(destination)
+    staged = []
+    for contact in contacts:
+        identity = provider.identify(contact, options or {}).identity
+        assert identity is not None
+        staged.append(StagedRow(contact.row, identity, provider.to_item(contact, JOB, options or {})))
+    return staged
+
+
+def calls(
+    destination: Destination,
+    rows: list[StagedRow],
+    options: Mapping[str, str] | None = None,
+    lane: str = "c",
+) -> list[ProviderCall]:
+    provider = provider_for(destination)
+    envelope = provider.envelope(TARGETS[destination], options or {})
+    if destination is Destination.SYMPLIFY:
+        envelope["downloadUrl"] = DOWNLOAD_URL
+    return list(provider.calls(TARGETS[destination], envelope, rows, SECRETS[destination], lane))
+
+
+def typical_call(destination: Destination) -> ProviderCall:
+    """The first call for two ordinary contacts of `destination`."""
+    contacts = [
+        person(1, email="ada@example.com", first_name="Ada", text="Hello"),
+        person(2, email="bob@example.com", first_name="Bob", text="Hello"),
+    ]
+    return calls(destination, stage(destination, contacts))[0]
+
+
+def answer(status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    if body is None:
+        return httpx.Response(status, headers=headers)
+    if isinstance(body, str):
+        return httpx.Response(status, text=body, headers=headers)
+    return httpx.Response(status, json=body, headers=headers)
+
+
+# Each provider's error body, as its docs show it, with `message` standing for the text.
+ERROR_BODIES: dict[Destination, Callable[[int, str], Any]] = {
+    Destination.MATEO: lambda status, text: {"code": "E", "message": text, "hint": None, "status": status},
+    Destination.MATEO_MESSAGE: lambda status, text: {"code": "E", "message": text, "hint": None},
+    Destination.SYMPLIFY: lambda status, text: {"message": text},
+    Destination.WORKSHOP: lambda status, text: {"error": text},
+    Destination.ALTCRAFT: lambda status, text: {"error": status, "error_text": text},
+}
+
+
+# --- Mateo batch (seed 000) ---------------------------------------------------------------------------
+
+
+def test_mateo_posts_the_batch_to_journey_execution_batch_with_a_bearer_key() -> None:
+    rows = stage(Destination.MATEO, [person(1, email="ada@example.com"), person(2, phone="+46701234567")])
+    (call,) = calls(Destination.MATEO, rows)
+
+    assert (call.method, call.url) == (
+        "POST",
+        "https://integration.getmateo.com/api/v1/journey_execution/batch",
+    )
+    assert call.headers == {"Authorization": "Bearer mateo-key"}
+    assert call.json_body == {"journey_id": JOURNEY, "items": [row.item for row in rows]}
+    assert call.rows == rows
+
+
+def test_a_mateo_item_has_exactly_the_seeds_keys_and_contact_fields() -> None:
+    seed = seed_json(MATEO_SEED, "--data '")
+    seed_item = seed["items"][0]
+    contact = person(
+        4,
+        email="ada@example.com",
+        phone="+46701234567",
+        external_id="K-1",
+        first_name="Ada",
+        last_name="Lovelace",
+        city="London",
+        zipcode="N1",
+        extra={"loyalty_tier": "gold"},
+    )
+    (row,) = stage(Destination.MATEO, [contact])
+
+    assert set(row.item) == set(seed_item)
+    assert set(row.item["contact"]) <= set(seed_item["contact"])
+    assert row.item["contact"] == {
+        "email": "ada@example.com",
+        "sms": "+46701234567",
+        "external_id": "K-1",
+        "city": "London",
+        "zipcode": "N1",
+        "full_name": "Ada Lovelace",
+    }
+    assert row.item["context"] == {"loyalty_tier": "gold", "first_name": "Ada", "last_name": "Lovelace"}
+
+
+def test_a_mateo_deduplication_id_is_stable_per_job_and_row() -> None:
+    mateo = provider_for(Destination.MATEO)
+    ada = person(4, email="ada@example.com")
+    first = mateo.to_item(ada, JOB, {})["deduplication_id"]
+
+    assert uuid.UUID(first)
+    assert mateo.to_item(person(4, email="ada@example.com"), JOB, {})["deduplication_id"] == first
+    assert mateo.to_item(person(5, email="ada@example.com"), JOB, {})["deduplication_id"] != first
+    assert mateo.to_item(ada, "j-another-job", {})["deduplication_id"] != first
+    assert first == row_uuid(JOB, 4)
+
+
+def test_mateos_seed_answer_means_every_row_was_sent() -> None:
+    call = typical_call(Destination.MATEO)
+    outcome = provider_for(Destination.MATEO).outcome(call, answer(200, seed_json(MATEO_SEED, "}\n'\n")))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.SENT), (2, RowState.SENT)]
+    assert "queued_count=123" in outcome.rows[0].answer
+
+
+def test_a_mateo_batch_it_does_not_confirm_fails_its_rows() -> None:
+    call = typical_call(Destination.MATEO)
+    outcome = provider_for(Destination.MATEO).outcome(
+        call, answer(200, {"success": False, "queued_count": 0})
+    )
+
+    assert outcome.verdict is Verdict.FAILED
+    assert {r.state for r in outcome.rows} == {RowState.FAILED}
+
+
+# --- Mateo send_message (seed 004) --------------------------------------------------------------------
+
+
+def test_mateo_message_makes_one_send_message_call_per_row() -> None:
+    contacts = [person(1, email="ada@example.com", text="Hi"), person(2, phone="+46701234567", text="Hi")]
+    rows = stage(Destination.MATEO_MESSAGE, contacts)
+    found = calls(Destination.MATEO_MESSAGE, rows)
+
+    assert [c.url for c in found] == ["https://integration.getmateo.com/api/v1/send_message"] * 2
+    assert [c.rows for c in found] == [[rows[0]], [rows[1]]]
+    assert all(c.headers == {"Authorization": "Bearer mateo-key"} for c in found)
+    assert [c.json_body for c in found] == [{"from": CHANNEL, **row.item} for row in rows]
+
+
+def test_a_message_has_only_seed_fields_a_stable_id_and_the_recipients_handle() -> None:
+    seed_fields = set(seed_json(MESSAGE_SEED, "--data '"))
+    options = {"subject": "March news", "template-id": JOURNEY}
+    contact = person(
+        3,
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="Lovelace",
+        text="Hello Ada",
+        placeholder_values="Ada | 42",
+    )
+    (row,) = stage(Destination.MATEO_MESSAGE, [contact], options)
+    (call,) = calls(Destination.MATEO_MESSAGE, [row], options)
+
+    assert set(call.json_body) <= seed_fields
+    assert call.json_body == {
+        "from": CHANNEL,
+        "id": row_uuid(JOB, 3, "message"),
+        "to": [{"handle": "ada@example.com", "full_name": "Ada Lovelace"}],
+        "subject": "March news",
+        "template_id": JOURNEY,
+        "text": "Hello Ada",
+        "placeholder_values": ["Ada", "42"],
+    }
+    again = provider_for(Destination.MATEO_MESSAGE).to_item(contact, JOB, options)
+    assert again["id"] == row.item["id"]
+
+
+def test_a_postal_recipient_has_a_contact_id_and_no_handle() -> None:
+    options = {"postal": "true", "template-id": JOURNEY}
+    contact = person(1, contact_id="ct-42", email="ada@example.com", full_name="Ada Lovelace")
+    (row,) = stage(Destination.MATEO_MESSAGE, [contact], options)
+
+    assert row.item["to"] == [{"contact_id": "ct-42", "full_name": "Ada Lovelace"}]
+
+
+def test_the_seeds_message_answer_means_the_row_was_sent() -> None:
+    call = typical_call(Destination.MATEO_MESSAGE)
+    seed_answer = seed_json(MESSAGE_SEED, "}'\n")
+    outcome = provider_for(Destination.MATEO_MESSAGE).outcome(call, answer(200, seed_answer))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.SENT)]
+    assert seed_answer["message"]["status"] in outcome.rows[0].answer
+
+
+def test_a_message_id_mateo_already_has_409_counts_as_sent() -> None:
+    call = typical_call(Destination.MATEO_MESSAGE)
+    outcome = provider_for(Destination.MATEO_MESSAGE).outcome(call, answer(409, {"message": "conflict"}))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.SENT)]
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_message_mateo_refuses_fails_that_row_only(status: int) -> None:
+    call = typical_call(Destination.MATEO_MESSAGE)
+    body = {"code": "PGRST", "message": "placeholder_values does not match the template", "status": status}
+    outcome = provider_for(Destination.MATEO_MESSAGE).outcome(call, answer(status, body))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.FAILED)]
+    assert "placeholder_values does not match the template" in outcome.rows[0].answer
+
+
+# --- Symplify (seed 001) ------------------------------------------------------------------------------
+
+
+def test_symplify_starts_the_batch_with_entity_id_and_download_url_and_its_token_header() -> None:
+    rows = stage(Destination.SYMPLIFY, [person(1, id="0", email="bruce@example.com")])
+    (call,) = calls(Destination.SYMPLIFY, rows)
+
+    assert (call.method, call.url) == (
+        "POST",
+        "https://eu-proxy-1.symplifymail.com/rest/4711/batchtrigger/v2",
+    )
+    assert call.headers == {"X-Carma-Authentication-Token": "carma-token"}
+    assert call.json_body == {"entityId": 1001, "downloadUrl": DOWNLOAD_URL}
+
+
+def test_symplifys_token_header_can_be_renamed_in_the_secret() -> None:
+    secret = SECRETS[Destination.SYMPLIFY].model_copy(update={"auth_header": "X-Symplify-Token"})
+    provider = provider_for(Destination.SYMPLIFY)
+    envelope = {"downloadUrl": DOWNLOAD_URL}
+    (call,) = provider.calls("1001", envelope, [], secret, "c")
+
+    assert call.headers == {"X-Symplify-Token": "carma-token"}
+
+
+def test_a_symplify_row_is_one_id_and_properties_object_like_the_seeds_rows() -> None:
+    seed_rows = [
+        json.loads(line) for line in seed_text(SYMPLIFY_SEED).splitlines() if line.startswith('{"id"')
+    ]
+    contacts = [
+        person(1, id="0", email="bruce@example.com", first_name="Bruce", extra={"attributeName": "yes"}),
+        person(2, id="1", email="aretha@example.com", first_name="Aretha", extra={"attributeName": "yes"}),
+    ]
+    rows = stage(Destination.SYMPLIFY, contacts)
+
+    assert len(seed_rows) == 3
+    for row, seed_row in zip(rows, seed_rows, strict=False):
+        assert set(row.item) == set(seed_row) == {"id", "properties"}
+        assert set(row.item["properties"]) == set(seed_row["properties"])
+        assert row.item["id"] == seed_row["id"]
+        line = json.dumps(row.item, ensure_ascii=False)
+        assert "\n" not in line and line.startswith("{")
+
+
+def test_a_symplify_row_falls_back_to_external_id_then_email_as_its_id() -> None:
+    rows = stage(Destination.SYMPLIFY, [person(1, external_id="K-1"), person(2, email="ada@example.com")])
+    assert [row.item["id"] for row in rows] == ["K-1", "ada@example.com"]
+    assert rows[1].item["properties"] == {"emailAddress": "ada@example.com"}
+
+
+def test_a_started_symplify_batch_sends_every_row() -> None:
+    call = calls(Destination.SYMPLIFY, stage(Destination.SYMPLIFY, [person(1, id="0"), person(2, id="1")]))[0]
+    outcome = provider_for(Destination.SYMPLIFY).outcome(call, answer(200, {"batchId": 987}))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.SENT), (2, RowState.SENT)]
+    assert "987" in outcome.rows[0].answer
+
+
+# --- Workshop (seed 002) ------------------------------------------------------------------------------
+
+
+def test_workshop_enrolls_contact_emails_exactly_as_the_seed_example() -> None:
+    seed = seed_json(WORKSHOP_SEED, "Enroll individual contacts:")
+    contacts = [person(n, email=e) for n, e in enumerate(seed["contact_email_addresses"], 1)]
+    (call,) = calls(Destination.WORKSHOP, stage(Destination.WORKSHOP, contacts))
+
+    assert (call.method, call.url) == (
+        "POST",
+        "https://app.useworkshop.com/api/v1/journeys/jrn_welcome/enroll",
+    )
+    assert call.headers == {"Authorization": "Bearer ws-key"}
+    assert call.json_body == seed
+
+
+def test_workshop_enrolls_lists_in_their_own_lane_exactly_as_the_seed_example() -> None:
+    seed = seed_json(WORKSHOP_SEED, "Enroll all members of lists:")
+    contacts = [person(n, list_email=e) for n, e in enumerate(seed["list_email_addresses"], 1)]
+    workshop = provider_for(Destination.WORKSHOP)
+    (call,) = calls(Destination.WORKSHOP, stage(Destination.WORKSHOP, contacts), lane="l")
+
+    assert {workshop.lane(c) for c in contacts} == {"l"}
+    assert call.json_body == seed
+
+
+def test_workshops_optional_version_header_comes_from_the_secret() -> None:
+    secret = SECRETS[Destination.WORKSHOP].model_copy(update={"workshop_version": "2025-01-01"})
+    (call,) = provider_for(Destination.WORKSHOP).calls("jrn", {}, [], secret, "c")
+    assert call.headers["Workshop-Version"] == "2025-01-01"
+
+
+def test_workshops_seed_answer_gives_every_email_its_own_outcome() -> None:
+    emails = [
+        "user1@example.com",
+        "unknown@example.com",
+        "already.in@example.com",
+        "user2@example.com",
+        "just.finished@example.com",
+    ]
+    rows = stage(Destination.WORKSHOP, [person(n, email=e) for n, e in enumerate(emails, 1)])
+    (call,) = calls(Destination.WORKSHOP, rows)
+    seed_answer = seed_json(WORKSHOP_SEED, "Success response (200)")
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(200, seed_answer))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [(r.row, r.identity, r.state) for r in outcome.rows] == [
+        (1, "user1@example.com", RowState.SENT),
+        (2, "unknown@example.com", RowState.FAILED),
+        (3, "already.in@example.com", RowState.SENT),
+        (4, "user2@example.com", RowState.SENT),
+        (5, "just.finished@example.com", RowState.FAILED),
+    ]
+    answers = [r.answer for r in outcome.rows]
+    assert answers[0] == answers[3] == "enrolled"
+    assert answers[1].startswith("not_found")
+    assert "already enrolled" in answers[2]
+    assert answers[4].startswith("recently_completed")
+
+
+def test_workshop_reasons_match_emails_whatever_their_case() -> None:
+    rows = stage(Destination.WORKSHOP, [person(1, email="ada@example.com")])
+    (call,) = calls(Destination.WORKSHOP, rows)
+    body = {"enrolled_count": 0, "not_enrolled": {"not_found": [" Ada@Example.COM "]}}
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(200, body))
+
+    assert [r.state for r in outcome.rows] == [RowState.FAILED]
+
+
+@pytest.mark.parametrize(
+    ("status", "marker"),
+    [
+        (404, "Journey not found (404)"),
+        (422, "Journey not active (422)"),
+        (422, "No emails provided (422)"),
+        (422, "List not found (422)"),
+        (422, "Multiple lists with same email (422)"),
+    ],
+)
+def test_workshops_seed_errors_fail_every_row_with_the_providers_words(status: int, marker: str) -> None:
+    call = typical_call(Destination.WORKSHOP)
+    body = seed_json(WORKSHOP_SEED, marker)
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(status, body))
+    words = body["error"] if isinstance(body["error"], str) else body["error"]["base"][0]
+
+    assert outcome.verdict is Verdict.FAILED
+    assert {r.state for r in outcome.rows} == {RowState.FAILED}
+    assert all(words[:60] in r.answer for r in outcome.rows)
+
+
+# --- Altcraft (seed 003) ------------------------------------------------------------------------------
+
+
+def altcraft_seed_contacts(request: Mapping[str, Any], custom: str | None = None) -> list[Contact]:
+    contacts = []
+    for number, entry in enumerate(request["data"], 1):
+        data = entry["data"]
+        fields = {"first_name": data["_fname"], "last_name": data["_lname"], "email": data["email"]}
+        fields["phone"] = data["phones"]
+        extra = {custom: data[custom]} if custom else {}
+        contacts.append(Contact(number, "", fields, extra))
+    return contacts
+
+
+def test_altcraft_builds_the_seeds_email_matching_request() -> None:
+    seed = seed_json(ALTCRAFT_SEED, f'Request example {EN_DASH} "matching":"email"')
+    rows = stage(Destination.ALTCRAFT, altcraft_seed_contacts(seed))
+    (call,) = calls(Destination.ALTCRAFT, rows)
+
+    assert (call.method, call.url) == (
+        "POST",
+        "https://ru.altkraft.com/api/v1.1/workflows/import_and_start_batch",
+    )
+    assert call.headers == {}
+    assert call.json_body.pop("format") == "json"  # documented, optional, "json" by default
+    assert call.json_body == seed
+
+
+def test_altcraft_builds_the_seeds_custom_matching_request_with_field_name() -> None:
+    seed = seed_json(ALTCRAFT_SEED, f'Request example {EN_DASH} "matching":"custom"')
+    options = {"matching": "custom", "field-name": "CRM_ID"}
+    rows = stage(Destination.ALTCRAFT, altcraft_seed_contacts(seed, custom="CRM_ID"), options)
+    (call,) = calls(Destination.ALTCRAFT, rows, options)
+
+    call.json_body.pop("format")
+    assert call.json_body == seed
+    assert [row.identity for row in rows] == ["00066", "00076"]
+
+
+def test_altcrafts_envelope_has_an_integer_workflow_id_and_the_matching_mode() -> None:
+    altcraft = provider_for(Destination.ALTCRAFT)
+
+    assert altcraft.envelope("12", {}) == {"workflow_id": 12, "matching": "email", "format": "json"}
+    assert altcraft.envelope("7", {"matching": "phone", "skip-triggers": "yes"}) == {
+        "workflow_id": 7,
+        "matching": "phone",
+        "format": "json",
+        "skip_triggers": True,
+    }
+
+
+def test_altcraft_matching_on_profile_id_puts_it_beside_the_data() -> None:
+    options = {"matching": "profile_id"}
+    (row,) = stage(
+        Destination.ALTCRAFT,
+        [person(1, profile_id="5f19953a03e4227216278ba4", email="a@example.com")],
+        options,
+    )
+    assert row.item == {"profile_id": "5f19953a03e4227216278ba4", "data": {"email": "a@example.com"}}
+
+
+def test_the_altcraft_token_travels_in_the_body_never_in_the_url_or_headers() -> None:
+    call = typical_call(Destination.ALTCRAFT)
+    assert call.json_body["token"] == "abcdefghijklmnqrstuvwxyz"
+    assert "abcdefghijklmnqrstuvwxyz" not in call.url
+    assert "abcdefghijklmnqrstuvwxyz" not in json.dumps(call.headers)
+
+
+def test_altcrafts_seed_answer_gives_each_row_its_profile_id() -> None:
+    call = typical_call(Destination.ALTCRAFT)
+    seed_answer = seed_json(ALTCRAFT_SEED, "Response example\n")
+    outcome = provider_for(Destination.ALTCRAFT).outcome(call, answer(200, seed_answer))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [(r.row, r.state, r.answer) for r in outcome.rows] == [
+        (1, RowState.SENT, f"profile_id {seed_answer['result'][0]['profile_id']}"),
+        (2, RowState.SENT, f"profile_id {seed_answer['result'][1]['profile_id']}"),
+    ]
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_altcrafts_seed_body_too_large_answer_splits_the_chunk(status: int) -> None:
+    call = typical_call(Destination.ALTCRAFT)
+    body = seed_json(ALTCRAFT_SEED, "Response example when a request limitation")
+    outcome = provider_for(Destination.ALTCRAFT).outcome(call, answer(status, body))
+
+    assert outcome.verdict is Verdict.TOO_LARGE
+    assert outcome.rows == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": 401, "error_text": "Token required"},
+        {"error": 402, "error_text": "Tariff limit"},
+        {"error": 400, "error_text": "Invalid request", "error_debug": "workflow not found"},
+    ],
+)
+def test_an_altcraft_error_code_in_a_2xx_body_fails_every_row(body: dict[str, Any]) -> None:
+    call = typical_call(Destination.ALTCRAFT)
+    outcome = provider_for(Destination.ALTCRAFT).outcome(call, answer(200, body))
+
+    assert outcome.verdict is Verdict.FAILED
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.FAILED), (2, RowState.FAILED)]
+    assert all(f"Altcraft error {body['error']}: {body['error_text']}" in r.answer for r in outcome.rows)
+
+
+def test_an_altcraft_answer_without_a_success_code_fails() -> None:
+    outcome = provider_for(Destination.ALTCRAFT).outcome(typical_call(Destination.ALTCRAFT), answer(200, {}))
+    assert outcome.verdict is Verdict.FAILED
+
+
+# --- the shared status policy, for every provider -----------------------------------------------------
+
+ALL = list(Destination)
+
+
+def body_kinds(destination: Destination, status: int) -> list[Any]:
+    """A plain-text body, an empty one, and the provider's own JSON error body."""
+    return ["Service says no", None, ERROR_BODIES[destination](status, "Service says no")]
+
+
+@pytest.mark.parametrize("destination", ALL)
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["text", "empty", "json"])
+def test_429_with_retry_after_is_retried_later_honouring_it(destination: Destination, kind: int) -> None:
+    body = body_kinds(destination, 429)[kind]
+    response = answer(429, body, {"Retry-After": "7"})
+    outcome = provider_for(destination).outcome(typical_call(destination), response)
+
+    assert (outcome.verdict, outcome.retry_after, outcome.rows) == (Verdict.RETRY, 7.0, [])
+
+
+@pytest.mark.parametrize("destination", ALL)
+def test_a_retry_after_date_still_defers_the_chunk(destination: Destination) -> None:
+    response = answer(429, None, {"Retry-After": "Wed, 21 Oct 2025 07:28:00 GMT"})
+    outcome = provider_for(destination).outcome(typical_call(destination), response)
+
+    assert outcome.verdict is Verdict.RETRY
+    assert outcome.retry_after is not None and outcome.retry_after > 0
+
+
+@pytest.mark.parametrize("destination", ALL)
+@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["text", "empty", "json"])
+def test_500_and_503_are_retried(destination: Destination, status: int, kind: int) -> None:
+    response = answer(status, body_kinds(destination, status)[kind])
+    outcome = provider_for(destination).outcome(typical_call(destination), response)
+
+    assert (outcome.verdict, outcome.status_code, outcome.rows) == (Verdict.RETRY, status, [])
+
+
+@pytest.mark.parametrize("destination", ALL)
+@pytest.mark.parametrize("status", [502, 504])
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["text", "empty", "json"])
+def test_502_and_504_may_have_reached_the_provider_so_are_uncertain(
+    destination: Destination, status: int, kind: int
+) -> None:
+    response = answer(status, body_kinds(destination, status)[kind])
+    outcome = provider_for(destination).outcome(typical_call(destination), response)
+
+    assert (outcome.verdict, outcome.rows) == (Verdict.UNCERTAIN, [])
+
+
+@pytest.mark.parametrize(
+    ("destination", "status"),
+    [(d, s) for d in ALL for s in (401, 403, 404, 422) if (d, s) != (Destination.MATEO_MESSAGE, 422)],
+)
+def test_a_permanent_refusal_fails_every_row_of_the_call_with_the_providers_words(
+    destination: Destination, status: int
+) -> None:
+    call = typical_call(destination)
+    response = answer(status, ERROR_BODIES[destination](status, "API key is invalid"))
+    outcome = provider_for(destination).outcome(call, response)
+
+    assert outcome.verdict is Verdict.FAILED
+    assert [(r.row, r.state) for r in outcome.rows] == [(r.row, RowState.FAILED) for r in call.rows]
+    assert all("API key is invalid" in r.answer for r in outcome.rows)
+
+
+@pytest.mark.parametrize("destination", [d for d in ALL if d is not Destination.SYMPLIFY])
+def test_a_2xx_answer_that_is_not_json_is_uncertain_not_a_crash(destination: Destination) -> None:
+    response = answer(200, "<html><body>Service maintenance</body></html>")
+    outcome = provider_for(destination).outcome(typical_call(destination), response)
+
+    assert outcome.verdict is Verdict.UNCERTAIN
+
+
+def test_no_provider_puts_its_secret_in_the_url() -> None:
+    for destination in ALL:
+        call = typical_call(destination)
+        assert SECRETS[destination].token not in call.url
+
+
+# --- transport errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "verdict"),
+    [
+        (httpx.ConnectError("connection refused"), Verdict.RETRY),
+        (httpx.ConnectTimeout("connect timed out"), Verdict.RETRY),
+        (httpx.PoolTimeout("no connection free"), Verdict.RETRY),
+        (httpx.ReadTimeout("read timed out"), Verdict.UNCERTAIN),
+        (httpx.WriteTimeout("write timed out"), Verdict.UNCERTAIN),
+        (httpx.RemoteProtocolError("server disconnected without sending a response"), Verdict.UNCERTAIN),
+        (httpx.ReadError("connection reset by peer"), Verdict.UNCERTAIN),
+    ],
+)
+def test_a_request_that_never_connected_is_retried_and_one_that_was_sent_is_uncertain(
+    error: httpx.HTTPError, verdict: Verdict
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    provider: Provider = provider_for(Destination.ALTCRAFT)
+    with httpx.Client(transport=httpx.MockTransport(fail)) as http:
+        outcome = send_once(provider, typical_call(Destination.ALTCRAFT), http=http)
+
+    assert classify_transport_error(error) is verdict
+    assert outcome.verdict is verdict
+    assert outcome.detail == f"{type(error).__name__} calling altcraft"
+
+
+def test_the_request_goes_out_as_the_calls_json_with_its_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"success": True, "queued_count": 2})
+
+    call = typical_call(Destination.MATEO)
+    with httpx.Client(transport=httpx.MockTransport(record)) as http:
+        outcome = send_once(provider_for(Destination.MATEO), call, http=http)
+
+    (request,) = seen
+    assert outcome.verdict is Verdict.DONE
+    assert (request.method, str(request.url)) == ("POST", call.url)
+    assert request.headers["Authorization"] == "Bearer mateo-key"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.content == encode_body(call.json_body)

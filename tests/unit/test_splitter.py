@@ -1,0 +1,522 @@
+"""The splitter on the stack template.yaml defines (moto, in process): a dropped file becomes one job with
+provider-sized staged chunks and one queue message each, or fails at once with one clear message and
+sends nothing."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import uuid
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote_plus, urlsplit
+
+import boto3
+import pytest
+
+from fanout.config import SplitterConfig
+from fanout.destinations import Destination
+from fanout.models import ChunkMessage, ChunkState, JobStatus, ObjectRef, StagedRow
+from fanout.splitter import SplitOutcome, Splitter, object_refs
+from fanout.staging import chunk_key, result_key, symplify_file_key
+from fanout.store import DynamoJobStore
+from fanout_local.resources import TemplateResources
+
+pytestmark = pytest.mark.unit
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+CHANNEL = "6a1f1d3e-2b7c-4e0a-9d45-1c2b3a4d5e6f"
+
+
+@cache
+def aws(service: str) -> Any:
+    return boto3.client(service, region_name="eu-west-1")  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def store(splitter_config: SplitterConfig) -> DynamoJobStore:
+    return DynamoJobStore(splitter_config.table_name, splitter_config.retention_days)
+
+
+@pytest.fixture
+def splitter(splitter_config: SplitterConfig, store: DynamoJobStore) -> Splitter:
+    for destination in Destination:  # the stack is shared by this module's tests: start with empty queues
+        queued(splitter_config, destination)
+    return Splitter(splitter_config, store)
+
+
+class Dropper:
+    """Puts files in the stack's bucket under keys of this test's own."""
+
+    def __init__(self, stack: TemplateResources) -> None:
+        self.bucket = stack.bucket
+        self.run = uuid.uuid4().hex[:8]
+
+    def key(self, folder: str, name: str = "contacts.csv") -> str:
+        return f"{folder}/{self.run}-{name}"
+
+    def put(self, key: str, body: str | bytes, metadata: dict[str, str] | None = None) -> ObjectRef:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        aws("s3").put_object(Bucket=self.bucket, Key=key, Body=data, Metadata=metadata or {})
+        return ObjectRef(self.bucket, key)
+
+
+@pytest.fixture
+def drop(stack: TemplateResources) -> Dropper:
+    return Dropper(stack)
+
+
+def split_one(splitter: Splitter, ref: ObjectRef) -> SplitOutcome:
+    (outcome,) = splitter.split(ref)
+    return outcome
+
+
+def queued(config: SplitterConfig, destination: Destination) -> list[ChunkMessage]:
+    """Every message waiting on the destination's queue (the queue is empty afterwards)."""
+    url = config.queue_url(destination)
+    found: list[ChunkMessage] = []
+    while True:
+        answer = aws("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
+        messages = answer.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            found.append(ChunkMessage.from_json(message["Body"]))
+            aws("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def all_queued(config: SplitterConfig) -> dict[Destination, list[ChunkMessage]]:
+    return {d: queued(config, d) for d in Destination}
+
+
+def read(bucket: str, key: str) -> bytes:
+    body: bytes = aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def keys_under(bucket: str, prefix: str) -> list[str]:
+    listed = aws("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def contacts_csv(count: int, start: int = 1) -> str:
+    lines = ["email,first_name,phone"]
+    lines += [f"user{n}@example.com,User {n},+4670{n:07d}" for n in range(start, start + count)]
+    return "\n".join(lines) + "\n"
+
+
+# --- one object, one job ------------------------------------------------------------------------------
+
+
+def test_duplicate_event_makes_one_job(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    key = drop.key(f"inbox/mateo/{JOURNEY}", "March contacts.csv")
+    put = aws("s3").put_object(Bucket=drop.bucket, Key=key, Body=contacts_csv(3).encode())
+    # The same upload, announced by the direct S3 notification and by EventBridge (both sample events).
+    direct = json.loads((EVENTS / "s3_object_created.json").read_text())
+    bridged = json.loads((EVENTS / "eventbridge_object_created.json").read_text())
+    s3_object = direct["Records"][0]["s3"]
+    s3_object["bucket"]["name"] = drop.bucket
+    s3_object["object"].update(key=quote_plus(key, safe="/"), versionId=put["VersionId"], eTag=put["ETag"])
+    bridged["detail"]["bucket"]["name"] = drop.bucket
+    bridged["detail"]["object"].update({"key": quote_plus(key, safe="/"), "version-id": put["VersionId"]})
+    bridged["detail"]["object"]["etag"] = put["ETag"]
+    refs = [*object_refs(direct), *object_refs(bridged), *object_refs(copy.deepcopy(direct))]
+
+    outcomes = [split_one(splitter, ref) for ref in refs]
+
+    assert {ref.key for ref in refs} == {key}
+    assert len({o.job_id for o in outcomes}) == 1
+    assert [o.duplicate for o in outcomes] == [False, True, True]
+    job_id = outcomes[0].job_id
+    assert [c.chunk_id for c in store.chunks(job_id)] == ["c00001"]
+    assert keys_under(drop.bucket, f"jobs/{job_id}/chunks/") == [chunk_key(job_id, "c00001")]
+    messages = queued(splitter_config, Destination.MATEO)
+    assert [(m.job_id, m.chunk_id, m.rows) for m in messages] == [(job_id, "c00001", 3)]
+
+
+def test_a_new_version_of_the_same_key_is_a_new_job(splitter: Splitter, drop: Dropper) -> None:
+    key = drop.key(f"inbox/mateo/{JOURNEY}")
+    first = split_one(splitter, drop.put(key, contacts_csv(2)))
+    second = split_one(splitter, drop.put(key, contacts_csv(2, start=10)))
+
+    assert first.job_id != second.job_id
+    assert not second.duplicate
+
+
+# --- rejected rows ------------------------------------------------------------------------------------
+
+
+def test_rejected_row_has_reason(splitter: Splitter, drop: Dropper, store: DynamoJobStore) -> None:
+    body = (
+        "E-Mail,First Name,Mobile\n"
+        "ada@example.com,Ada,+46701234567\n"
+        "not-an-email,Bob,+46701234568\n"
+        "ADA@example.com,Ada again,+46701234567\n"
+        "carl@example.com,Carl,070-123 45 67\n"
+        "dana@example.com,Dana,+46701234569\n"
+    )
+    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), body, {"tolerated-invalid-percent": "100"})
+
+    outcome = split_one(splitter, ref)
+    rejected = list(
+        csv.DictReader(io.StringIO(read(drop.bucket, result_key(outcome.job_id, "rejected.csv")).decode()))
+    )
+
+    assert rejected[0] == {
+        "row": "2",
+        "column": "E-Mail",
+        "value": "not-an-email",
+        "reason": "'not-an-email' is not a valid email address",
+    }
+    assert (rejected[1]["row"], rejected[1]["reason"]) == ("3", "duplicate of row 1")
+    assert (rejected[2]["row"], rejected[2]["column"], rejected[2]["value"]) == (
+        "4",
+        "Mobile",
+        "070-123 45 67",
+    )
+    assert "phone-region" in rejected[2]["reason"]
+    assert len(rejected) == 3
+    job = store.get_job(outcome.job_id)
+    assert job is not None and (job.counts.read, job.counts.rejected) == (5, 3)
+    staged = sum(c.rows for c in store.chunks(outcome.job_id))
+    assert staged + job.counts.rejected == job.counts.read
+
+
+def test_a_rejected_value_that_looks_like_a_formula_cannot_run_in_a_spreadsheet(
+    splitter: Splitter, drop: Dropper
+) -> None:
+    body = 'email\nada@example.com\n"=HYPERLINK(""http://evil.example"")"\n'
+    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), body, {"tolerated-invalid-percent": "100"})
+    outcome = split_one(splitter, ref)
+    rejected = list(
+        csv.reader(io.StringIO(read(drop.bucket, result_key(outcome.job_id, "rejected.csv")).decode()))
+    )
+
+    assert rejected[1][0] == "2"
+    assert rejected[1][2].startswith("'=")
+
+
+# --- the invalid-share threshold ----------------------------------------------------------------------
+
+
+def mostly_valid_csv(valid: int, invalid: int) -> str:
+    lines = [f"user{n}@example.com" for n in range(1, valid + 1)] + [f"broken{n}" for n in range(invalid)]
+    return "email\n" + "\n".join(lines) + "\n"
+
+
+def test_too_many_invalid_rows_fail_the_job_and_send_nothing(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    outcome = split_one(splitter, drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), mostly_valid_csv(8, 2)))
+
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.message.startswith(
+        "2 of 10 rows (20.0%) are invalid, more than the 10% tolerated; nothing"
+    )
+    assert f"results/{outcome.job_id}/rejected.csv" in outcome.message
+    assert "tolerated-invalid-percent" in outcome.message
+    assert all(messages == [] for messages in all_queued(splitter_config).values())
+    job = store.get_job(outcome.job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert {c.state for c in store.chunks(outcome.job_id)} <= {ChunkState.FAILED}
+    summary = json.loads(read(drop.bucket, result_key(outcome.job_id, "summary.json")))
+    assert (summary["status"], summary["rows_read"], summary["rows_rejected"]) == ("failed", 10, 2)
+
+
+def test_an_invalid_share_at_the_threshold_still_sends(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    outcome = split_one(splitter, drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), mostly_valid_csv(9, 1)))
+
+    assert outcome.status is JobStatus.SENDING
+    assert [m.rows for m in queued(splitter_config, Destination.MATEO)] == [9]
+
+
+def test_a_file_can_tolerate_more_invalid_rows_by_its_metadata(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    metadata = {"tolerated-invalid-percent": "25"}
+    outcome = split_one(
+        splitter, drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), mostly_valid_csv(8, 2), metadata)
+    )
+
+    assert outcome.status is JobStatus.SENDING
+    assert (outcome.counts.read, outcome.counts.rejected) == (10, 2)
+    assert [m.rows for m in queued(splitter_config, Destination.MATEO)] == [8]
+
+
+# --- dry runs -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["metadata", "prefix"])
+def test_a_dry_run_plans_and_sends_nothing(
+    how: str, splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    folder = f"inbox/mateo/{JOURNEY}"
+    key = drop.key(folder) if how == "metadata" else drop.key(f"dryrun/{folder}")
+    metadata = {"dry-run": "true"} if how == "metadata" else {}
+    outcome = split_one(splitter, drop.put(key, contacts_csv(1201), metadata))
+
+    assert outcome.status is JobStatus.PLANNED
+    assert outcome.message == "dry run: 1201 rows in 3 chunks would be sent"
+    assert all(messages == [] for messages in all_queued(splitter_config).values())
+    job = store.get_job(outcome.job_id)
+    assert job is not None and (job.status, job.dry_run) == (JobStatus.PLANNED, True)
+
+
+# --- files that cannot go anywhere --------------------------------------------------------------------
+
+XLSX = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml" + b"\x00" * 64
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "body", "metadata", "message"),
+    [
+        (
+            "inbox/mailchimp/123",
+            "contacts.csv",
+            "email\nada@example.com\n",
+            {},
+            "no route for 'mailchimp': use inbox/<destination>/<target>/<file> with a destination of mateo,"
+            " mateo-message, symplify, workshop, altcraft, or add a routes-file entry for the prefix inbox/mailchimp/",
+        ),
+        (
+            "inbox/mateo/journey-42",
+            "contacts.csv",
+            "email\nada@example.com\n",
+            {},
+            "wrong target for mateo: 'journey-42' is not a journey id: Mateo ids are uuids like"
+            " 3c90c3cc-0d44-4b50-8888-8dd25736052a",
+        ),
+        (
+            "inbox/altcraft/twelve",
+            "contacts.csv",
+            "email\nada@example.com\n",
+            {},
+            "wrong target for altcraft: 'twelve' is not an Altcraft workflow id: it must be a positive integer"
+            " such as 12",
+        ),
+        (
+            f"inbox/mateo/{JOURNEY}",
+            "contacts.xlsx",
+            XLSX,
+            {},
+            "this looks like an Excel workbook (XLSX), not CSV or NDJSON; export the contacts as CSV",
+        ),
+        (
+            f"inbox/mateo/{JOURNEY}",
+            "contacts.csv",
+            PNG,
+            {},
+            "this looks like a PNG image, not CSV or NDJSON; export the contacts as CSV",
+        ),
+        (
+            f"inbox/mateo/{JOURNEY}",
+            "contacts.csv",
+            "email\nada@example.com\n",
+            {"colour": "blue"},
+            "unknown file option(s) colour in the object's metadata; known: ",
+        ),
+        (
+            "inbox/altcraft/12",
+            "contacts.csv",
+            "email\nada@example.com\n",
+            {"matching": "custom", "field-name": "CRM_ID"},
+            "matching=custom on field-name 'CRM_ID', but the file has no column 'CRM_ID'",
+        ),
+        (f"inbox/mateo/{JOURNEY}", "contacts.csv", "email\n", {}, "the file has a header but no data rows"),
+    ],
+    ids=[
+        "unknown-destination",
+        "mateo-target",
+        "altcraft-target",
+        "xlsx",
+        "png",
+        "option",
+        "field-name",
+        "no-rows",
+    ],
+)
+def test_a_file_that_cannot_be_sent_fails_its_job_with_one_clear_message(
+    folder: str,
+    name: str,
+    body: str | bytes,
+    metadata: dict[str, str],
+    message: str,
+    splitter: Splitter,
+    drop: Dropper,
+    splitter_config: SplitterConfig,
+    store: DynamoJobStore,
+) -> None:
+    outcome = split_one(splitter, drop.put(drop.key(folder, name), body, metadata))
+
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.message.startswith(message)
+    assert "\n" not in outcome.message and "Traceback" not in outcome.message
+    job = store.get_job(outcome.job_id)
+    assert job is not None and (job.status, job.message) == (JobStatus.FAILED, outcome.message)
+    summary = json.loads(read(drop.bucket, result_key(outcome.job_id, "summary.json")))
+    assert summary["message"] == outcome.message
+    assert all(messages == [] for messages in all_queued(splitter_config).values())
+
+
+def test_a_failed_file_dropped_again_is_not_failed_twice(splitter: Splitter, drop: Dropper) -> None:
+    ref = drop.put(drop.key("inbox/mailchimp/123"), "email\nada@example.com\n")
+    first, again = split_one(splitter, ref), split_one(splitter, ref)
+
+    assert (again.job_id, again.duplicate) == (first.job_id, True)
+
+
+# --- what each destination gets -----------------------------------------------------------------------
+
+
+def test_mateo_gets_chunks_of_500_and_one_message_each_pointing_at_its_chunk(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    outcome = split_one(splitter, drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(1201)))
+    messages = sorted(queued(splitter_config, Destination.MATEO), key=lambda m: m.chunk_id)
+    chunks = sorted(store.chunks(outcome.job_id), key=lambda c: c.chunk_id)
+
+    assert (outcome.status, outcome.chunks) == (JobStatus.SENDING, 3)
+    assert [(c.chunk_id, c.rows, c.state) for c in chunks] == [
+        ("c00001", 500, ChunkState.PENDING),
+        ("c00002", 500, ChunkState.PENDING),
+        ("c00003", 201, ChunkState.PENDING),
+    ]
+    assert [(m.chunk_id, m.key, m.rows) for m in messages] == [(c.chunk_id, c.key, c.rows) for c in chunks]
+    assert {(m.job_id, m.destination, m.target) for m in messages} == {
+        (outcome.job_id, Destination.MATEO, JOURNEY)
+    }
+    staged = [StagedRow.from_json(line) for m in messages for line in read(drop.bucket, m.key).splitlines()]
+    assert [row.row for row in staged] == list(range(1, 1202))
+    assert staged[0].identity == "user1@example.com"
+    assert set(staged[0].item) == {"deduplication_id", "contact", "context"}
+    assert all(queued(splitter_config, d) == [] for d in Destination if d is not Destination.MATEO)
+
+
+def test_symplify_gets_one_ndjson_file_of_id_and_properties_and_a_presigned_download_url(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    body = "id,email,firstname,attributeName\n0,bruce@example.com,Bruce,yes\n1,åsa@example.se,Åsa,no\n2,,Zoë,yes\n"
+    outcome = split_one(splitter, drop.put(drop.key("inbox/symplify/1001"), body))
+    raw = read(drop.bucket, symplify_file_key(outcome.job_id))
+    lines = raw.decode("utf-8").splitlines()
+    (message,) = queued(splitter_config, Destination.SYMPLIFY)
+
+    assert not raw.lstrip().startswith(b"[")
+    assert "Åsa" in raw.decode("utf-8") and b"\\u00c5" not in raw
+    assert [json.loads(line) for line in lines] == [
+        {
+            "id": "0",
+            "properties": {"emailAddress": "bruce@example.com", "firstname": "Bruce", "attributeName": "yes"},
+        },
+        {
+            "id": "1",
+            "properties": {"emailAddress": "åsa@example.se", "firstname": "Åsa", "attributeName": "no"},
+        },
+        {"id": "2", "properties": {"firstname": "Zoë", "attributeName": "yes"}},
+    ]
+    url = urlsplit(message.envelope["downloadUrl"])
+    query = parse_qs(url.query)
+    assert url.scheme == "https"
+    assert url.path.endswith(symplify_file_key(outcome.job_id))
+    assert {"Signature", "X-Amz-Signature"} & set(query)
+    assert message.rows == 3
+
+
+def test_symplifys_download_url_is_signed_with_sigv4_for_the_configured_time(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    split_one(splitter, drop.put(drop.key("inbox/symplify/1001"), "id,email\n0,bruce@example.com\n"))
+    (message,) = queued(splitter_config, Destination.SYMPLIFY)
+    query = parse_qs(urlsplit(message.envelope["downloadUrl"]).query)
+
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert query["X-Amz-Expires"] == [str(splitter_config.presign_expiry_seconds)]
+
+
+def test_a_mateo_message_chunk_carries_several_rows(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    body = "email,text\n" + "".join(f"user{n}@example.com,Hello {n}\n" for n in range(1, 61))
+    split_one(splitter, drop.put(drop.key(f"inbox/mateo-message/{CHANNEL}"), body))
+    messages = sorted(queued(splitter_config, Destination.MATEO_MESSAGE), key=lambda m: m.chunk_id)
+
+    assert len(messages) < 60
+    assert all(m.rows > 1 for m in messages)
+    assert sum(m.rows for m in messages) == 60
+    first = [StagedRow.from_json(line) for line in read(drop.bucket, messages[0].key).splitlines()]
+    assert len(first) == messages[0].rows
+    assert first[0].item["to"] == [{"handle": "user1@example.com"}]
+
+
+def test_workshop_contacts_and_lists_travel_in_separate_chunks(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    body = "email,list_email\nada@example.com,\n,Team@Company.com\nbob@example.com,\n"
+    split_one(splitter, drop.put(drop.key("inbox/workshop/jrn_welcome"), body))
+    messages = sorted(queued(splitter_config, Destination.WORKSHOP), key=lambda m: m.chunk_id)
+
+    assert [(m.chunk_id, m.rows) for m in messages] == [("c00001", 2), ("l00001", 1)]
+    lists = [StagedRow.from_json(line).item for line in read(drop.bucket, messages[1].key).splitlines()]
+    assert lists == ["team@company.com"]
+
+
+def test_altcrafts_message_carries_the_envelope_from_the_files_options(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    body = "email,_fname,CRM_ID\nalina@example.com,Alina,00066\nvictor@example.com,Victor,00076\n"
+    metadata = {"matching": "custom", "field-name": "CRM_ID"}
+    split_one(splitter, drop.put(drop.key("inbox/altcraft/12"), body, metadata))
+    (message,) = queued(splitter_config, Destination.ALTCRAFT)
+
+    assert message.envelope == {
+        "workflow_id": 12,
+        "matching": "custom",
+        "format": "json",
+        "field_name": "CRM_ID",
+    }
+    staged = [StagedRow.from_json(line) for line in read(drop.bucket, message.key).splitlines()]
+    assert [row.identity for row in staged] == ["00066", "00076"]
+    assert staged[0].item == {"data": {"email": "alina@example.com", "_fname": "Alina", "CRM_ID": "00066"}}
+
+
+def test_a_routes_entry_makes_one_job_per_destination(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    prefix = f"inbox/vip-{drop.run}/"
+    routes = {
+        "routes": [
+            {
+                "prefix": prefix,
+                "destinations": [
+                    {"destination": "mateo", "target": JOURNEY, "columns": {"Kundnummer": "external_id"}},
+                    {"destination": "altcraft", "target": "12"},
+                ],
+            }
+        ]
+    }
+    aws("s3").put_object(Bucket=drop.bucket, Key=splitter_config.routes_key, Body=json.dumps(routes).encode())
+    try:
+        body = "Kundnummer,email\nK-1,ada@example.com\nK-2,bob@example.com\n"
+        outcomes = splitter.split(drop.put(f"{prefix}weekly.csv", body))
+    finally:
+        aws("s3").delete_object(Bucket=drop.bucket, Key=splitter_config.routes_key)
+    mateo, altcraft = (
+        queued(splitter_config, Destination.MATEO),
+        queued(splitter_config, Destination.ALTCRAFT),
+    )
+
+    assert [o.status for o in outcomes] == [JobStatus.SENDING, JobStatus.SENDING]
+    assert len({o.job_id for o in outcomes}) == 2
+    assert [(m.job_id, m.rows) for m in mateo] == [(outcomes[0].job_id, 2)]
+    assert [(m.job_id, m.rows) for m in altcraft] == [(outcomes[1].job_id, 2)]
+    mateo_rows = [StagedRow.from_json(line) for line in read(drop.bucket, mateo[0].key).splitlines()]
+    assert mateo_rows[0].item["contact"]["external_id"] == "K-1"

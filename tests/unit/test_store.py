@@ -1,0 +1,291 @@
+"""fanout.store on the table template.yaml defines: every state change is a conditional write, so a
+duplicate event, a redelivered message or two instances at once can never act twice."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from fanout.config import SplitterConfig
+from fanout.models import ChunkState, Counts, JobStatus
+from fanout.store import Chunk, Claim, DynamoJobStore, Job, Settlement
+
+pytestmark = pytest.mark.unit
+
+LEASE = 300
+LAPSED = -5  # a lease that ran out five seconds ago: its holder died
+
+
+@pytest.fixture
+def store(splitter_config: SplitterConfig) -> DynamoJobStore:
+    return DynamoJobStore(splitter_config.table_name, splitter_config.retention_days)
+
+
+@pytest.fixture
+def job_id() -> str:
+    """A job id of this test's own: the table is shared by the module's tests."""
+    return f"j-{uuid.uuid4().hex[:16]}"
+
+
+def new_job(job_id: str) -> Job:
+    return Job(
+        job_id=job_id,
+        status=JobStatus.SPLITTING,
+        bucket="unit-inbox",
+        key="inbox/mateo/3c90c3cc-0d44-4b50-8888-8dd25736052a/contacts.csv",
+        destination="mateo",
+        target="3c90c3cc-0d44-4b50-8888-8dd25736052a",
+        version="v1",
+        options={"phone-region": "SE"},
+    )
+
+
+def sending_job(store: DynamoJobStore, chunk_rows: list[int], job_id: str) -> Job:
+    """A split job with its chunks staged and queued: status sending."""
+    job = new_job(job_id)
+    assert store.create_job(job, LEASE)
+    for number, rows in enumerate(chunk_rows, 1):
+        store.put_chunk(
+            Chunk(job.job_id, f"c{number:05d}", f"jobs/{job.job_id}/chunks/c{number:05d}.jsonl", rows)
+        )
+    job.status = JobStatus.SENDING
+    job.counts = Counts(read=sum(chunk_rows) + 1, rejected=1)
+    job.chunks_total = len(chunk_rows)
+    store.finish_split(job)
+    return job
+
+
+def chunk(store: DynamoJobStore, job_id: str, chunk_id: str) -> Chunk:
+    (found,) = [c for c in store.chunks(job_id) if c.chunk_id == chunk_id]
+    return found
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+
+
+def test_creating_a_job_twice_makes_one_job(store: DynamoJobStore, job_id: str) -> None:
+    assert store.create_job(new_job(job_id), LEASE) is True
+    assert store.create_job(new_job(job_id), LEASE) is False
+    assert [job.job_id for job in store.list_jobs(limit=1000)].count(job_id) == 1
+
+
+def test_a_stored_job_reads_back_as_it_was_written(store: DynamoJobStore, job_id: str) -> None:
+    job = new_job(job_id)
+    store.create_job(job, LEASE)
+    found = store.get_job(job.job_id)
+
+    assert found is not None
+    assert (found.status, found.key, found.target, found.version, found.options) == (
+        JobStatus.SPLITTING,
+        job.key,
+        job.target,
+        "v1",
+        {"phone-region": "SE"},
+    )
+
+
+def test_a_split_that_died_can_be_redone_but_a_live_one_cannot(store: DynamoJobStore, job_id: str) -> None:
+    dead, live = f"{job_id}-dead", f"{job_id}-live"
+    assert store.create_job(new_job(dead), LAPSED)
+    assert store.create_job(new_job(live), LEASE)
+
+    assert store.create_job(new_job(dead), LEASE) is True
+    assert store.create_job(new_job(live), LEASE) is False
+
+
+def test_a_finished_split_is_never_redone_even_after_its_lease(store: DynamoJobStore, job_id: str) -> None:
+    job = new_job(job_id)
+    store.create_job(job, LAPSED)
+    job.status = JobStatus.SENDING
+    store.finish_split(job)
+
+    assert store.create_job(new_job(job_id), LEASE) is False
+
+
+def test_finish_split_stores_the_counts_and_the_plan(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [500, 200], job_id)
+    found = store.get_job(job.job_id)
+
+    assert found is not None
+    assert (found.status, found.counts, found.chunks_total, found.chunks_settled) == (
+        JobStatus.SENDING,
+        Counts(read=701, rejected=1),
+        2,
+        0,
+    )
+
+
+def test_an_unknown_job_is_none(store: DynamoJobStore) -> None:
+    assert store.get_job("j-nope") is None
+
+
+# --- chunks: claim, release, settle -------------------------------------------------------------------
+
+
+def test_a_pending_chunk_is_claimed_once_and_then_busy(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.CLAIMED
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.BUSY
+    found = chunk(store, job.job_id, "c00001")
+    assert (found.state, found.attempts) == (ChunkState.IN_FLIGHT, 1)
+
+
+def test_a_chunk_whose_holder_died_is_claimed_after_crash(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LAPSED)
+
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.CLAIMED_AFTER_CRASH
+    assert chunk(store, job.job_id, "c00001").attempts == 2
+
+
+def test_a_settled_chunk_claims_as_settled_so_nothing_is_sent_again(
+    store: DynamoJobStore, job_id: str
+) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.SETTLED
+    assert store.claim_chunk(job.job_id, "c00001", LAPSED) is Claim.SETTLED
+
+
+def test_an_unknown_chunk_claims_as_missing(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    assert store.claim_chunk(job.job_id, "c00099", LEASE) is Claim.MISSING
+
+
+def test_a_released_chunk_is_claimed_afresh_with_its_error_kept(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.release_chunk(job.job_id, "c00001", "HTTP 429: slow down")
+
+    released = chunk(store, job.job_id, "c00001")
+    assert (released.state, released.last_error) == (ChunkState.PENDING, "HTTP 429: slow down")
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.CLAIMED
+
+
+def test_releasing_a_settled_chunk_leaves_it_settled(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+    store.release_chunk(job.job_id, "c00001", "late release")
+
+    assert chunk(store, job.job_id, "c00001").state is ChunkState.SENT
+
+
+def test_staging_a_chunk_again_does_not_reset_it(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+    store.put_chunk(Chunk(job.job_id, "c00001", f"jobs/{job.job_id}/chunks/c00001.jsonl", 10))
+
+    assert chunk(store, job.job_id, "c00001").state is ChunkState.SENT
+
+
+def test_settling_a_chunk_twice_adds_its_counts_once(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10, 5], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    settlement = Settlement(ChunkState.SENT, sent=8, failed=2, error="2 not_found")
+
+    first = store.settle_chunk(job.job_id, "c00001", settlement)
+    second = store.settle_chunk(job.job_id, "c00001", settlement)
+
+    assert (first.counts.sent, first.counts.failed, first.chunks_settled) == (8, 2, 1)
+    assert (second.counts.sent, second.counts.failed, second.chunks_settled) == (8, 2, 1)
+    assert chunk(store, job.job_id, "c00001").last_error == "2 not_found"
+
+
+def test_a_second_settlement_cannot_change_the_first(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+    after = store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.FAILED, failed=10))
+
+    assert chunk(store, job.job_id, "c00001").state is ChunkState.SENT
+    assert (after.counts.sent, after.counts.failed) == (10, 0)
+
+
+def test_a_pending_chunk_can_be_settled_by_the_dead_letter_path(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [7], job_id)
+    after = store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.FAILED, failed=7, error="gave up"))
+
+    assert (after.counts.failed, after.chunks_settled) == (7, 1)
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.SETTLED
+
+
+def test_a_too_large_chunk_is_replaced_by_its_halves(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    halves = [
+        Chunk(job.job_id, "c00001-1", f"jobs/{job.job_id}/chunks/c00001-1.jsonl", 5),
+        Chunk(job.job_id, "c00001-2", f"jobs/{job.job_id}/chunks/c00001-2.jsonl", 5),
+    ]
+    store.split_chunk(job.job_id, "c00001", halves)
+
+    states = {c.chunk_id: c.state for c in store.chunks(job.job_id)}
+    found = store.get_job(job.job_id)
+    assert states == {
+        "c00001": ChunkState.SPLIT,
+        "c00001-1": ChunkState.PENDING,
+        "c00001-2": ChunkState.PENDING,
+    }
+    assert found is not None and (found.chunks_total, found.chunks_settled) == (3, 1)
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.SETTLED
+
+
+# --- settling the job ---------------------------------------------------------------------------------
+
+
+def test_begin_settling_waits_for_the_last_chunk(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10, 5], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+
+    assert store.begin_settling(job.job_id, LEASE) is False
+
+
+def test_begin_settling_is_true_for_exactly_one_caller(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10, 5], job_id)
+    for chunk_id, rows in (("c00001", 10), ("c00002", 5)):
+        store.claim_chunk(job.job_id, chunk_id, LEASE)
+        store.settle_chunk(job.job_id, chunk_id, Settlement(ChunkState.SENT, sent=rows))
+
+    answers = [store.begin_settling(job.job_id, LEASE) for _ in range(5)]
+
+    assert answers.count(True) == 1
+    found = store.get_job(job.job_id)
+    assert found is not None and found.status is JobStatus.SETTLING
+
+
+def test_a_settler_that_died_lets_the_next_caller_finish(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+
+    assert store.begin_settling(job.job_id, LAPSED) is True
+    assert store.begin_settling(job.job_id, LEASE) is True
+    assert store.begin_settling(job.job_id, LEASE) is False
+
+
+def test_a_finished_job_is_never_settled_again(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+    assert store.begin_settling(job.job_id, LAPSED)
+    store.finish_job(job.job_id, JobStatus.COMPLETED, "all sent")
+
+    found = store.get_job(job.job_id)
+    assert found is not None and (found.status, found.message) == (JobStatus.COMPLETED, "all sent")
+    assert found.finished_at
+    assert store.begin_settling(job.job_id, LEASE) is False
+
+
+def test_jobs_are_listed_newest_first(store: DynamoJobStore, job_id: str) -> None:
+    older, newer = f"{job_id}-older", f"{job_id}-newer"
+    for name, created in ((older, "2020-03-01T10:00:00.000Z"), (newer, "2020-03-03T10:00:00.000Z")):
+        job = new_job(name)
+        job.created_at = created
+        store.create_job(job, LEASE)
+
+    listed = [job.job_id for job in store.list_jobs(limit=1000)]
+    assert [name for name in listed if name.startswith(job_id)] == [newer, older]
