@@ -179,7 +179,7 @@ class LocalStack:
         port = free_port()
         log = open(self.log_dir / "moto.log", "ab")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "fanout_local.moto_server", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **LOCAL_CREDENTIALS},

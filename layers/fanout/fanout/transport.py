@@ -7,6 +7,7 @@ throttled Lambda does not sit idle on the clock.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import cache
 
@@ -61,10 +62,15 @@ def _wait(state: RetryCallState) -> float:
 
 
 def send(
-    provider: Provider, call: ProviderCall, attempts: int = ATTEMPTS, http: httpx.Client | None = None
+    provider: Provider,
+    call: ProviderCall,
+    attempts: int = ATTEMPTS,
+    http: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Send with a few in-invocation retries; the last outcome is returned, never raised."""
     retrying = Retrying(
+        sleep=sleep,
         stop=stop_after_attempt(attempts),
         wait=_wait,
         retry=retry_if_result(_worth_retrying(provider)),
