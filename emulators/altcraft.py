@@ -25,7 +25,8 @@ profile_id). There is no de-duplication: every call engages every profile again,
 /_emulator/received counts it again (target = workflow_id, identity = lower-cased email / phone /
 profile_id / custom value).
 
-Fixture section: ``{"tokens": [...], "workflows": {"<workflow_id>": {"name": "..."}}}``.
+Fixture section: ``{"tokens": [...], "workflows": {"<workflow_id>": {"name": "..."}}, "max_body_bytes": N}``
+(`max_body_bytes` optional: lowers the 10 MB body limit for tests).
 """
 
 from __future__ import annotations
@@ -179,7 +180,9 @@ class AltcraftEmulator(Emulator):
 
     async def import_and_start_batch(self, request: Request) -> Response:
         """POST /api/v1.1/workflows/import_and_start_batch."""
-        raw = await _read_limited(request, MAX_BODY_BYTES)
+        # `max_body_bytes` in the seed lowers the documented 10 MB limit, so tests can provoke the refusal
+        # (and a client's split-and-retry) without building 10 MB bodies.
+        raw = await _read_limited(request, int(self.seed_data.get("max_body_bytes", MAX_BODY_BYTES)))
         if raw is None:
             return JSONResponse(TOO_LARGE_BODY, status_code=413)
         try:

@@ -20,7 +20,9 @@ from typing import Any
 
 from fanout_local.lambda_worker import FunctionError, Worker
 
-POLL_WAIT_SECONDS = 1
+# Short polls and a client-side rest when a queue is empty: moto serves one request at a time (see
+# moto_server.py), and a long poll would hold every other caller back for its whole wait.
+IDLE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,18 @@ class SqsPoller(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                self.poll_once()
+                if self.poll_once() == 0:
+                    self._halt.wait(IDLE_SECONDS)
             except Exception:  # keep polling through moto hiccups, as Lambda's poller does
                 self.errors += 1
-                time.sleep(0.5)
+                self._halt.wait(0.5)
 
     def poll_once(self) -> int:
         """Receive one batch and invoke the function with it; returns how many messages it held."""
         answer = self._sqs.receive_message(
             QueueUrl=self._source.queue_url,
             MaxNumberOfMessages=min(10, self._source.batch_size),
-            WaitTimeSeconds=POLL_WAIT_SECONDS,
+            WaitTimeSeconds=0,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -134,14 +137,13 @@ class AsyncInvoker(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                self.poll_once()
+                if self.poll_once() == 0:
+                    self._halt.wait(IDLE_SECONDS)
             except Exception:
-                time.sleep(0.5)
+                self._halt.wait(0.5)
 
     def poll_once(self) -> int:
-        answer = self._sqs.receive_message(
-            QueueUrl=self._queue, MaxNumberOfMessages=10, WaitTimeSeconds=POLL_WAIT_SECONDS
-        )
+        answer = self._sqs.receive_message(QueueUrl=self._queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
         messages = answer.get("Messages", [])
         for message in messages:
             try:

@@ -10,9 +10,11 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fanout_local.stack import LocalStack, StackSettings
@@ -292,3 +294,48 @@ def test_sender_killed_mid_call_neither_loses_nor_doubles_contacts(
         assert job.counts.uncertain == 30
     else:  # Mateo de-duplicates: resent after the crash, everyone arrives exactly once
         assert len(got) == 30
+
+
+def test_a_users_eventbridge_rule_receives_job_completed_and_job_failed(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    events, sqs = stack.client("events"), stack.client("sqs")
+    bus = stack.resources.outputs()["EventBusName"]
+    queue = sqs.create_queue(QueueName="user-job-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["journey-fanout"], "detail-type": ["JobCompleted", "JobFailed"]}
+    events.put_rule(Name="user-rule", EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="user-rule", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    done = stack.wait(stack.drop(contacts_csv(tmp_path, "evented", 7), "altcraft", TARGETS["altcraft"]))
+    failed = stack.wait(stack.drop(contacts_csv(tmp_path, "evented-draft", 2), "workshop", "jrn_draft"))
+    seen: dict[str, dict[str, object]] = {}
+    deadline = time.time() + 20
+    while len(seen) < 2 and time.time() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            event = json.loads(message["Body"])
+            seen[event["detail"]["job_id"]] = event
+    assert seen[done.job_id]["detail-type"] == "JobCompleted"
+    assert seen[done.job_id]["detail"]["rows_sent"] == 7
+    assert seen[failed.job_id]["detail-type"] == "JobFailed"
+    assert seen[failed.job_id]["detail"]["rows_failed"] == 2
+    assert "@" not in json.dumps(seen[done.job_id]["detail"])  # counts and ids, no contact data
+
+
+def test_a_chunk_refused_as_too_large_is_split_in_halves_until_each_fits(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    admin = stack.emulator_admin("altcraft")
+    httpx.post(f"{admin}/_emulator/seed", json={"max_body_bytes": 3000}, timeout=10).raise_for_status()
+    try:
+        job = stack.wait(stack.drop(contacts_csv(tmp_path, "too-large", 60), "altcraft", TARGETS["altcraft"]))
+    finally:
+        httpx.post(f"{admin}/_emulator/seed", json={"max_body_bytes": 10 * 1024 * 1024}, timeout=10)
+    assert job.status.value == "completed", job.summary()
+    assert job.counts.sent == 60
+    assert job.chunks_total > 3  # one chunk, then halves (and halves of halves) until each fits
+    got = received_for(stack, "altcraft", TARGETS["altcraft"], "too-large")
+    assert len(got) == 60
+    assert set(got.values()) == {1}
+    assert [int(r["row"]) for r in rows_file(stack, job.job_id)] == list(range(1, 61))

@@ -1,18 +1,21 @@
 """Cutting validated rows into provider-sized chunks, staged in S3 as they fill.
 
 Limits come from the provider module (one place); sizes are measured on the serialised items exactly as
-the sender will send them (`encode_body`), so a chunk never exceeds a body limit.
+the sender will send them (`encode_body`, i.e. `compact_json`), so a chunk never exceeds a body limit. The
+same text goes into the staged line: each row is serialised once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from fanout.ids import chunk_id
-from fanout.models import Rejection, StagedRow
-from fanout.providers.base import Provider, encoded_size
+from fanout.models import Rejection, StagedRow, compact_json
+from fanout.providers.base import Provider
 from fanout.staging import S3Writer, chunk_key
 
 
@@ -57,8 +60,47 @@ class _Lane:
         self.count = 0  # chunks cut in this lane so far
 
 
+class Background:
+    """Staging work (closing a chunk's S3 object, recording the chunk) on one thread, in order, while the
+    caller reads on: the network waits of S3 and DynamoDB overlap with parsing instead of adding to it.
+
+    At most `depth` pieces of work wait, so memory stays bounded (a few chunks). A failure is raised to
+    the caller at its next `submit` or at `drain`, and cancels what has not started.
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="staging")
+        self._pending: deque[Future[None]] = deque()
+        self._depth = depth
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self._pending.append(self._pool.submit(work))
+        while self._pending and (len(self._pending) > self._depth or self._pending[0].done()):
+            self._settle(self._pending.popleft())
+
+    def drain(self) -> None:
+        """Wait for all submitted work; raise its first failure."""
+        while self._pending:
+            self._settle(self._pending.popleft())
+
+    def close(self) -> None:
+        """Stop the thread; work not started is dropped (after a failure nothing more is wanted)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _settle(self, future: Future[None]) -> None:
+        try:
+            future.result()
+        except BaseException:
+            self.close()
+            raise
+
+
 class ChunkPlanner:
-    """Accepts staged rows lane by lane and cuts a chunk whenever the next row would break a limit."""
+    """Accepts staged rows lane by lane and cuts a chunk whenever the next row would break a limit.
+
+    With `background`, a full chunk is closed and reported (`on_chunk`) on the background thread, in cut
+    order; `finish()` waits for all of it. Call `close()` when done (also after a failure).
+    """
 
     def __init__(
         self,
@@ -67,25 +109,29 @@ class ChunkPlanner:
         bucket: str,
         on_chunk: Callable[[StagedChunk], None],
         open_writer: Callable[[str], LineWriter] | None = None,
+        background: Background | None = None,
     ) -> None:
         self._provider = provider
         self._job_id = job_id
         self._bucket = bucket
         self._on_chunk = on_chunk
+        self._background = background
         self._lanes: dict[str, _Lane] = {}
         self._open: Callable[[str], LineWriter] = open_writer or (lambda key: S3Writer(bucket, key))
         limits = provider.limits
         self._max_body = (limits.max_body_bytes - limits.envelope_bytes) if limits.max_body_bytes else None
+        self._lane_limits: dict[str, int] = getattr(provider, "lane_limits", {})
+        self._default_items = provider.rows_per_message or limits.max_items
 
     def _max_items(self, lane: str) -> int:
         """Rows per chunk: a lane's own limit, else rows per SQS message when each row is its own call
         (mateo-message), else what one provider call may carry."""
-        per_lane: dict[str, int] = getattr(self._provider, "lane_limits", {})
-        return per_lane.get(lane, self._provider.rows_per_message or self._provider.limits.max_items)
+        return self._lane_limits.get(lane, self._default_items)
 
     def add(self, lane: str, row: StagedRow) -> Rejection | None:
         """Stage `row`; a Rejection when the row alone is larger than one provider call may carry."""
-        size = encoded_size(row.item) + 1  # the comma between items
+        item_json = compact_json(row.item)  # the item exactly as the sender's request will carry it
+        size = len(item_json) + 1  # the comma between items
         if self._max_body is not None and size > self._max_body:
             return Rejection(
                 row.row, f"row is larger than one {self._provider.destination.value} request may be"
@@ -99,7 +145,7 @@ class ChunkPlanner:
         if state.writer is None:
             state.count += 1
             state.writer = self._open(chunk_key(self._job_id, chunk_id(lane, state.count)))
-        state.writer.write_line(row.to_json())
+        state.writer.write_line(row.to_json(item_json))
         state.rows += 1
         state.body_bytes += size
         return None
@@ -107,13 +153,28 @@ class ChunkPlanner:
     def _cut(self, lane: str, state: _Lane) -> None:
         if state.writer is None:
             return
-        state.writer.close()
-        self._on_chunk(StagedChunk(chunk_id(lane, state.count), state.writer.key, state.rows))
+        writer = state.writer
+        chunk = StagedChunk(chunk_id(lane, state.count), writer.key, state.rows)
         state.writer = None
         state.rows = 0
         state.body_bytes = 0
+        if self._background is None:
+            self._stage(writer, chunk)
+        else:
+            self._background.submit(lambda: self._stage(writer, chunk))
+
+    def _stage(self, writer: LineWriter, chunk: StagedChunk) -> None:
+        writer.close()
+        self._on_chunk(chunk)
 
     def finish(self) -> None:
-        """Stage the last, partly filled chunk of every lane."""
+        """Stage the last, partly filled chunk of every lane (and wait until every chunk is staged)."""
         for lane, state in sorted(self._lanes.items()):
             self._cut(lane, state)
+        if self._background is not None:
+            self._background.drain()
+
+    def close(self) -> None:
+        """Release the background thread, if any (after `finish`, or after a failure)."""
+        if self._background is not None:
+            self._background.close()

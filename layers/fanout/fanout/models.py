@@ -9,6 +9,14 @@ from typing import Any
 
 from fanout.destinations import Destination
 
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def compact_json(value: Any) -> str:
+    """`value` as compact JSON text, non-ASCII escaped: the form provider request bodies are sent in, so
+    its length is its size in bytes. One encoder, made once (json.dumps with options builds one a call)."""
+    return _COMPACT(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -29,6 +37,9 @@ class ObjectRef:
     version: str | None = None
     etag: str | None = None
     size: int | None = None
+    # An EventBridge event's key exactly as written: tried when no object has `key` (decoded), since
+    # EventBridge does not URL-encode keys as S3 notifications do ("a+b.csv" is not "a b.csv").
+    event_key: str | None = None
 
     @property
     def identity(self) -> str:
@@ -64,8 +75,11 @@ class StagedRow:
     identity: str
     item: dict[str, Any]
 
-    def to_json(self) -> str:
-        return json.dumps({"row": self.row, "identity": self.identity, "item": self.item}, ensure_ascii=False)
+    def to_json(self, item_json: str | None = None) -> str:
+        """The staged line, compact JSON. `item_json`: the item already encoded by `compact_json` (the
+        chunker has it from sizing the row), so a row is serialised once, not twice."""
+        item = compact_json(self.item) if item_json is None else item_json
+        return f'{{"row":{self.row:d},"identity":{compact_json(self.identity)},"item":{item}}}'
 
     @classmethod
     def from_json(cls, line: str | bytes) -> StagedRow:
@@ -157,6 +171,8 @@ class Outcome:
     status_code: int | None = None
     retry_after: float | None = None
     rows: list[RowResult] = field(default_factory=list)
+    elapsed_ms: float = 0.0  # how long the provider took to answer (the last attempt)
+    attempts: int = 1  # how many requests this outcome took (in-invocation retries included)
 
 
 class JobStatus(StrEnum):

@@ -53,5 +53,6 @@ def plan_rows(
                 accept(item)
         planner.finish()
     finally:
+        planner.close()
         seen.close()
     return read

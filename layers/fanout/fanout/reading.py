@@ -49,7 +49,12 @@ Decisions, in one place:
 * gzip is recognised by its magic bytes, not by name. Truncated or corrupt gzip data within the first
   64 KiB of decompressed text raises `FileFormatError`; later in the file it ends the iterator with a
   final row whose `error` says the rest could not be read.
-* NDJSON and JSON arrays reject NaN/Infinity (not JSON); duplicate keys keep the last value.
+* NDJSON and JSON arrays reject NaN/Infinity (not JSON) and numbers too large for a float (1e999 would
+  become Infinity); duplicate keys keep the last value. A row nesting arrays or objects more than
+  MAX_JSON_DEPTH deep is rejected (decoding thousands of levels raises RecursionError, caught here).
+* An error after which rows of the file went unread or were swallowed (gzip or a JSON array cut off, a
+  broken array, data after it, a quote never closed) is a `LostRows`: the caller knows the rows it got
+  cannot account for the whole file.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import re
 import zlib
 from collections.abc import Iterator
@@ -66,7 +72,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, BinaryIO, Protocol, TextIO, cast
 
-__all__ = ["FileFormatError", "FileInfo", "RawRow", "open_rows"]
+__all__ = ["FileFormatError", "FileInfo", "LostRows", "RawRow", "open_rows"]
 
 PREFIX_BYTES = 64 * 1024  # what encoding and format are decided on
 _CHUNK = 64 * 1024  # text layer read size
@@ -78,6 +84,13 @@ _QUOTED = re.compile(r'"[^"]*"')
 
 class FileFormatError(Exception):
     """The file cannot be a contacts file at all; str(e) is one clear, actionable sentence for a person."""
+
+
+class LostRows(str):
+    """The `error` of a row after which rows of the file went unread or were swallowed into it (gzip data
+    cut off, a quote never closed, a JSON array cut off or broken): the rows read cannot account for the
+    whole file. The reader goes on as it can; a caller that must not send part of a file (the splitter)
+    fails the job when it meets one. It compares and serialises as the plain message it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,8 +705,9 @@ def _csv_rows(reader: Any, header: list[str], guard: _Guard, max_row_bytes: int)
             number += 1
             message = str(exc)
             line = reader.line_num
+            error: str
             if "field limit" in message:
-                error = (
+                error = LostRows(
                     f"{too_large} (it ends near line {line}); a quote that is never closed may have "
                     "swallowed the lines after it"
                 )
@@ -703,7 +717,7 @@ def _csv_rows(reader: Any, header: list[str], guard: _Guard, max_row_bytes: int)
                     'quote followed by the delimiter or the line end (write a quote inside it as "")'
                 )
             elif "unexpected end of data" in message:
-                error = (
+                error = LostRows(
                     f"row {number} has a quote that is never closed, so the rest of the file (to line "
                     f"{line}) was read into it"
                 )
@@ -712,7 +726,9 @@ def _csv_rows(reader: Any, header: list[str], guard: _Guard, max_row_bytes: int)
             yield RawRow(number, {}, error, 0)
         except _GzipBroken as exc:
             yield RawRow(
-                number + 1, {}, f"{exc.reason} after row {number}; the rest of the file could not be read"
+                number + 1,
+                {},
+                LostRows(f"{exc.reason} after row {number}; the rest of the file could not be read"),
             )
             return
 
@@ -725,7 +741,37 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    # 1e999 parses as Infinity, which is no JSON: a staged item holding it would make the provider refuse
+    # the whole chunk it travels in. Refuse the row instead.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:30]} is too large")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+# Contact rows are flat; a row nested deeper is refused. Far below the interpreter's recursion limit, so
+# a row that decodes here also encodes everywhere later (chunking, the sender) instead of raising
+# RecursionError there, which would escape the splitter.
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep(value: object) -> bool:
+    """Whether `value` nests objects or arrays more than MAX_JSON_DEPTH deep (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else cast(list[object], item)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _too_deep_error(where: str) -> str:
+    return f"{where} nests arrays or objects more than {MAX_JSON_DEPTH} deep; give each field a plain value"
 
 
 def _json_kind(value: object) -> str:
@@ -758,6 +804,8 @@ def _lone_surrogate_error(where: str) -> str:
 def _json_reason(exc: ValueError, column: bool = True) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} (column {exc.colno})" if column else exc.msg
+    if "integer string conversion" in str(exc):  # Python's limit on huge integers, worded for programmers
+        return "a number has more than 4300 digits"
     return str(exc)
 
 
@@ -790,9 +838,16 @@ def _ndjson_rows(text: TextIO, guard: _Guard, max_row_bytes: int) -> Iterator[Ra
                         number, {}, f"line {number} is not valid JSON: {_json_reason(exc)}", len(line)
                     )
                     continue
+                except RecursionError:  # thousands of nested brackets: the decoder gives up
+                    yield RawRow(number, {}, _too_deep_error(f"line {number}"), len(line))
+                    continue
                 if type(value) is dict:
                     if ("\\ud" in line or "\\uD" in line) and _has_lone_surrogate(value):
                         yield RawRow(number, {}, _lone_surrogate_error(f"line {number}"), len(line))
+                        continue
+                    # a row can only nest as deep as it has brackets: the walk runs on suspicious rows only
+                    if line.count("{") + line.count("[") > MAX_JSON_DEPTH and _too_deep(value):
+                        yield RawRow(number, {}, _too_deep_error(f"line {number}"), len(line))
                         continue
                     yield RawRow(number, value, None, len(line))
                 else:
@@ -808,7 +863,9 @@ def _ndjson_rows(text: TextIO, guard: _Guard, max_row_bytes: int) -> Iterator[Ra
             yield RawRow(number, {}, f"line {number} is larger than {max_row_bytes} bytes", max_row_bytes + 1)
         except _GzipBroken as exc:
             yield RawRow(
-                number + 1, {}, f"{exc.reason} after line {number}; the rest of the file could not be read"
+                number + 1,
+                {},
+                LostRows(f"{exc.reason} after line {number}; the rest of the file could not be read"),
             )
             return
 
@@ -924,7 +981,7 @@ class _ArrayReader:
         while True:
             number = self.number = number + 1
             if not ch:
-                yield RawRow(number, {}, "the JSON array is not closed: the file ends inside it")
+                yield RawRow(number, {}, LostRows("the JSON array is not closed: the file ends inside it"))
                 return
             start = self._pos
             want = _CHUNK
@@ -947,14 +1004,23 @@ class _ArrayReader:
                         )
                     self._pos = start
                     if not self._skip_value():
-                        yield RawRow(number, {}, f"{error}; the file ends inside it")
+                        yield RawRow(number, {}, LostRows(f"{error}; the file ends inside it"))
                         return
                     yield RawRow(number, {}, error)
                     break
                 except ValueError as exc:  # NaN / Infinity
                     self._pos = start
                     self._skip_value()
-                    yield RawRow(number, {}, f"item {number} of the JSON array is not valid JSON: {exc}")
+                    reason = _json_reason(exc, False)
+                    yield RawRow(number, {}, f"item {number} of the JSON array is not valid JSON: {reason}")
+                    break
+                except RecursionError:  # thousands of nested brackets: the decoder gives up
+                    error = _too_deep_error(f"item {number} of the JSON array")
+                    self._pos = start
+                    if not self._skip_value():
+                        yield RawRow(number, {}, LostRows(f"{error}; the file ends inside it"))
+                        return
+                    yield RawRow(number, {}, error)
                     break
                 if end >= len(self._buf) and not self._eof:
                     # a number may continue in the next chunk: make sure the value really ended
@@ -983,6 +1049,10 @@ class _ArrayReader:
                         yield RawRow(
                             number, {}, _lone_surrogate_error(f"item {number} of the JSON array"), size
                         )
+                    elif buf.count("{", start, end) + buf.count("[", start, end) > MAX_JSON_DEPTH and (
+                        _too_deep(value)
+                    ):
+                        yield RawRow(number, {}, _too_deep_error(f"item {number} of the JSON array"), size)
                     else:
                         yield RawRow(number, value, None, size)
                 else:
@@ -1003,28 +1073,39 @@ class _ArrayReader:
                 yield from self._trailer(number)
                 return
             if not ch:
-                yield RawRow(number + 1, {}, "the JSON array is not closed: the file ends inside it")
+                yield RawRow(
+                    number + 1, {}, LostRows("the JSON array is not closed: the file ends inside it")
+                )
                 return
             yield RawRow(
                 number + 1,
                 {},
-                f"the JSON array is broken after item {number}: expected ',' or ']' but found {ch!r}; "
-                "the rest of the file was not read",
+                LostRows(
+                    f"the JSON array is broken after item {number}: expected ',' or ']' but found {ch!r}; "
+                    "the rest of the file was not read"
+                ),
             )
             return
 
     def _trailer(self, number: int) -> Iterator[RawRow]:
         if self._skip_ws():
             yield RawRow(
-                number + 1, {}, "there is more data after the end of the JSON array; it was not read"
+                number + 1,
+                {},
+                LostRows("there is more data after the end of the JSON array; it was not read"),
             )
 
 
 def _array_rows(text: TextIO, guard: _Guard, max_row_bytes: int) -> Iterator[RawRow]:
     reader = _ArrayReader(text, guard, max_row_bytes)
+    last = 0  # the last item handed out: gzip may break after it, before the next item starts
     try:
-        yield from reader.rows()
+        for row in reader.rows():
+            last = row.number
+            yield row
     except _GzipBroken as exc:
         yield RawRow(
-            reader.number, {}, f"{exc.reason} in item {reader.number}; the rest of the file could not be read"
+            last + 1,
+            {},
+            LostRows(f"{exc.reason} after item {last}; the rest of the file could not be read"),
         )

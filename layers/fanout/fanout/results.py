@@ -10,6 +10,7 @@ import csv
 import heapq
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
 
@@ -29,6 +30,16 @@ from fanout.store import Chunk, Job, JobStore, now_iso
 EVENT_SOURCE = "journey-fanout"
 SETTLE_LEASE_SECONDS = 300
 ROWS_HEADER = ["row", "identity", "state", "answer"]
+_NUMBER = re.compile(r"[+-]?[\d\s().-]*")  # +46 70-123 45 67, -5: a spreadsheet reads these as numbers
+
+
+def spreadsheet_safe(value: str) -> str:
+    """`value` as a spreadsheet shows it as text, never runs it: one starting with =, +, -, @, tab or CR
+    (a formula, or a DDE call such as `=cmd|' /C calc'!A0`) gets a leading apostrophe, unless it is a
+    plain number such as a phone number. For every CSV people open: rows.csv and rejected.csv."""
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _chunk_rows(bucket: str, job: Job, chunk: Chunk) -> Iterator[RowResult]:
@@ -71,7 +82,14 @@ def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> dict[RowState
         writer.writerow(ROWS_HEADER)
         for result in heapq.merge(*streams, key=lambda r: r.row):
             counts[result.state] += 1
-            writer.writerow([result.row, result.identity, result.state.value, result.answer])
+            writer.writerow(
+                [
+                    result.row,
+                    spreadsheet_safe(result.identity),
+                    result.state.value,
+                    spreadsheet_safe(result.answer),
+                ]
+            )
             if buffer.tell() > 1 << 20:
                 out.write(buffer.getvalue().encode("utf-8"))
                 buffer.seek(0)

@@ -22,7 +22,7 @@ from fanout.providers import provider_for
 from fanout.providers.base import Provider, ProviderSecret
 from fanout.results import settle_job
 from fanout.splitter import send_chunk_messages
-from fanout.staging import S3Writer, chunk_result_key, read_lines
+from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, read_lines
 from fanout.store import Chunk, Claim, JobStore, Settlement
 from fanout.transport import send
 
@@ -30,6 +30,21 @@ BUSY_RETRY_SECONDS = 30
 UNCERTAIN_ANSWER = (
     "uncertain: an earlier attempt may have reached {provider}, which does not de-duplicate;"
     " not resent automatically — check at the provider, then `fanout redrive --include-uncertain`"
+)
+
+
+def record_call_metrics(outcome: Outcome) -> None:
+    """Per provider call: its verdict, latency, in-invocation retries and throttling (EMF, per destination)."""
+    metrics.add_metric(name=f"ProviderAnswer_{outcome.verdict.value}", unit="Count", value=1)
+    metrics.add_metric(name="ProviderLatency", unit="Milliseconds", value=outcome.elapsed_ms)
+    metrics.add_metric(name="ProviderRetries", unit="Count", value=max(0, outcome.attempts - 1))
+    if outcome.status_code == 429:
+        metrics.add_metric(name="ProviderThrottled", unit="Count", value=1)
+
+
+MAYBE_ANSWER = (
+    "uncertain: gave up after repeated transient errors, and an attempt may have reached {provider};"
+    " it de-duplicates, so `fanout redrive` is safe"
 )
 
 
@@ -96,17 +111,39 @@ class Sender:
     def _send(self, message: ChunkMessage, staged: list[StagedRow], receive_count: int) -> None:
         secret = self._deps.secret()
         lane = message.chunk_id[0]
-        results: list[RowResult] = []
-        for call in self._provider.calls(message.target, message.envelope, staged, secret, lane):
+        # Rows an earlier delivery already got answers for (one call per row: Mateo messages) are not sent
+        # again; a chunk under a storm still makes progress with every delivery.
+        progress = load_progress(self._cfg.bucket_name, message)
+        results = [r for r in progress if r.state is not RowState.UNCERTAIN]
+        # Rows whose last attempt may have reached the provider: resent (it de-duplicates), and reported
+        # uncertain rather than failed should the chunk end in the dead-letter queue.
+        maybe = {r.row: r for r in progress if r.state is RowState.UNCERTAIN}
+        answered = {r.row for r in results}
+        todo = [r for r in staged if r.row not in answered]
+        for call in self._provider.calls(message.target, message.envelope, todo, secret, lane):
             self._deps.pacer.acquire()
             outcome = send(self._provider, call, http=self._deps.http)
-            metrics.add_metric(name=f"ProviderAnswer_{outcome.verdict.value}", unit="Count", value=1)
+            record_call_metrics(outcome)
             if outcome.verdict in (Verdict.DONE, Verdict.FAILED):
                 results.extend(outcome.rows)
             elif outcome.verdict is Verdict.TOO_LARGE:
                 self._split(message, staged, outcome)
                 return
             elif outcome.verdict is Verdict.RETRY or self._provider.dedupes:
+                if outcome.verdict is Verdict.UNCERTAIN:
+                    note = (
+                        f"{MAYBE_ANSWER.format(provider=self._provider.destination.value)} ({outcome.detail})"
+                    )
+                    maybe.update(
+                        {r.row: RowResult(r.row, r.identity, RowState.UNCERTAIN, note) for r in call.rows}
+                    )
+                if results or maybe:
+                    done = {r.row for r in results}
+                    save_progress(
+                        self._cfg.bucket_name,
+                        message,
+                        results + [m for m in maybe.values() if m.row not in done],
+                    )
                 self._deps.store.release_chunk(message.job_id, message.chunk_id, outcome.detail)
                 raise RetryLater(
                     outcome.detail,
@@ -121,39 +158,9 @@ class Sender:
         self._record(message, results, detail)
 
     def _record(self, message: ChunkMessage, results: list[RowResult], error: str) -> None:
-        """Write the chunk's row results, then settle it and add its counts to the job, atomically."""
-        with S3Writer(self._cfg.bucket_name, chunk_result_key(message.job_id, message.chunk_id)) as out:
-            for result in sorted(results, key=lambda r: r.row):
-                out.write_line(result.to_json())
-        sent = sum(r.state is RowState.SENT for r in results)
-        failed = sum(r.state is RowState.FAILED for r in results)
-        uncertain = sum(r.state is RowState.UNCERTAIN for r in results)
-        state = (
-            ChunkState.SENT
-            if sent == len(results)
-            else ChunkState.UNCERTAIN
-            if uncertain
-            else ChunkState.FAILED
+        record_results(
+            self._deps.store, self._cfg.bucket_name, self._cfg.event_bus_name, message, results, error
         )
-        if sent and sent < len(results) and not uncertain:
-            state = ChunkState.SENT  # partly refused rows are failed rows; the chunk itself went through
-        settlement = Settlement(state, sent=sent, failed=failed, uncertain=uncertain, error=error)
-        job = self._deps.store.settle_chunk(message.job_id, message.chunk_id, settlement)
-        metrics.add_metric(name="RowsSent", unit="Count", value=sent)
-        metrics.add_metric(name="RowsFailed", unit="Count", value=failed)
-        logger.info(
-            "chunk settled",
-            extra={
-                "job_id": message.job_id,
-                "chunk_id": message.chunk_id,
-                "state": state.value,
-                "sent": sent,
-                "failed": failed,
-                "uncertain": uncertain,
-            },
-        )
-        if job.chunks_settled >= job.chunks_total:
-            settle_job(self._deps.store, self._cfg.bucket_name, self._cfg.event_bus_name, message.job_id)
 
     def _settle_job_if_stuck(self, job_id: str) -> None:
         """A redelivery after a crash mid-settle: finish the job, or come back when the lease lapses."""
@@ -201,8 +208,63 @@ class Sender:
         )
 
 
+def load_progress(bucket: str, message: ChunkMessage) -> list[RowResult]:
+    """Row results an earlier, interrupted delivery of this chunk recorded."""
+    return [
+        RowResult.from_json(line)
+        for line in iter_lines(bucket, progress_key(message.job_id, message.chunk_id))
+    ]
+
+
+def save_progress(bucket: str, message: ChunkMessage, results: list[RowResult]) -> None:
+    with S3Writer(bucket, progress_key(message.job_id, message.chunk_id)) as out:
+        for result in results:
+            out.write_line(result.to_json())
+
+
+def record_results(
+    store: JobStore,
+    bucket: str,
+    bus: str,
+    message: ChunkMessage,
+    results: list[RowResult],
+    error: str,
+    state: ChunkState | None = None,
+) -> None:
+    """Write the chunk's row results, then settle it and add its counts to the job, atomically; settle the
+    job when this was its last chunk. `state` overrides the chunk state the results imply."""
+    with S3Writer(bucket, chunk_result_key(message.job_id, message.chunk_id)) as out:
+        for result in sorted(results, key=lambda r: r.row):
+            out.write_line(result.to_json())
+    sent = sum(r.state is RowState.SENT for r in results)
+    failed = sum(r.state is RowState.FAILED for r in results)
+    uncertain = sum(r.state is RowState.UNCERTAIN for r in results)
+    if state is None:
+        # Rows the provider refused in a chunk it took are failed rows of a sent chunk (not redriven).
+        state = ChunkState.UNCERTAIN if uncertain else ChunkState.SENT if sent else ChunkState.FAILED
+    settlement = Settlement(state, sent=sent, failed=failed, uncertain=uncertain, error=error)
+    job = store.settle_chunk(message.job_id, message.chunk_id, settlement)
+    metrics.add_metric(name="RowsSent", unit="Count", value=sent)
+    metrics.add_metric(name="RowsFailed", unit="Count", value=failed)
+    logger.info(
+        "chunk settled",
+        extra={
+            "job_id": message.job_id,
+            "chunk_id": message.chunk_id,
+            "state": state.value,
+            "sent": sent,
+            "failed": failed,
+            "uncertain": uncertain,
+        },
+    )
+    if job.chunks_settled >= job.chunks_total:
+        settle_job(store, bucket, bus, message.job_id)
+
+
 def dead_letter(store: JobStore, bucket: str, bus: str, body: str, receive_count: int) -> None:
-    """A chunk message that exhausted its deliveries: its rows are failed, so the job can settle."""
+    """A chunk message that exhausted its deliveries: rows answered by earlier deliveries keep their
+    answers, the rest are failed; the chunk is failed (so `fanout redrive` sends it again) and the job can
+    settle."""
     try:
         message = ChunkMessage.from_json(body)
     except (ValueError, KeyError, json.JSONDecodeError):
@@ -212,12 +274,14 @@ def dead_letter(store: JobStore, bucket: str, bus: str, body: str, receive_count
     if chunk is None or chunk.state.is_settled:
         return
     reason = f"gave up after repeated transient errors; last: {chunk.last_error or 'unknown'}"
-    job = store.settle_chunk(
-        message.job_id, message.chunk_id, Settlement(ChunkState.FAILED, failed=chunk.rows, error=reason)
-    )
+    results = load_progress(bucket, message)  # answered rows, and rows an attempt may have reached
+    answered = {r.row for r in results}
+    for line in iter_lines(bucket, message.key):
+        row = StagedRow.from_json(line)
+        if row.row not in answered:
+            results.append(RowResult(row.row, row.identity, RowState.FAILED, reason))
     logger.warning(
         "chunk dead-lettered",
         extra={"job_id": message.job_id, "chunk_id": message.chunk_id, "rows": chunk.rows},
     )
-    if job.chunks_settled >= job.chunks_total:
-        settle_job(store, bucket, bus, message.job_id)
+    record_results(store, bucket, bus, message, results, reason, ChunkState.FAILED)

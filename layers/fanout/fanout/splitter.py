@@ -6,21 +6,24 @@ in S3 while streaming (memory stays flat), and only then does one small message 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from fanout import ids
 from fanout.aws import client
-from fanout.chunking import ChunkPlanner, StagedChunk
+from fanout.chunking import Background, ChunkPlanner, StagedChunk
 from fanout.config import SplitterConfig
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
 from fanout.observability import logger
 from fanout.planning import plan_rows
 from fanout.providers import provider_for
-from fanout.reading import FileFormatError, open_rows
-from fanout.results import publish, settle_job
+from fanout.reading import FileFormatError, LostRows, open_rows
+from fanout.results import publish, settle_job, spreadsheet_safe, write_rows_file
 from fanout.routing import (
     RouteError,
     decode_key,
@@ -55,12 +58,16 @@ class _Rejections:
 
     def __init__(self, bucket: str, job_id: str) -> None:
         self.count = 0
+        self.lost: str | None = None  # the first row after which rows of the file went unread
         self._jsonl = S3Writer(bucket, rejected_jsonl_key(job_id))
         self._csv = S3Writer(bucket, result_key(job_id, "rejected.csv"), content_type="text/csv")
         self._csv.write(REJECTED_CSV_HEADER.encode())
 
     def add(self, rejection: Rejection) -> None:
         self.count += 1
+        # A reading error reaches us unchanged as the reason (RowValidator passes raw.error through).
+        if self.lost is None and isinstance(rejection.reason, LostRows):
+            self.lost = rejection.reason
         self._jsonl.write_line(
             json.dumps({"row": rejection.row, "reason": rejection.reason}, ensure_ascii=False)
         )
@@ -72,9 +79,8 @@ class _Rejections:
 
 
 def _csv_cell(value: str) -> str:
-    # Values are echoed for people to fix; neutralise spreadsheet formulas (=, +, -, @) on the way out.
-    if value[:1] in ("=", "+", "-", "@") and not value[1:2].isdigit():
-        value = "'" + value
+    # Values are echoed for people to fix; neutralise spreadsheet formulas on the way out.
+    value = spreadsheet_safe(value)
     if any(c in value for c in ',"\n\r'):
         value = '"' + value.replace('"', '""') + '"'
     return value
@@ -96,6 +102,8 @@ def object_refs(event: dict[str, Any]) -> Iterator[ObjectRef]:
             version=obj.get("version-id"),
             etag=obj.get("etag"),
             size=obj.get("size"),
+            # S3 notifications URL-encode keys (documented); EventBridge may not: keep it as written too.
+            event_key=obj["key"],
         )
         return
     for record in event.get("Records", []):
@@ -126,10 +134,19 @@ class Splitter:
         if ref.key.endswith("/"):
             logger.info("folder placeholder ignored", extra={"size": ref.size})
             return []
-        head_args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
-        if ref.version:
-            head_args["VersionId"] = ref.version
-        head = self._s3.head_object(**head_args)
+        head = self._head(ref)
+        if head is None and ref.event_key and ref.event_key != ref.key:
+            # EventBridge writes keys as they are, S3 notifications URL-encode them: "a+b.csv" from
+            # EventBridge decodes to "a b.csv". The object that exists is the one the event meant.
+            as_written = dataclasses.replace(ref, key=ref.event_key)
+            head = self._head(as_written)
+            ref = as_written if head is not None else ref
+        if head is None:
+            # Raising would only retry an event that can never succeed, then park it unexplained.
+            message = (
+                f"the object {ref.key} does not exist (deleted before it could be read?); nothing was sent"
+            )
+            return [self._fail_unroutable(ref, message)]
         ref = ObjectRef(
             ref.bucket,
             ref.key,
@@ -143,6 +160,19 @@ class Splitter:
         except RouteError as exc:
             return [self._fail_unroutable(ref, str(exc))]
         return [self._split_route(ref, index, route) for index, route in enumerate(routes)]
+
+    def _head(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The object's metadata; None when no such object (or version) exists."""
+        args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version:
+            args["VersionId"] = ref.version
+        try:
+            head: dict[str, Any] = self._s3.head_object(**args)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion"):
+                return None
+            raise
+        return head
 
     def _routes(self) -> list[dict[str, Any]]:
         try:
@@ -193,6 +223,9 @@ class Splitter:
                     message=message,
                 )
         job.status = JobStatus.FAILED
+        if job.counts.read and not job.chunks_total:
+            # Rows were read but none staged (every one rejected): rows.csv still has a line for each.
+            write_rows_file(self._cfg.bucket_name, job, [])
         self._store.finish_split(job)
         publish(self._cfg.bucket_name, self._cfg.event_bus_name, job)
         return SplitOutcome(
@@ -235,7 +268,8 @@ class Splitter:
                 Chunk(job.job_id, chunk.chunk_id, chunk.key, chunk.rows, message=message.to_json())
             )
 
-        planner = ChunkPlanner(provider, job.job_id, self._cfg.bucket_name, staged)
+        # Chunks are put to S3 and recorded on a background thread while the file is read on.
+        planner = ChunkPlanner(provider, job.job_id, self._cfg.bucket_name, staged, background=Background())
         rejections = _Rejections(self._cfg.bucket_name, job.job_id)
         whole_file = (
             S3Writer(self._cfg.bucket_name, symplify_file_key(job.job_id))
@@ -262,6 +296,13 @@ class Splitter:
                 whole_file.close()
         counts.rejected = rejections.count
         job.chunks_total = len(chunks)
+        if rejections.lost is not None:
+            # Rows went unread (gzip or a JSON array cut off) or were swallowed by a quote never closed:
+            # the counts cannot cover the file, and sending part of it would enrol people twice once the
+            # complete file comes. Fail the job (its staged chunks settle as failed); nothing is sent.
+            return self._fail(
+                job, f"{rejections.lost}; nothing was sent: drop the complete, corrected file again"
+            )
         return self._conclude(job, route, chunks)
 
     def _conclude(self, job: Job, route: Route, chunks: list[ChunkMessage]) -> SplitOutcome:

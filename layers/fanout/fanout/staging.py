@@ -29,6 +29,11 @@ def chunk_result_key(job_id: str, chunk_id: str) -> str:
     return f"jobs/{job_id}/results/{chunk_id}.jsonl"
 
 
+def progress_key(job_id: str, chunk_id: str) -> str:
+    """Row answers an interrupted delivery of a chunk got (one call per row), kept for the next one."""
+    return f"jobs/{job_id}/progress/{chunk_id}.jsonl"
+
+
 def rejected_jsonl_key(job_id: str) -> str:
     return f"jobs/{job_id}/rejected.jsonl"
 

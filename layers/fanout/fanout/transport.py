@@ -34,15 +34,19 @@ def http_client() -> httpx.Client:
 def send_once(provider: Provider, call: ProviderCall, http: httpx.Client | None = None) -> Outcome:
     """One request, its answer classified; transport errors become RETRY (never sent) or UNCERTAIN."""
     headers = {"Content-Type": "application/json", **call.headers}
+    started = time.perf_counter()
     try:
         response = (http or http_client()).request(
             call.method, call.url, content=encode_body(call.json_body), headers=headers
         )
     except httpx.HTTPError as exc:
-        return Outcome(
+        outcome = Outcome(
             classify_transport_error(exc), f"{type(exc).__name__} calling {provider.destination.value}"
         )
-    return provider.outcome(call, response)
+    else:
+        outcome = provider.outcome(call, response)
+    outcome.elapsed_ms = (time.perf_counter() - started) * 1000
+    return outcome
 
 
 def _worth_retrying(provider: Provider) -> Callable[[Outcome], bool]:
@@ -78,4 +82,5 @@ def send(
         reraise=False,
     )
     outcome: Outcome = retrying(send_once, provider, call, http)
+    outcome.attempts = retrying.statistics.get("attempt_number", 1)
     return outcome

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import tempfile
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
+
+import phonenumbers
 
 from fanout import fields
 from fanout.models import Contact, Rejection, Route
@@ -14,6 +17,9 @@ from fanout.providers.base import Provider
 from fanout.reading import RawRow
 
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
+# What dry-run may say (routing.is_dry_run takes 1/true/yes): anything else, say "on", is refused rather
+# than read as "no" and sent for real.
+_YES_NO = frozenset({"", "1", "true", "yes", "0", "false", "no"})
 
 
 def _text(value: object) -> str | None:
@@ -83,7 +89,8 @@ class RowValidator:
             if email is not None:
                 normal = fields.normalise_email(email)
                 if normal is None:
-                    return (f"'{email}' is not a valid email address", columns.get(name, name), email)
+                    reason = f"'{email}' is not a valid email address{_invisible_hint(email)}"
+                    return (reason, columns.get(name, name), email)
                 canon[name] = normal
         phone = canon.get(fields.PHONE)
         if phone is not None:
@@ -101,6 +108,15 @@ class RowValidator:
                 )
             canon[fields.PHONE] = normal
         return None
+
+
+def _invisible_hint(value: str) -> str:
+    """Why a value that looks right is refused: a character nobody sees (a zero-width space or a BOM pasted
+    from a spreadsheet, a control character), named so it can be found; "" when there is none."""
+    for char in value:
+        if unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn"):
+            return f" (it holds the invisible character U+{ord(char):04X})"
+    return ""
 
 
 class SeenContacts:
@@ -150,4 +166,11 @@ def options_problem(provider: Provider, options: Mapping[str, str], headers: lis
             return f"file option tolerated-invalid-percent='{percent}' is not a number"
         if not 0 <= value <= 100:
             return f"file option tolerated-invalid-percent={percent} must be between 0 and 100"
+    dry_run = options.get("dry-run")
+    if dry_run is not None and dry_run.lower() not in _YES_NO:
+        return f"file option dry-run='{dry_run}' must be true or false"
+    # An unknown region would make every number without +CC "not a valid phone number", row by row.
+    region = options.get("phone-region")
+    if region and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        return f"file option phone-region='{region}' is not a region code; use two letters such as SE or GB"
     return provider.option_problem(options, headers)

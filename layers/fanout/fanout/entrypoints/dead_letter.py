@@ -16,7 +16,9 @@ from fanout.store import DynamoJobStore
 
 CONFIG = load(DeadLetterConfig)
 STORE = DynamoJobStore(CONFIG.table_name, CONFIG.retention_days)
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every chunk must come back is reported item by item, not raised: the same retry, and no
+# stack trace in the logs for what is ordinary throttling.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> None:

@@ -40,7 +40,9 @@ SENDER = Sender(
         pacer=Pacer(CONFIG.table_name, CONFIG.destination.value, CONFIG.rate_per_second),
     ),
 )
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every chunk must come back is reported item by item, not raised: the same retry, and no
+# stack trace in the logs for what is ordinary throttling.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -60,6 +62,7 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    metrics.add_dimension(name="destination", value=CONFIG.destination.value)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -18,7 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from fanout.destinations import Destination
-from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, compact_json
 
 
 class ProviderSecret(BaseModel):
@@ -120,12 +120,12 @@ def all_rows(rows: list[StagedRow], state: RowState, answer: str) -> list[RowRes
 
 def encode_body(body: Any) -> bytes:
     """The bytes of a JSON request body, exactly as sent; the chunker sizes items with the same rule."""
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return compact_json(body).encode("utf-8")
 
 
 def encoded_size(item: Any) -> int:
-    """How many bytes `item` adds to a request body."""
-    return len(encode_body(item))
+    """How many bytes `item` adds to a request body (compact JSON is ASCII: one byte a character)."""
+    return len(compact_json(item))
 
 
 def is_uuid(value: str) -> bool:
