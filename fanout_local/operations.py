@@ -22,7 +22,7 @@ from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, Rejection, Route
 from fanout.planning import plan_rows
 from fanout.providers import provider_for
-from fanout.reading import FileInfo, open_rows
+from fanout.reading import FileInfo, LostRows, open_rows
 from fanout.routing import KNOWN_OPTIONS, RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
@@ -277,4 +277,7 @@ def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
             planner=planner,
             reject=rejections.append,
         )
+    lost = next((r.reason for r in rejections if isinstance(r.reason, LostRows)), None)
+    if lost is not None:  # the splitter fails such a file and sends nothing: say so here too
+        return Validation(info, read, chunks, rejections, f"{lost}; nothing would be sent")
     return Validation(info, read, chunks, rejections)

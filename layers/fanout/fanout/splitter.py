@@ -179,7 +179,13 @@ class Splitter:
             body = self._s3.get_object(Bucket=self._cfg.bucket_name, Key=self._cfg.routes_key)["Body"].read()
         except self._s3.exceptions.NoSuchKey:
             return []
-        return parse_routes(body.decode("utf-8"))
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RouteError(
+                f"the routes file {self._cfg.routes_key} is not UTF-8 text; save it as UTF-8"
+            ) from None
+        return parse_routes(text)
 
     def _new_job(self, ref: ObjectRef, index: int, route: Route | None) -> Job:
         return Job(
