@@ -112,8 +112,17 @@ class SqsPoller(threading.Thread):
         return len(messages)
 
 
+LAMBDA_ASYNC_RETRY_DELAYS = (60, 120)  # seconds Lambda waits before its two retries of an async event
+ATTEMPT = "fanout-local-attempt"  # message attribute: which attempt a queued event is
+
+
 class AsyncInvoker(threading.Thread):
-    """Lambda's asynchronous invocation of the splitter, fed by its local event queue."""
+    """Lambda's asynchronous invocation of the splitter, fed by its local event queue.
+
+    A failed event is not retried on the spot: it goes back on the queue with a delay (Lambda's own
+    one and two minutes by default), so other events are handled meanwhile, as on AWS; after the
+    last retry it goes to the on-failure destination as Lambda's destination record.
+    """
 
     def __init__(
         self,
@@ -123,6 +132,7 @@ class AsyncInvoker(threading.Thread):
         retries: int,
         on_failure_url: str | None,
         stop: threading.Event,
+        retry_delays: tuple[int, ...] = LAMBDA_ASYNC_RETRY_DELAYS,
     ) -> None:
         super().__init__(daemon=True, name=f"async-{worker.spec.logical_id}")
         self._sqs = sqs
@@ -131,6 +141,7 @@ class AsyncInvoker(threading.Thread):
         self._retries = retries
         self._on_failure = on_failure_url
         self._halt = stop
+        self._delays = retry_delays
         self.invocations = 0
         self.failures = 0
 
@@ -143,46 +154,59 @@ class AsyncInvoker(threading.Thread):
                 self._halt.wait(0.5)
 
     def poll_once(self) -> int:
-        answer = self._sqs.receive_message(QueueUrl=self._queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        answer = self._sqs.receive_message(
+            QueueUrl=self._queue, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageAttributeNames=[ATTEMPT]
+        )
         messages = answer.get("Messages", [])
         for message in messages:
+            attempt = int(message.get("MessageAttributes", {}).get(ATTEMPT, {}).get("StringValue", "1"))
             try:
                 event = json.loads(message["Body"])
             except json.JSONDecodeError:
                 event = {"unreadable": message["Body"][:1000]}  # Lambda would fail it; so do we, below
             if event.get("Event") != "s3:TestEvent":
-                self._invoke_with_retries(event)
+                self._invoke(event, message["Body"], attempt)
             self._sqs.delete_message(QueueUrl=self._queue, ReceiptHandle=message["ReceiptHandle"])
         return len(messages)
 
-    def _invoke_with_retries(self, event: dict[str, Any]) -> None:
-        error = ""
-        for attempt in range(1 + self._retries):
-            self.invocations += 1
-            try:
-                self._worker.invoke(event)
-                return
-            except FunctionError as exc:
-                error = str(exc)
-                if attempt < self._retries:  # Lambda waits between attempts (minutes on AWS; short here)
-                    time.sleep(min(2.0, 0.5 * (attempt + 1)))
+    def _invoke(self, event: dict[str, Any], body: str, attempt: int) -> None:
+        self.invocations += 1
+        try:
+            self._worker.invoke(event)
+            return
+        except FunctionError as exc:
+            error = str(exc)
+        if attempt <= self._retries:
+            delay = self._delays[min(attempt - 1, len(self._delays) - 1)] if self._delays else 0
+            self._sqs.send_message(
+                QueueUrl=self._queue,
+                MessageBody=body,
+                DelaySeconds=min(900, delay),
+                MessageAttributes={ATTEMPT: {"DataType": "Number", "StringValue": str(attempt + 1)}},
+            )
+            return
         self.failures += 1
         if self._on_failure:
-            record = {
-                "version": "1.0",
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                "requestContext": {
-                    "requestId": str(uuid.uuid4()),
-                    "functionArn": self._worker.spec.function_arn,
-                    "condition": "RetriesExhausted",
-                    "approximateInvokeCount": 1 + self._retries,
-                },
-                "requestPayload": event,
-                "responseContext": {
-                    "statusCode": 200,
-                    "executedVersion": "$LATEST",
-                    "functionError": "Unhandled",
-                },
-                "responsePayload": {"errorMessage": error[:1000]},
-            }
-            self._sqs.send_message(QueueUrl=self._on_failure, MessageBody=json.dumps(record))
+            self._sqs.send_message(
+                QueueUrl=self._on_failure, MessageBody=json.dumps(self._record(event, attempt, error))
+            )
+
+    def _record(self, event: dict[str, Any], attempts: int, error: str) -> dict[str, Any]:
+        """Lambda's on-failure destination record."""
+        return {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self._worker.spec.function_arn,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                "functionError": "Unhandled",
+            },
+            "responsePayload": {"errorMessage": error[:1000]},
+        }

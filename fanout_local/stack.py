@@ -29,7 +29,7 @@ from fanout import ids
 from fanout.store import DynamoJobStore, Job
 from fanout_local.lambda_worker import FunctionSpec, Worker
 from fanout_local.resources import TemplateResources
-from fanout_local.runner import AsyncInvoker, SqsPoller, SqsSource
+from fanout_local.runner import LAMBDA_ASYNC_RETRY_DELAYS, AsyncInvoker, SqsPoller, SqsSource
 from fanout_local.template import (
     REPO,
     Resolver,
@@ -96,6 +96,7 @@ class StackSettings:
     rate_limits: dict[str, float] = field(default_factory=dict)  # emulator -> requests/s it enforces
     concurrency: int = 1  # workers per SQS event source (≤ the template's MaximumConcurrency)
     visibility_timeout: int | None = None  # override the queues' visibility timeout (fast tests)
+    async_retry_delays: tuple[int, ...] = LAMBDA_ASYNC_RETRY_DELAYS  # before the splitter's event retries
     function_env: dict[str, str] = field(default_factory=dict)  # extra env for every function
     state_dir: Path | None = None  # logs and port files; a temporary folder by default
 
@@ -305,6 +306,7 @@ class LocalStack:
                     int(invoke_config.get("MaximumRetryAttempts", 2)),
                     arn_to_url.get(on_failure) if on_failure else None,
                     self._stop,
+                    self.settings.async_retry_delays,
                 )
                 self._threads.append(thread)
                 continue

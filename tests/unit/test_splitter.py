@@ -17,12 +17,13 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 import boto3
 import pytest
 
+from fanout import ids
 from fanout.config import SplitterConfig
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, JobStatus, ObjectRef, StagedRow
-from fanout.splitter import SplitOutcome, Splitter, object_refs
+from fanout.splitter import SplitInProgress, SplitOutcome, Splitter, object_refs
 from fanout.staging import chunk_key, result_key, symplify_file_key
-from fanout.store import DynamoJobStore
+from fanout.store import DynamoJobStore, Job
 from fanout_local.resources import TemplateResources
 
 pytestmark = pytest.mark.unit
@@ -520,3 +521,22 @@ def test_a_routes_entry_makes_one_job_per_destination(
     assert [(m.job_id, m.rows) for m in altcraft] == [(outcomes[1].job_id, 2)]
     mateo_rows = [StagedRow.from_json(line) for line in read(drop.bucket, mateo[0].key).splitlines()]
     assert mateo_rows[0].item["contact"]["external_id"] == "K-1"
+
+
+def test_an_event_for_a_file_being_split_comes_back_later_and_a_dead_split_is_redone(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    key = drop.key(f"inbox/mateo/{JOURNEY}")
+    put = aws("s3").put_object(Bucket=drop.bucket, Key=key, Body=contacts_csv(4).encode())
+    ref = ObjectRef(drop.bucket, key, put["VersionId"])
+    job_id = ids.job_id(drop.bucket, key, put["VersionId"])
+    # another invocation holds the split (its lease is live): this event must come back later
+    store.create_job(Job(job_id, JobStatus.SPLITTING, drop.bucket, key, "mateo", JOURNEY), lease_seconds=60)
+    with pytest.raises(SplitInProgress):
+        splitter.split(ref)
+    # that invocation died: its lease lapses, and the next delivery splits the file from the start
+    store.renew_split_lease(job_id, -1)
+    (outcome,) = splitter.split(ref)
+    assert (outcome.job_id, outcome.status, outcome.duplicate) == (job_id, JobStatus.SENDING, False)
+    assert outcome.counts.read == 4
+    assert [(m.job_id, m.rows) for m in queued(splitter_config, Destination.MATEO)] == [(job_id, 4)]

@@ -24,9 +24,12 @@ def plan_rows(
     planner: ChunkPlanner,
     reject: Callable[[Rejection], None],
     accept: Callable[[Any], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 10_000,
 ) -> int:
     """Plan every row; each ends either staged in a chunk (and passed to `accept`) or rejected.
 
+    `progress(rows_read)` is called every `progress_every` rows (the splitter renews its lease there).
     Returns how many rows were read. Memory stays flat: rows stream through, chunks go to the planner's
     writers as they fill, and the duplicate check lives on disk.
     """
@@ -36,6 +39,8 @@ def plan_rows(
     try:
         for raw in rows:
             read += 1
+            if progress is not None and read % progress_every == 0:
+                progress(read)
             checked = validator.validate(raw)
             if isinstance(checked, Rejection):
                 reject(checked)

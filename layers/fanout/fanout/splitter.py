@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,18 @@ from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key
 from fanout.store import Chunk, Job, JobStore, Settlement
 from fanout.validation import options_problem
 
-SPLIT_LEASE_SECONDS = 900  # the splitter's Lambda timeout: a split still "splitting" after it has died
+# A live split renews its claim on the job every RENEW_EVERY_SECONDS; one that died (out of memory, timed
+# out) lets it lapse, and the next delivery of the event (Lambda retries asynchronous invocations after
+# about one and two minutes) splits the file again from the start.
+SPLIT_LEASE_SECONDS = 90
+RENEW_EVERY_SECONDS = 20
+
+
+class SplitInProgress(RuntimeError):
+    """Another invocation is splitting this file right now; raised so Lambda delivers the event again
+    later, when that split has finished (a duplicate then) or died (then this one redoes it)."""
+
+
 SQS_BATCH = 10
 REJECTED_CSV_HEADER = "row,column,value,reason\n"
 
@@ -242,8 +254,10 @@ class Splitter:
         job = self._new_job(ref, index, route)
         if not self._store.create_job(job, SPLIT_LEASE_SECONDS):
             existing = self._store.get_job(job.job_id)
-            logger.info("duplicate event: job exists", extra={"job_id": job.job_id})
             status = existing.status if existing else JobStatus.SPLITTING
+            if status is JobStatus.SPLITTING:
+                raise SplitInProgress(f"job {job.job_id} is being split by another invocation")
+            logger.info("duplicate event: job exists", extra={"job_id": job.job_id})
             return SplitOutcome(job.job_id, status, duplicate=True)
         try:
             return self._stream(ref, job, route)
@@ -295,6 +309,7 @@ class Splitter:
                 accept=(lambda item: whole_file.write_line(json.dumps(item, ensure_ascii=False)))
                 if whole_file
                 else None,
+                progress=self._lease_keeper(job.job_id),
             )
         finally:
             rejections.close()
@@ -351,6 +366,18 @@ class Splitter:
             if settled is not None:
                 return SplitOutcome(job.job_id, settled.status, counts=settled.counts)
         return SplitOutcome(job.job_id, job.status, counts=counts, chunks=len(chunks))
+
+    def _lease_keeper(self, job_id: str) -> Callable[[int], None]:
+        """A progress callback that renews the split lease at most every RENEW_EVERY_SECONDS."""
+        last = time.monotonic()
+
+        def renew(_rows: int) -> None:
+            nonlocal last
+            if time.monotonic() - last >= RENEW_EVERY_SECONDS:
+                self._store.renew_split_lease(job_id, SPLIT_LEASE_SECONDS)
+                last = time.monotonic()
+
+        return renew
 
     def _envelope(self, job: Job, route: Route) -> dict[str, Any]:
         """The provider's shared request fields; for a whole-file provider, the presigned download URL."""

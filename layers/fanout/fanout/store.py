@@ -121,6 +121,10 @@ class JobStore(ABC):
         """Store a new job; False when it exists already and is not an abandoned split."""
 
     @abstractmethod
+    def renew_split_lease(self, job_id: str, lease_seconds: int) -> None:
+        """Keep a live split's claim on its job (a split whose lease lapses is redone by the next event)."""
+
+    @abstractmethod
     def get_job(self, job_id: str) -> Job | None: ...
 
     @abstractmethod
@@ -296,6 +300,14 @@ class DynamoJobStore(JobStore):
                 return False
             raise
         return True
+
+    def renew_split_lease(self, job_id: str, lease_seconds: int) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=_job_key(job_id),
+            UpdateExpression="SET split_lease_until = :lease",
+            ExpressionAttributeValues={":lease": _n(time.time() + lease_seconds)},
+        )
 
     def get_job(self, job_id: str) -> Job | None:
         raw = self._db.get_item(TableName=self._table, Key=_job_key(job_id), ConsistentRead=True).get("Item")
