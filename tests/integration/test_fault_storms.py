@@ -9,10 +9,8 @@ Slow (minutes): the default test run skips it, CI runs it (`make test-slow`).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import random
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import pytest
 
 from fanout.destinations import Destination
 from fanout_local.stack import LocalStack, StackSettings
+from tests.support import EMULATOR_OF, leaked_log_lines, rows_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,13 +42,6 @@ TARGETS = {
     "symplify": "1001",
     "workshop": "jrn_welcome",
     "altcraft": "12",
-}
-EMULATOR = {
-    "mateo": "mateo",
-    "mateo-message": "mateo",
-    "symplify": "symplify",
-    "workshop": "workshop",
-    "altcraft": "altcraft",
 }
 DEDUPLICATING = {"mateo", "mateo-message", "workshop"}
 
@@ -146,12 +138,6 @@ def replay_object_created(stack: LocalStack, key: str) -> None:
         stack.client("sqs").send_message(QueueUrl=stack.splitter_events_url, MessageBody=json.dumps(body))
 
 
-def rows_by_state(stack: LocalStack, job_id: str) -> dict[str, dict[str, str]]:
-    body = stack.client("s3").get_object(Bucket=stack.bucket, Key=f"results/{job_id}/rows.csv")["Body"].read()
-    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
-    return {r["row"]: r for r in rows}
-
-
 def test_fault_storm_every_job_settles_and_nobody_is_enrolled_twice(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -190,10 +176,10 @@ def test_fault_storm_every_job_settles_and_nobody_is_enrolled_twice(
         assert parts == rows_in_file, summary
         same_key = [j for j in stack.store().list_jobs(500) if j.key == job.key]
         assert len(same_key) == 1, "a duplicate event made a second job"
-        received = stack.received(EMULATOR[destination])["targets"].get(TARGETS[destination], {})
+        received = stack.received(EMULATOR_OF[destination])["targets"].get(TARGETS[destination], {})
         mine = {who: n for who, n in received.items() if who.startswith(f"storm-{destination}.")}
         assert max(mine.values()) == 1, f"{destination}: someone was enrolled twice"
-        rows = rows_by_state(stack, job.job_id)
+        rows = {r["row"]: r for r in rows_csv(stack, job.job_id)}
         assert len(rows) == rows_in_file
         for row in rows.values():
             got = mine.get(row["identity"], 0)
@@ -209,14 +195,6 @@ def test_fault_storm_every_job_settles_and_nobody_is_enrolled_twice(
 
 
 def test_no_log_line_of_the_storm_holds_a_contact_or_a_token(stack: LocalStack) -> None:
-    email = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-    phone = re.compile(r"\+\d{7,15}")
-    tokens = ("local-mateo-token", "local-symplify-token", "local-workshop-token", "local-altcraft-token")
-    scanned = 0
-    for log in stack.log_dir.glob("*Function.log"):
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            scanned += 1
-            assert not email.search(line), f"{log.name}: {line[:160]}"
-            assert not phone.search(line), f"{log.name}: {line[:160]}"
-            assert not any(token in line for token in tokens), log.name
+    scanned, leaks = leaked_log_lines(stack.log_dir)
+    assert leaks == []
     assert scanned > 100
