@@ -700,3 +700,12 @@ def test_cfn_lint_reports_nothing() -> None:
         check=False,
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_the_dashboard_shows_every_destination_in_every_panel(template: Template) -> None:
+    body = template["Resources"]["FlowDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    assert len(widgets) >= 4
+    for widget in widgets:
+        labels = {metric[-1]["label"].split(" ")[0] for metric in widget["properties"]["metrics"]}
+        assert labels == set(DESTINATIONS), widget["properties"]["title"]
