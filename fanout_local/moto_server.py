@@ -3,7 +3,7 @@
 Two local-only changes to stock `moto.server`, both invisible to clients:
 - requests are handled one at a time (a lock around the WSGI app): moto's backends are not thread-safe,
   and concurrent DynamoDB transactions made it fail with "dictionary changed size during iteration"
-  (an SQS long poll gives the lock back while it waits);
+  (an SQS long poll gives the lock back while it waits, and a send no longer counts the whole queue);
 - DynamoDB `TransactWriteItems` backs up only the items it touches, not a deep copy of every table it
   names: moto's copy costs O(table) per transaction, which made a million-row job quadratic.
 
@@ -18,9 +18,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto.core.utils import unix_time
 from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.sqs.models import Queue
+from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import make_server
 
 _original_transact = DynamoDBBackend.transact_write_items
@@ -104,8 +105,66 @@ def waits_unlocked(lock: threading.Lock) -> None:
     Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
 
 
+_COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+)
+
+
+def sends_without_counting() -> None:
+    """SQS without needless O(queue length) work per message. moto's SendMessage reads one attribute, ContentBasedDeduplication, from `queue.attributes`, which
+    computes every attribute, three of them by walking every message in the queue: each message sent cost
+    O(queue length), and queueing a million-row job's 2,000 chunk messages took most of a minute. During a
+    send to a standard queue (ContentBasedDeduplication is a FIFO attribute) those counts read as 0: the
+    send never uses them, and requests are serialised, so no other request sees them meanwhile. Likewise
+    ReceiveMessage computed every attribute for each message it returned, to read the retention period."""
+    for name in _COUNTS:
+        counted = getattr(Queue, name)
+
+        def count(self: Queue, counted: property = counted) -> Any:
+            return 0 if self.__dict__.get("_fanout_sending") else counted.fget(self)  # type: ignore[misc]
+
+        setattr(Queue, name, property(count))
+    original = SQSBackend.send_message
+
+    def send_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        queue.__dict__["_fanout_sending"] = not queue.fifo_queue
+        try:
+            return original(self, queue_name, *args, **kwargs)
+        finally:
+            queue.__dict__["_fanout_sending"] = False
+
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
+    def is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str, message: Any) -> bool:
+        # moto asks get_queue_attributes for this one value, for every message it hands out: read it.
+        retention_period = self.get_queue(queue_name).message_retention_period  # type: ignore[attr-defined]
+        return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+
+
+def backends_remembered() -> None:
+    """moto finds the backend of every request by trying each service's URL patterns in turn (and
+    listing its modules) for the request's host: a few milliseconds a request. The answer depends on the
+    host alone, so it is remembered."""
+    original = DomainDispatcherApplication.get_backend_for_host
+    known: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
+        if host not in known:
+            known[host] = original(self, host)
+        return known[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+
+
 def main(port: int) -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    sends_without_counting()
+    backends_remembered()
     lock = threading.Lock()
     waits_unlocked(lock)
     app = serialised(DomainDispatcherApplication(create_backend_app), lock)

@@ -106,8 +106,11 @@ def test_redrive_after_an_outage_completes_the_job_with_every_contact_once(
     finally:
         stack.set_faults("workshop", {})
     summary = json.loads(run(cli, "status", job_id, "--json")[1])
-    assert summary["status"] == "failed"
-    assert summary["rows_failed"] == 2500
+    # nothing got through; rows whose last attempt met a 502/504 may have reached Workshop (uncertain),
+    # the rest failed: either way their chunks were given up on, and a redrive sends them again
+    assert summary["rows_sent"] == 0
+    assert summary["rows_failed"] + summary["rows_uncertain"] == 2500
+    assert summary["status"] == ("failed" if summary["rows_uncertain"] == 0 else "completed_with_errors")
     code, out = run(cli, "redrive", job_id)
     assert code == 0
     assert "3 chunks, 2500 rows" in out

@@ -228,3 +228,18 @@ def test_the_containers_own_client_sends_the_encoded_body(respx_mock: respx.Mock
     assert request.content == encode_body(call.json_body)
     assert request.headers["Authorization"] == "Bearer secret-token"
     assert request.headers["Content-Type"] == "application/json"
+
+
+def test_every_attempt_waits_for_its_pacing_slot_retries_included(waits: list[float]) -> None:
+    slots: list[int] = []
+    script = Script(busy(retry_after="1"), ok(Destination.MATEO))
+    with httpx.Client(transport=httpx.MockTransport(script)) as client:
+        outcome = transport.send(
+            provider_for(Destination.MATEO),
+            one_call(Destination.MATEO),
+            http=client,
+            sleep=waits.append,
+            pace=lambda: slots.append(len(script.requests)),
+        )
+    assert outcome.verdict is Verdict.DONE
+    assert slots == [0, 1], "a slot before the first request and before the retry"

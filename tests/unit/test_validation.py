@@ -381,6 +381,41 @@ def test_different_contacts_are_never_duplicates_even_when_their_hashes_collide(
     assert seen.first_row("c", "ada@example.com", 3) == 1
 
 
+def test_a_batch_of_rows_gets_the_answers_one_call_a_row_would(tmp_path: Path) -> None:
+    entries = [
+        ("c", "ada", 1),
+        ("c", "bob", 2),
+        ("c", "ada", 3),
+        ("l", "ada", 4),
+        ("c", "bob", 5),
+        ("l", "ada", 6),
+    ]
+    one_by_one, batched = SeenContacts(str(tmp_path)), SeenContacts(str(tmp_path))
+    try:
+        expected = [one_by_one.first_row(*entry) for entry in entries]
+        answers = batched.first_rows(entries[:3]) + batched.first_rows(entries[3:])
+    finally:
+        one_by_one.close()
+        batched.close()
+    assert answers == expected == [None, None, 1, None, 2, 4]
+
+
+def test_a_batch_never_takes_colliding_contacts_for_duplicates(
+    seen: SeenContacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Colliding:
+        @staticmethod
+        def blake2b(data: bytes, digest_size: int) -> Any:
+            return Colliding()
+
+        def digest(self) -> bytes:
+            return b"\x00" * 8
+
+    monkeypatch.setattr("fanout.validation.hashlib", Colliding)
+    assert seen.first_rows([("c", "ada", 1), ("c", "bob", 2)]) == [None, None]
+    assert seen.first_rows([("c", "ada", 3), ("c", "bob", 4)]) == [1, None]
+
+
 def test_seen_contacts_hold_no_python_object_per_contact(seen: SeenContacts) -> None:
     tracemalloc.start()
     try:
@@ -406,6 +441,6 @@ def test_seen_contacts_spill_to_disk_beyond_sqlites_page_cache(tmp_path: Path) -
     finally:
         contacts.close()
 
-    # ~22 MB of identities: more than the 16 MB page cache, so memory stays bounded and the rest is on disk.
+    # ~22 MB of identities: more than the 4 MB page cache, so memory stays bounded and the rest is on disk.
     assert on_disk > 16 * 1024 * 1024
     assert not any(tmp_path.iterdir())

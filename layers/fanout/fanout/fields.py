@@ -11,8 +11,6 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-import phonenumbers
-
 EMAIL = "email"
 PHONE = "phone"
 PHONE_CACHE_SIZE = 4096  # distinct phone strings remembered (a few hundred KB)
@@ -122,8 +120,11 @@ def normalise_phone(value: str, region: str | None) -> str | None:
 
     phonenumbers costs ~40 us a number, the most of any step of a row; a file that repeats a number (a
     shared switchboard, a family's landline, the same person on two lists) pays it once per distinct
-    string. The cache is bounded, so memory stays flat.
+    string. The cache is bounded, so memory stays flat. phonenumbers is imported here, at the first
+    number: the senders, which import this module for field names only, never load it.
     """
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:

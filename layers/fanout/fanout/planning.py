@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fanout.chunking import ChunkPlanner
-from fanout.models import Rejection, Route, StagedRow
+from fanout.models import Contact, Rejection, Route, StagedRow
 from fanout.providers.base import Provider
 from fanout.reading import RawRow
 from fanout.validation import RowValidator, SeenContacts, duplicate
+
+BATCH_ROWS = 256  # rows validated before their duplicate check runs as one SQLite query
 
 
 def plan_rows(
@@ -30,23 +32,26 @@ def plan_rows(
     """Plan every row; each ends either staged in a chunk (and passed to `accept`) or rejected.
 
     `progress(rows_read)` is called every `progress_every` rows (the splitter renews its lease there).
-    Returns how many rows were read. Memory stays flat: rows stream through, chunks go to the planner's
-    writers as they fill, and the duplicate check lives on disk.
+    Returns how many rows were read. Memory stays flat: rows stream through (a batch of BATCH_ROWS at a
+    time, handled in file order), chunks go to the planner's writers as they fill, and the duplicate
+    check lives on disk.
     """
     validator = RowValidator(route, provider, columns)
     seen = SeenContacts()
-    read = 0
-    try:
-        for raw in rows:
-            read += 1
-            if progress is not None and read % progress_every == 0:
-                progress(read)
-            checked = validator.validate(raw)
+    batch: list[Contact | Rejection] = []
+
+    def stage_batch() -> None:
+        contacts = [c for c in batch if not isinstance(c, Rejection)]
+        lanes = [provider.lane(c) for c in contacts]
+        firsts = iter(
+            seen.first_rows([(lane, c.identity, c.row) for lane, c in zip(lanes, contacts, strict=True)])
+        )
+        lane_of = iter(lanes)
+        for checked in batch:
             if isinstance(checked, Rejection):
                 reject(checked)
                 continue
-            lane = provider.lane(checked)
-            first = seen.first_row(lane, checked.identity, checked.row)
+            lane, first = next(lane_of), next(firsts)
             if first is not None:
                 reject(duplicate(checked.row, first, checked.identity))
                 continue
@@ -56,6 +61,18 @@ def plan_rows(
                 reject(too_big)
             elif accept is not None:
                 accept(item)
+        batch.clear()
+
+    read = 0
+    try:
+        for raw in rows:
+            read += 1
+            if progress is not None and read % progress_every == 0:
+                progress(read)
+            batch.append(validator.validate(raw))
+            if len(batch) >= BATCH_ROWS:
+                stage_batch()
+        stage_batch()
         planner.finish()
     finally:
         planner.close()

@@ -20,8 +20,8 @@ from fanout.observability import logger, metrics
 from fanout.pacing import Pacer
 from fanout.providers import provider_for
 from fanout.providers.base import Provider, ProviderSecret
+from fanout.queueing import send_chunk_messages
 from fanout.results import settle_job
-from fanout.splitter import send_chunk_messages
 from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, read_lines
 from fanout.store import Chunk, Claim, JobStore, Settlement
 from fanout.transport import send
@@ -121,8 +121,7 @@ class Sender:
         answered = {r.row for r in results}
         todo = [r for r in staged if r.row not in answered]
         for call in self._provider.calls(message.target, message.envelope, todo, secret, lane):
-            self._deps.pacer.acquire()
-            outcome = send(self._provider, call, http=self._deps.http)
+            outcome = send(self._provider, call, http=self._deps.http, pace=self._deps.pacer.acquire)
             record_call_metrics(outcome)
             if outcome.verdict in (Verdict.DONE, Verdict.FAILED):
                 results.extend(outcome.rows)

@@ -23,6 +23,7 @@ from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef
 from fanout.observability import logger
 from fanout.planning import plan_rows
 from fanout.providers import provider_for
+from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, LostRows, open_rows
 from fanout.results import publish, settle_job, spreadsheet_safe, write_rows_file
 from fanout.routing import (
@@ -49,7 +50,6 @@ class SplitInProgress(RuntimeError):
     later, when that split has finished (a duplicate then) or died (then this one redoes it)."""
 
 
-SQS_BATCH = 10
 REJECTED_CSV_HEADER = "row,column,value,reason\n"
 
 
@@ -391,14 +391,3 @@ class Splitter:
 
     def _enqueue(self, job: Job, route: Route, messages: list[ChunkMessage]) -> None:
         send_chunk_messages(self._cfg.queue_url(route.destination), messages)
-
-
-def send_chunk_messages(queue_url: str, messages: list[ChunkMessage]) -> None:
-    """One SQS message per chunk, ten per SendMessageBatch; raises if SQS refuses any."""
-    sqs = client("sqs")
-    for start in range(0, len(messages), SQS_BATCH):
-        batch = messages[start : start + SQS_BATCH]
-        entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
-        answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        if answer.get("Failed"):
-            raise RuntimeError(f"SQS refused {len(answer['Failed'])} chunk messages")

@@ -3,7 +3,7 @@
 Layout (single table, `pk`/`sk`):
   JOB#<id> / JOB            the job: status, source, destination, target, counters, timings
   JOB#<id> / CHUNK#<chunk>  one staged chunk: state, rows, attempts, lease
-  RATE#<dest> / <second>    the pacing slots of one destination (see pacing.py)
+  RATE#<dest> / next        the pacing mark of one destination: when its next call may start (pacing.py)
 `gsi1` (gsi1pk = "JOBS", gsi1sk = created_at#id) lists jobs by date.
 
 Every state change is a conditional write, so two Lambda instances that see the same SQS message, or a

@@ -31,14 +31,16 @@ def http_client() -> httpx.Client:
     )
 
 
-def send_once(provider: Provider, call: ProviderCall, http: httpx.Client | None = None) -> Outcome:
-    """One request, its answer classified; transport errors become RETRY (never sent) or UNCERTAIN."""
+def send_once(
+    provider: Provider, call: ProviderCall, http: httpx.Client | None = None, body: bytes | None = None
+) -> Outcome:
+    """One request, its answer classified; transport errors become RETRY (never sent) or UNCERTAIN.
+    `body`: the call's body already encoded (`encode_body(call.json_body)`)."""
     headers = {"Content-Type": "application/json", **call.headers}
+    content = encode_body(call.json_body) if body is None else body
     started = time.perf_counter()
     try:
-        response = (http or http_client()).request(
-            call.method, call.url, content=encode_body(call.json_body), headers=headers
-        )
+        response = (http or http_client()).request(call.method, call.url, content=content, headers=headers)
     except httpx.HTTPError as exc:
         outcome = Outcome(
             classify_transport_error(exc), f"{type(exc).__name__} calling {provider.destination.value}"
@@ -71,8 +73,22 @@ def send(
     attempts: int = ATTEMPTS,
     http: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    pace: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Send with a few in-invocation retries; the last outcome is returned, never raised."""
+    """Send with a few in-invocation retries; the last outcome is returned, never raised.
+
+    `pace` (the destination's Pacer.acquire) is waited for before every attempt, retries included: a
+    retry that skipped it would land between two paced calls and be refused in its turn. The body is
+    encoded and the client made before that wait, so the request leaves as soon as its slot comes.
+    """
+    client = http or http_client()
+    body = encode_body(call.json_body)
+
+    def attempt() -> Outcome:
+        if pace is not None:
+            pace()
+        return send_once(provider, call, client, body)
+
     retrying = Retrying(
         sleep=sleep,
         stop=stop_after_attempt(attempts),
@@ -81,6 +97,6 @@ def send(
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         reraise=False,
     )
-    outcome: Outcome = retrying(send_once, provider, call, http)
+    outcome: Outcome = retrying(attempt)
     outcome.attempts = retrying.statistics.get("attempt_number", 1)
     return outcome

@@ -6,7 +6,7 @@ import hashlib
 import sqlite3
 import tempfile
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import phonenumbers
@@ -53,9 +53,9 @@ class RowValidator:
         canon: dict[str, str] = {}
         columns: dict[str, str] = {}  # canonical field -> the file's header, for rejections
         extra: dict[str, object] = {}
+        field, as_is = self._map.field, self._as_is
         for header, value in raw.fields.items():
-            name = None if header == self._as_is else self._map.field(header)
-            text = _text(value)
+            name = None if header == as_is else field(header)
             if name is None:  # travels on as it is (nested values too)
                 if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
                     return Rejection(
@@ -63,6 +63,8 @@ class RowValidator:
                     )
                 extra[header] = value.strip() if isinstance(value, str) else value
                 continue
+            # Every CSV cell is a str: spare it _text's type checks (this loop runs for each cell).
+            text = value.strip() if type(value) is str else _text(value)
             if text is None:
                 return Rejection(raw.number, f"{header} must be a single value, not a list or object", header)
             if len(text) > MAX_VALUE_CHARS:
@@ -130,7 +132,10 @@ class SeenContacts:
         self._db = sqlite3.connect(Path(self._dir.name) / "seen.db", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache at most
+        # 4 MB page cache at most: the table's inner pages stay cached, its leaves come from the OS page
+        # cache. A bigger cache saves ~1 us a row but grows with the file up to its size (16 MB cost a
+        # million-row split 12 MB more peak memory than a 100,000-row one).
+        self._db.execute("PRAGMA cache_size=-4000")
         self._db.execute("BEGIN")
         self._db.execute(
             "CREATE TABLE seen (k INTEGER PRIMARY KEY, row INTEGER NOT NULL, ident TEXT NOT NULL)"
@@ -139,7 +144,7 @@ class SeenContacts:
     def first_row(self, lane: str, identity: str, row: int) -> int | None:
         """None when `identity` is new (and remember it at `row`); else the row that had it first."""
         key = f"{lane}\0{identity}"
-        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        digest = _digest(key)
         cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", (digest, row, key))
         if cursor.rowcount == 1:
             return None
@@ -147,9 +152,43 @@ class SeenContacts:
         # A 64-bit hash collision between different contacts is not a duplicate.
         return int(found[0]) if found and found[1] == key else None
 
+    def first_rows(self, entries: Sequence[tuple[str, str, int]]) -> list[int | None]:
+        """`first_row(lane, identity, row)` for each entry, in order, with the same answers as one call
+        each, but in two SQLite statements a batch instead of one or two a row."""
+        keys = [f"{lane}\0{identity}" for lane, identity, _row in entries]
+        digests = [_digest(key) for key in keys]
+        known: dict[int, tuple[int, str]] = {}
+        unique = list(dict.fromkeys(digests))
+        for start in range(0, len(unique), _SQL_PARAMETERS):
+            part = unique[start : start + _SQL_PARAMETERS]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT k, row, ident FROM seen WHERE k IN ({marks})"  # noqa: S608 - placeholders only
+            for digest, row, ident in self._db.execute(query, part):
+                known[digest] = (int(row), ident)
+        answers: list[int | None] = []
+        new: list[tuple[int, int, str]] = []
+        for key, digest, (_lane, _identity, row) in zip(keys, digests, entries, strict=True):
+            found = known.get(digest)
+            if found is None:
+                known[digest] = (row, key)
+                new.append((digest, row, key))
+                answers.append(None)
+            else:  # a 64-bit hash collision between different contacts is not a duplicate
+                answers.append(found[0] if found[1] == key else None)
+        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", new)
+        return answers
+
     def close(self) -> None:
         self._db.close()
         self._dir.cleanup()
+
+
+_SQL_PARAMETERS = 500  # host parameters per statement, well under SQLite's limit
+
+
+def _digest(key: str) -> int:
+    """The 64-bit key the table is indexed on."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def duplicate(row: int, first: int, identity: str = "") -> Rejection:

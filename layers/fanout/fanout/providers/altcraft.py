@@ -8,9 +8,7 @@ Altcraft does not de-duplicate: a call that may have reached it is never resent 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
@@ -25,6 +23,9 @@ from fanout.providers.base import (
     classify_status,
     retry_after_seconds,
 )
+
+if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
+    import httpx
 
 MAX_PROFILES = 10_000  # seed 003: "not recommended to transfer more than 10,000 profiles in one request"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # seed 003: "The request body is limited by default to 10MB"

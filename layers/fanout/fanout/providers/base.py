@@ -12,13 +12,15 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, compact_json
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ProviderSecret(BaseModel):
@@ -82,6 +84,8 @@ def classify_status(status: int, headers: Mapping[str, str]) -> Verdict | None:
 
 def classify_transport_error(exc: httpx.HTTPError) -> Verdict:
     """A request that never connected surely had no effect; one that was sent may have."""
+    import httpx  # here, not at the top: the splitter imports the providers and never sends a request
+
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return Verdict.RETRY
     return Verdict.UNCERTAIN

@@ -7,9 +7,7 @@ contact twice when a chunk is sent again after a lost answer: resending is safe 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
@@ -24,6 +22,9 @@ from fanout.providers.base import (
     all_rows,
     is_uuid,
 )
+
+if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
+    import httpx
 
 MAX_ITEMS = 500  # seed 000: "Maximum array length: 500"
 

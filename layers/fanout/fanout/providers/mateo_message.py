@@ -9,9 +9,7 @@ requires.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
@@ -26,6 +24,9 @@ from fanout.providers.base import (
     error_text,
 )
 from fanout.providers.mateo import bearer, uuid_problem
+
+if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
+    import httpx
 
 CONTENT_FIELDS = ("subject", "text", "html", "template_id", "send_after")
 _OPTION_CONTENT = {"subject": "subject", "template-id": "template_id", "text": "text", "html": "html"}

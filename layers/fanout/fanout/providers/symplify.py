@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict
 from fanout.providers.base import Identification, Limits, Provider, ProviderCall, ProviderSecret, all_rows
+
+if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
+    import httpx
 
 AUTH_HEADER = "X-Carma-Authentication-Token"  # PROVIDERS.md; overridable in the secret
 _ENTITY_ID = re.compile(r"^\d{1,18}$")

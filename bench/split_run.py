@@ -1,0 +1,121 @@
+"""One splitter measurement, in a fresh process of its own (so memory peaks never mix):
+
+    python -m bench.split_run SPEC_JSON
+
+SPEC_JSON names the moto endpoint, the splitter's environment, the object to split and the local copy
+of its bytes. The process first makes the reference pass (a bare `csv.reader`, or `json.loads` per line,
+over the same bytes read from the local file), then resets its peak-RSS mark and splits the object
+exactly as the Lambda does: `Splitter(config, DynamoJobStore(...)).split(ObjectRef(...))`, from the S3
+read to the last SQS message. It writes one JSON object to SPEC_JSON's `result` path: timings, peak RSS,
+the job's counts, and every AWS call the split made (counted in process, see bench/counting.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+READ_BUFFER = 1 << 20
+
+
+def reference_pass(path: Path, file_format: str) -> int:
+    """Rows a bare parser finds in `path`: `csv.reader` (header excluded) or `json.loads` per line."""
+    with path.open(encoding="utf-8", newline="", buffering=READ_BUFFER) as text:
+        if file_format == "csv":
+            reader = csv.reader(text)
+            next(reader)
+            return sum(1 for _ in reader)
+        loads = json.loads
+        return sum(1 for line in text if loads(line))
+
+
+def timed(action: Callable[[], Any]) -> tuple[Any, float, float]:
+    """`action()`, the wall-clock seconds it took and the CPU seconds this process spent on it (the
+    latter barely moves when other programs load the machine; waiting on moto is not in it)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = action()
+    return result, time.perf_counter() - started, time.process_time() - cpu
+
+
+def _status_kb(field: str) -> int:
+    """A `VmRSS`/`VmHWM`-style field of /proc/self/status, in KiB (0 where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux: clear_refs 5); False if unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def split_once(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the measurement `spec` describes; the result as a JSON-ready dict."""
+    os.environ.update(spec["environment"])
+    from bench.counting import CallCounter
+    from fanout.config import SplitterConfig, load
+    from fanout.models import ObjectRef
+    from fanout.splitter import Splitter
+    from fanout.store import DynamoJobStore
+
+    path = Path(spec["path"])
+    reference_rows, reference_seconds, reference_cpu = timed(lambda: reference_pass(path, spec["format"]))
+    config = load(SplitterConfig)
+    splitter = Splitter(config, DynamoJobStore(config.table_name, config.retention_days))
+    counter = CallCounter().install()
+    rss_before = _status_kb("VmRSS")
+    peak_reset = reset_peak_rss()
+    ref = ObjectRef(spec["bucket"], spec["key"])
+    if spec.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        outcomes, split_seconds, split_cpu = timed(lambda: profiler.runcall(splitter.split, ref))
+        profiler.dump_stats(spec["profile"])
+    else:
+        outcomes, split_seconds, split_cpu = timed(lambda: splitter.split(ref))
+    peak_kb = _status_kb("VmHWM")
+    counter.uninstall()
+    (outcome,) = outcomes
+    return {
+        "format": spec["format"],
+        "rows": reference_rows,
+        "reference_seconds": reference_seconds,
+        "reference_cpu_seconds": reference_cpu,
+        "split_seconds": split_seconds,
+        "split_cpu_seconds": split_cpu,
+        "load_average": os.getloadavg(),
+        "job_id": outcome.job_id,
+        "status": outcome.status.value,
+        "rows_read": outcome.counts.read,
+        "rows_rejected": outcome.counts.rejected,
+        "chunks": outcome.chunks,
+        "rss_before_kb": rss_before,
+        "peak_rss_kb": peak_kb if peak_reset else None,
+        "aws": counter.snapshot(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    # stdout belongs to the splitter's log lines; the result goes to its own file.
+    Path(spec["result"]).write_text(json.dumps(split_once(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

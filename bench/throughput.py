@@ -1,0 +1,124 @@
+"""Benchmarks 1 and 2: splitter throughput against a bare parser, and peak memory against file size.
+
+Each split runs in a fresh process (bench/split_run.py) against a fresh moto server with the stack's
+resources made from template.yaml: the reference pass and the split read the same bytes in the same
+process, and each process's peak RSS belongs to one file size only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from bench.data import FORMATS, data_file
+from bench.localaws import aws_env, create_stack, moto_server, upload
+from bench.report import BenchResult, Row
+from bench.session import JOURNEY, Session
+from fanout_local.template import REPO
+
+THROUGHPUT_TARGET = 1 / 3
+MEMORY_TARGET = 1.1
+REFERENCE = {"csv": "csv.reader", "ndjson": "json.loads per line"}
+
+
+def split_run(session: Session, rows: int, file_format: str) -> dict[str, Any]:
+    """Split a `rows`-row file of `file_format` once (memoised per session); the run's figures."""
+    known = session.split_runs.get((rows, file_format))
+    if known is not None:
+        return known
+    path = data_file(session.data_dir, rows, file_format)
+    name = f"split-{file_format}-{rows}"
+    with moto_server(session.logs / f"moto-{name}.log") as endpoint:
+        stack = create_stack(endpoint)
+        key = f"inbox/mateo/{JOURNEY}/{path.name}"
+        upload(endpoint, stack.bucket, key, path)
+        result_path = session.out / f"{name}.json"
+        result_path.unlink(missing_ok=True)
+        spec = {
+            "environment": {
+                **stack.environment("SplitterFunction"),
+                **aws_env(endpoint),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            },
+            "bucket": stack.bucket,
+            "key": key,
+            "path": str(path),
+            "format": file_format,
+            "result": str(result_path),
+            "profile": str(session.out / f"{name}.prof") if session.profile else "",
+        }
+        with (session.logs / f"{name}.log").open("wb") as log:
+            subprocess.run(
+                [sys.executable, "-m", "bench.split_run", json.dumps(spec)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                cwd=REPO,
+            )
+        result: dict[str, Any] = json.loads(result_path.read_text())
+    if result["rows_read"] != rows or result["rows_rejected"] or result["rows"] != rows:
+        raise RuntimeError(f"{name}: expected {rows} clean rows, got {result}")
+    result["rows_per_second"] = rows / result["split_seconds"]
+    result["reference_rows_per_second"] = rows / result["reference_seconds"]
+    result["ratio"] = result["reference_seconds"] / result["split_seconds"]
+    result["profiled"] = session.profile
+    session.split_runs[(rows, file_format)] = result
+    return result
+
+
+def throughput(session: Session) -> BenchResult:
+    """Benchmark 1: rows/s of the whole split (S3 read to last SQS message) over a bare parser's."""
+    rows = session.large_rows
+    result = BenchResult("throughput")
+    for file_format in FORMATS:
+        run = split_run(session, rows, file_format)
+        result.data[file_format] = run
+        result.rows.append(
+            Row(
+                f"1 splitter, {rows:,} {file_format.upper()} rows",
+                f"{run['rows_per_second']:,.0f} rows/s ({run['split_seconds']:.1f} s)",
+                f"{REFERENCE[file_format]} {run['reference_rows_per_second']:,.0f} rows/s",
+                f"{run['ratio']:.4f}",
+                f">= {THROUGHPUT_TARGET:.2f}",
+                run["ratio"] >= THROUGHPUT_TARGET,
+            )
+        )
+    return result
+
+
+def _mib(kib: int) -> float:
+    return kib / 1024
+
+
+def memory(session: Session) -> BenchResult:
+    """Benchmark 2: peak RSS of the splitting process for a file 10x larger, as a ratio."""
+    small, large = session.small_rows, session.large_rows
+    result = BenchResult("memory")
+    for file_format in FORMATS:
+        low = split_run(session, small, file_format)
+        high = split_run(session, large, file_format)
+        if not low["peak_rss_kb"] or not high["peak_rss_kb"]:
+            raise RuntimeError("peak RSS needs Linux /proc/self/clear_refs")
+        ratio = high["peak_rss_kb"] / low["peak_rss_kb"]
+        result.data[file_format] = {
+            "small_rows": small,
+            "large_rows": large,
+            "small_peak_rss_kb": low["peak_rss_kb"],
+            "large_peak_rss_kb": high["peak_rss_kb"],
+            "small_rss_before_split_kb": low["rss_before_kb"],
+            "large_rss_before_split_kb": high["rss_before_kb"],
+            "ratio": ratio,
+        }
+        result.rows.append(
+            Row(
+                f"2 peak RSS of the split, {file_format.upper()} {large:,} rows",
+                f"{_mib(high['peak_rss_kb']):.0f} MiB (before split {_mib(high['rss_before_kb']):.0f})",
+                f"{small:,} rows: {_mib(low['peak_rss_kb']):.0f} MiB",
+                f"{ratio:.3f}",
+                f"<= {MEMORY_TARGET}",
+                ratio <= MEMORY_TARGET,
+            )
+        )
+    return result

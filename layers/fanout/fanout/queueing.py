@@ -1,0 +1,23 @@
+"""Queueing chunk messages: one SQS message per staged chunk, on its destination's queue.
+
+The splitter queues a job's chunks; a sender queues the halves of a chunk too large to send. It lives apart
+from both so that a sender's cold start does not import the splitter (reading, validation, phonenumbers).
+"""
+
+from __future__ import annotations
+
+from fanout.aws import client
+from fanout.models import ChunkMessage
+
+SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
+
+
+def send_chunk_messages(queue_url: str, messages: list[ChunkMessage]) -> None:
+    """One SQS message per chunk, ten per SendMessageBatch; raises if SQS refuses any."""
+    sqs = client("sqs")
+    for start in range(0, len(messages), SQS_BATCH):
+        batch = messages[start : start + SQS_BATCH]
+        entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
+        answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if answer.get("Failed"):
+            raise RuntimeError(f"SQS refused {len(answer['Failed'])} chunk messages")
