@@ -11,46 +11,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fanout_local import cfn_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
 NO_VALUE = object()
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader plus !Ref, !Sub, !GetAtt, ... returned in their long form."""
-
-
-def _construct(tag: str) -> Callable[[yaml.SafeLoader, yaml.Node], Any]:
-    name = "Ref" if tag == "Ref" else "Condition" if tag == "Condition" else f"Fn::{tag}"
-
-    def build(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if tag == "GetAtt":
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        return {name: value}
-
-    return build
-
-
-for _tag in (
-    "Ref", "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Select", "Split", "Join",
-    "FindInMap", "ImportValue", "Condition", "Base64", "Cidr", "GetAZs",
-):  # fmt: skip
-    _CfnLoader.add_constructor(f"!{_tag}", _construct(_tag))
-
-
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """The template as plain data, short tags turned into `{"Ref": ...}` / `{"Fn::...": ...}`."""
-    with path.open(encoding="utf-8") as handle:
-        data: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
-    return data
+    return cfn_yaml.load_template(path)
 
 
 class Resolver:

@@ -7,12 +7,9 @@ Every handler test starts from one of these files, so a sample that drifts from 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,6 +19,8 @@ from aws_lambda_powertools.utilities.data_classes import (
     S3EventBridgeNotificationEvent,
     SQSEvent,
 )
+
+from fanout_local import cfn_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -41,20 +40,6 @@ SAMPLE_STACK = {
 }
 
 
-def _import_template_loader() -> ModuleType:
-    # tests/ is not a package and pytest puts only tests/unit on sys.path, so the loader is
-    # imported from its file (once per session, shared with test_template.py).
-    if "template_loader" in sys.modules:
-        return sys.modules["template_loader"]
-    spec = importlib.util.spec_from_file_location("template_loader", ROOT / "tests" / "template_loader.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["template_loader"] = module
-    return module
-
-
 def load_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text(encoding="utf-8"))
     return event
@@ -62,7 +47,7 @@ def load_event(name: str) -> dict[str, Any]:
 
 def sample_bucket_name() -> str:
     """The inbox bucket's name in template.yaml, rendered for the sample stack."""
-    template = _import_template_loader().load_template(ROOT / "template.yaml")
+    template = cfn_yaml.load_template(ROOT / "template.yaml")
     name = template["Resources"]["InboxBucket"]["Properties"]["BucketName"]["Fn::Sub"]
     return re.sub(r"\$\{([^}]+)\}", lambda match: SAMPLE_STACK[match[1]], name)
 

@@ -8,7 +8,6 @@ template (expecting none) and on a template with a planted fault (expecting it t
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import subprocess
@@ -17,11 +16,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+
+from fanout_local import cfn_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -51,21 +51,7 @@ VETTED_POLICY_TEMPLATES = frozenset(
 Template = dict[str, Any]
 
 
-def _import_template_loader() -> ModuleType:
-    # tests/ is not a package and pytest puts only tests/unit on sys.path, so the loader is
-    # imported from its file (once per session, shared with test_events.py).
-    if "template_loader" in sys.modules:
-        return sys.modules["template_loader"]
-    spec = importlib.util.spec_from_file_location("template_loader", ROOT / "tests" / "template_loader.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["template_loader"] = module
-    return module
-
-
-load_template: Callable[[Path], Template] = _import_template_loader().load_template
+load_template: Callable[[Path], Template] = cfn_yaml.load_template
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +180,7 @@ Values:
 
 
 def test_loader_expands_every_short_tag() -> None:
-    document = _import_template_loader().loads_template(_SHORT_TAGS)
+    document = cfn_yaml.loads_template(_SHORT_TAGS)
     assert document["AWSTemplateFormatVersion"] == "2010-09-09"
     assert document["Values"] == {
         "ref": {"Ref": "Bucket"},
@@ -218,7 +204,7 @@ def test_loader_expands_every_short_tag() -> None:
 
 
 def test_loader_leaves_plain_yaml_loading_untouched() -> None:
-    _import_template_loader()
+    cfn_yaml.loads_template(_SHORT_TAGS)  # the loader's tags must not leak into yaml's own SafeLoader
     assert isinstance(yaml.safe_load("day: 2010-09-09")["day"], date)
 
 
