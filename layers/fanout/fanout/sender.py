@@ -112,9 +112,8 @@ class Sender:
         secret = self._deps.secret()
         lane = message.chunk_id[0]
         # Rows an earlier delivery already got answers for (one call per row: Mateo messages) are not sent
-        # again; a chunk under a storm still makes progress with every delivery. A first delivery has none
-        # to read (a duplicate copy that misses some just resends them, and the provider de-duplicates).
-        progress = load_progress(self._cfg.bucket_name, message) if receive_count > 1 else []
+        # again; a chunk under a storm still makes progress with every delivery.
+        progress = load_progress(self._cfg.bucket_name, message)
         results = [r for r in progress if r.state is not RowState.UNCERTAIN]
         # Rows whose last attempt may have reached the provider: resent (it de-duplicates), and reported
         # uncertain rather than failed should the chunk end in the dead-letter queue.
