@@ -255,12 +255,10 @@ class LocalStack:
         assert self.resolver is not None
         resolver = self.resolver
         globals_fn = resolver.resolve(self.template.get("Globals", {}).get("Function", {}))
-        base_env = dict(globals_fn.get("Environment", {}).get("Variables", {}))
         specs = {}
         for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items():
             props = resolver.resolve(res["Properties"])
-            env = {**base_env, **props.get("Environment", {}).get("Variables", {})}
-            env = {k: str(v) for k, v in env.items()}
+            env = self.resources.environment(logical)
             env.update(self.aws_env())
             env.update(
                 {

@@ -135,12 +135,9 @@ class Altcraft(Provider):
         text = f"Altcraft error {code}: {body.get('error_text', '')} {body.get('error_debug', '')}".strip()
         if TOO_LARGE in str(body.get("error_debug", "")) or response.status_code == 413:
             return Outcome(Verdict.TOO_LARGE, text, response.status_code)
-        # A transient HTTP status (429, 5xx) stays transient whatever the body says: retried, not failed.
-        verdict = classify_status(response.status_code, response.headers)
-        if verdict not in (Verdict.RETRY, Verdict.UNCERTAIN) and code == 429:
-            verdict = Verdict.RETRY
-        if verdict in (Verdict.RETRY, Verdict.UNCERTAIN):
-            return Outcome(verdict, text, response.status_code, retry_after_seconds(response.headers))
+        # Transient HTTP statuses never get here (see outcome); a throttling code in the body is retried.
+        if code == 429:
+            return Outcome(Verdict.RETRY, text, response.status_code, retry_after_seconds(response.headers))
         return Outcome(
             Verdict.FAILED, text, response.status_code, rows=all_rows(call.rows, RowState.FAILED, text)
         )
