@@ -15,6 +15,16 @@ Options (repeatable ones may also hold comma-separated ``provider=value`` pairs)
                          applied in order, a later option replaces an earlier one for its providers
     --seed N             fault seed for all emulators (overrides seed= in --faults)
     --rate-limit P=N     requests per second for provider P ("mateo=2"); a bare N applies to all
+    --daily-limit P=R[/E]
+                         requests (R) and imported entities (E) per UTC day for provider P
+                         ("mateo=10000/25000", "mateo=/100000" for the entities only; 0 = no limit,
+                         a missing part is left as it is); a bare R[/E] applies to all. Entities are
+                         counted by Mateo only.
+    --documented-limits  Mateo's documented limits: 2 requests/s, 10,000 requests and 25,000 imported
+                         entities per UTC day (later --rate-limit/--daily-limit options override them)
+
+Without --documented-limits, --rate-limit or --daily-limit no limit is enforced (the local stack,
+the tests and the benchmarks rely on that: see emulators/mateo.py).
     --port P=N           fixed port for provider P (default: a free port)
     --host H             listen address (default 127.0.0.1)
     --port-file PATH     also write the JSON line there
@@ -31,6 +41,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from emulators import mateo
 from emulators.base import PROVIDERS
 from emulators.faults import FaultSettings
 
@@ -49,7 +60,26 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return result
 
 
-def build_faults(specs: list[str], seed: int | None, rate_limits: list[str]) -> dict[str, FaultSettings]:
+def _daily_limit(option: str) -> dict[str, int]:
+    """``"10000/25000"`` -> {"daily_requests": 10000, "daily_entities": 25000}; a missing part is left
+    out (``"/500"`` sets only the entities); ValueError if malformed."""
+    parts = dict(zip(("daily_requests", "daily_entities"), option.partition("/")[::2], strict=True))
+    try:
+        limits = {key: int(value) for key, value in parts.items() if value.strip()}
+    except ValueError:
+        raise ValueError(f"--daily-limit {option}: expected REQUESTS[/ENTITIES] as whole numbers") from None
+    if not limits or min(limits.values()) < 0:
+        raise ValueError(f"--daily-limit {option}: expected REQUESTS[/ENTITIES], each >= 0")
+    return limits
+
+
+def build_faults(
+    specs: list[str],
+    seed: int | None,
+    rate_limits: list[str],
+    daily_limits: list[str] | None = None,
+    documented_limits: bool = False,
+) -> dict[str, FaultSettings]:
     """Fault settings per provider from the command-line options; ValueError on a bad option."""
     faults = {name: FaultSettings() for name in PROVIDERS}
     for spec in specs:
@@ -58,6 +88,8 @@ def build_faults(specs: list[str], seed: int | None, rate_limits: list[str]) -> 
             faults[prefix.strip()] = FaultSettings.parse(rest)
         else:  # a bare spec applies to all; options apply in order, later ones win
             faults = dict.fromkeys(PROVIDERS, FaultSettings.parse(spec))
+    if documented_limits:
+        faults["mateo"] = mateo.documented_limits(faults["mateo"])
     for name, limit in _pairs(rate_limits, "--rate-limit").items():
         try:
             rate = float(limit)
@@ -65,6 +97,9 @@ def build_faults(specs: list[str], seed: int | None, rate_limits: list[str]) -> 
             raise ValueError(f"--rate-limit {name}={limit}: not a number of requests per second") from None
         for target in PROVIDERS if name == "*" else (name,):
             faults[target] = faults[target].with_overrides(rate_limit=rate)
+    for name, option in _pairs(daily_limits or [], "--daily-limit").items():
+        for target in PROVIDERS if name == "*" else (name,):
+            faults[target] = faults[target].with_overrides(**_daily_limit(option))
     if seed is not None:
         faults = {name: settings.with_overrides(seed=seed) for name, settings in faults.items()}
     return faults
@@ -80,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--faults", action="append", default=[], metavar="SPEC")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--rate-limit", action="append", default=[], metavar="PROVIDER=N")
+    parser.add_argument("--daily-limit", action="append", default=[], metavar="PROVIDER=R[/E]")
+    parser.add_argument("--documented-limits", action="store_true")
     parser.add_argument("--port", action="append", default=[], metavar="PROVIDER=N")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port-file", type=Path, default=None)
@@ -96,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        faults = build_faults(args.faults, args.seed, args.rate_limit)
+        faults = build_faults(
+            args.faults, args.seed, args.rate_limit, args.daily_limit, args.documented_limits
+        )
         ports = {name: int(port) for name, port in _pairs(args.port, "--port").items() if name != "*"}
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Altcraft emulator: ``POST /api/v1.1/workflows/import_and_start_batch`` (seed 003).
+"""Altcraft emulator: ``POST /api/v1.1/workflows/import_and_start_batch`` (seed 003) and its sibling
+``POST /api/v1.1/workflows/import_and_start_batch_task`` (PROVIDERS.md).
 
 Clients use the base URL ``http://127.0.0.1:PORT/api/v1.1``.
 
@@ -7,12 +8,17 @@ Altcraft reports outcomes in the body's ``error`` field (0 OK, 400 bad request, 
 provider does, with ``{"error": <code>, "error_text": "..."}`` (plus ``error_debug`` where useful).
 Exceptions: a body over 10 MiB (Content-Length, or the raw bytes actually read, before any parsing)
 gets **HTTP 413** with exactly ``{"error": 400, "error_debug": "http: request body too large",
-"error_text": "Invalid request"}``; injected faults use their own HTTP statuses with
-``{"error": <status>, "error_text": ...}``.
+"error_text": "Invalid request"}`` (its XML form when the Content-Type is XML); injected faults use
+their own HTTP statuses with ``{"error": <status>, "error_text": ...}`` (always JSON).
 
-Request rules: ``token`` in the body or ``Authorization: Bearer`` (missing -> 401 ``Token required``,
-not seeded -> 403 ``Access denied``); ``format`` "json" (default; "xml" or an XML body -> 400, only json
-is emulated); ``workflow_id`` an int of a seeded workflow; ``matching`` one of email (default),
+Formats (seed 003 shows each example as JSON and as XML): a body with an XML Content-Type or starting
+with ``<`` is read as Altcraft XML (see emulators/altcraft_xml.py) and answered in XML, exactly like the
+seed's XML examples; anything else is JSON and answered in JSON. ``format`` (optional) must name the
+body's format ("json" or "xml"), else 400.
+
+Request rules: ``token`` in the body or ``Authorization: Bearer <token>`` (PROVIDERS.md; the body's
+token wins when both are sent; missing -> 401 ``Token required``, not seeded -> 403 ``Access
+denied``); ``workflow_id`` an int of a seeded workflow; ``matching`` one of email (default),
 email_profile, phone, profile_id, custom (custom needs ``field_name``); ``data`` a non-empty array of
 ``{"data": {...}}``, each profile carrying its mode's identifier: ``email`` (for email also
 ``_subscriptions[].email``), ``phones``/``phone``, ``profile_id`` (24 hex), or the custom field.
@@ -25,8 +31,18 @@ profile_id). There is no de-duplication: every call engages every profile again,
 /_emulator/received counts it again (target = workflow_id, identity = lower-cased email / phone /
 profile_id / custom value).
 
-Fixture section: ``{"tokens": [...], "workflows": {"<workflow_id>": {"name": "..."}}, "max_body_bytes": N}``
-(`max_body_bytes` optional: lowers the 10 MB body limit for tests).
+``import_and_start_batch_task`` takes the same request with the same limits and validation but does
+not wait: it answers ``{"error": 0, "error_text": "Successful operation", "result": {"task_id":
+"<24 hex>"}}`` (PROVIDERS.md names only ``task_id``; the ``result`` envelope is the emulator's reading
+of Altcraft's other answers). The emulated task runs at once: its profiles are in /_emulator/received
+when the answer arrives.
+
+Tariff (error 402, PROVIDERS.md): with fixture ``tariff_profile_limit`` N, a request that would take the
+profiles engaged since the last reset over N is refused whole with ``{"error": 402, "error_text":
+"Tariff limit exceeded"}`` (nothing engaged). No limit by default.
+
+Fixture section: ``{"tokens": [...], "workflows": {"<workflow_id>": {"name": "..."}}, "max_body_bytes": N,
+"tariff_profile_limit": N}`` (`max_body_bytes` optional: lowers the 10 MB body limit for tests).
 """
 
 from __future__ import annotations
@@ -34,16 +50,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from emulators import altcraft_xml
 from emulators.base import Emulator, bearer_token, normalize_phone
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MATCHING_MODES = ("email", "email_profile", "phone", "profile_id", "custom")
+FORMATS = ("json", "xml")
+SUCCESS_TEXT = "Successful operation"
 TOO_LARGE_BODY = {
     "error": 400,
     "error_debug": "http: request body too large",
@@ -114,14 +134,39 @@ def profile_identity(index: int, profile: dict[str, Any], matching: str, field_n
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def parse_body(raw: bytes, body_format: str) -> Any:
+    """The request parameters of a JSON or XML body; AltcraftError(400) if it does not parse."""
+    if body_format == "xml":
+        try:
+            return altcraft_xml.parse_request(raw)
+        except altcraft_xml.XmlError as exc:
+            raise AltcraftError(400, "Invalid request", str(exc)) from exc
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AltcraftError(400, "Invalid request", f"invalid JSON: {exc}") from exc
+
+
+def check_format(body: dict[str, Any], body_format: str) -> None:
+    """``format`` (default: the body's own format) must be json or xml and match the body."""
+    declared = body.get("format", body_format)
+    if declared not in FORMATS:
+        raise AltcraftError(400, "Invalid request", 'format must be "json" or "xml"')
+    if declared != body_format:
+        raise AltcraftError(400, "Invalid request", f'format "{declared}" but the body is {body_format}')
+
+
 def validate_request(
-    body: Any, tokens: set[str], workflows: dict[str, Any], header_token: str | None
+    body: Any,
+    tokens: set[str],
+    workflows: dict[str, Any],
+    header_token: str | None,
+    body_format: str = "json",
 ) -> tuple:
     """Check a parsed request; returns (workflow_id, matching, field_name, profiles)."""
     if not isinstance(body, dict):
-        raise AltcraftError(400, "Invalid request", "request body must be a JSON object")
-    if body.get("format", "json") != "json":
-        raise AltcraftError(400, "Invalid request", 'only format "json" is emulated')
+        raise AltcraftError(400, "Invalid request", f"request body must be a {body_format.upper()} object")
+    check_format(body, body_format)
     token = body.get("token") or header_token
     if not token:
         raise AltcraftError(401, "Token required")
@@ -167,42 +212,84 @@ class AltcraftEmulator(Emulator):
         for key in section.get("workflows", {}):
             if not str(key).isdigit():
                 raise ValueError(f"altcraft.workflows key {key!r} must be an integer workflow id")
+        limit = section.get("tariff_profile_limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError("altcraft.tariff_profile_limit must be an integer >= 0 (or absent)")
+
+    def reset_state(self) -> None:
+        """Forget how many profiles were engaged (the tariff count)."""
+        self.engaged = 0
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         """Fault/HTTP-level errors in Altcraft's shape."""
         return {"error": status, "error_text": _STATUS_TEXT.get(status, message), "error_debug": message}
 
     def routes(self) -> list[BaseRoute]:
-        """The import_and_start_batch endpoint under /api/v1.1."""
+        """The import_and_start_batch endpoint and its _task sibling under /api/v1.1."""
         return [
-            Route("/api/v1.1/workflows/import_and_start_batch", self.import_and_start_batch, methods=["POST"])
+            Route(
+                "/api/v1.1/workflows/import_and_start_batch", self.import_and_start_batch, methods=["POST"]
+            ),
+            Route(
+                "/api/v1.1/workflows/import_and_start_batch_task",
+                self.import_and_start_batch_task,
+                methods=["POST"],
+            ),
         ]
 
     async def import_and_start_batch(self, request: Request) -> Response:
-        """POST /api/v1.1/workflows/import_and_start_batch."""
+        """POST /api/v1.1/workflows/import_and_start_batch: waits, answers a profile_id per profile."""
+        return await self._import_and_start(request, wait=True)
+
+    async def import_and_start_batch_task(self, request: Request) -> Response:
+        """POST /api/v1.1/workflows/import_and_start_batch_task: answers a task_id at once."""
+        return await self._import_and_start(request, wait=False)
+
+    async def _import_and_start(self, request: Request, wait: bool) -> Response:
+        content_type = request.headers.get("content-type", "")
         # `max_body_bytes` in the seed lowers the documented 10 MB limit, so tests can provoke the refusal
         # (and a client's split-and-retry) without building 10 MB bodies.
         raw = await _read_limited(request, int(self.seed_data.get("max_body_bytes", MAX_BODY_BYTES)))
         if raw is None:
-            return JSONResponse(TOO_LARGE_BODY, status_code=413)
+            return _answer(TOO_LARGE_BODY, "xml" if altcraft_xml.is_xml(b"", content_type) else "json", 413)
+        body_format = "xml" if altcraft_xml.is_xml(raw, content_type) else "json"
         try:
-            if "xml" in request.headers.get("content-type", "") or raw.lstrip().startswith(b"<"):
-                raise AltcraftError(400, "Invalid request", 'only format "json" is emulated, not XML')
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise AltcraftError(400, "Invalid request", f"invalid JSON: {exc}") from exc
             workflow_id, matching, field_name, profiles = validate_request(
-                body, self.tokens, self.seed_data.get("workflows", {}), bearer_token(request)
+                parse_body(raw, body_format),
+                self.tokens,
+                self.seed_data.get("workflows", {}),
+                bearer_token(request),
+                body_format,
             )
             identities = [profile_identity(i, p, matching, field_name) for i, p in enumerate(profiles)]
+            self._check_tariff(len(identities))
         except AltcraftError as exc:
-            return JSONResponse(exc.body())
+            return _answer(exc.body(), body_format)
+        result = self._engage(str(workflow_id), matching, identities)
+        answer = result if wait else {"task_id": secrets.token_hex(12)}
+        return _answer({"error": 0, "error_text": SUCCESS_TEXT, "result": answer}, body_format)
+
+    def _check_tariff(self, profiles: int) -> None:
+        limit = self.seed_data.get("tariff_profile_limit")
+        if limit is not None and self.engaged + profiles > limit:
+            debug = f"the tariff allows {limit} profiles; {self.engaged} engaged already"
+            raise AltcraftError(402, "Tariff limit exceeded", debug)
+
+    def _engage(self, workflow_id: str, matching: str, identities: list[str]) -> list[dict[str, str]]:
+        """Record every profile (no de-duplication) and return its profile_id, in request order."""
+        self.engaged += len(identities)
         result = []
         for identity in identities:
-            self.record(str(workflow_id), identity)
+            self.record(workflow_id, identity)
             result.append({"profile_id": identity if matching == "profile_id" else profile_id_for(identity)})
-        return JSONResponse({"error": 0, "error_text": "Successful operation", "result": result})
+        return result
+
+
+def _answer(body: dict[str, Any], body_format: str, status: int = 200) -> Response:
+    """The answer in the request's format (JSON, or XML as seed 003 shows it)."""
+    if body_format == "xml":
+        return Response(altcraft_xml.render(body), status_code=status, media_type=altcraft_xml.MEDIA_TYPE)
+    return JSONResponse(body, status_code=status)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

@@ -17,6 +17,12 @@ Every emulator is a Starlette app wrapped in ``FaultMiddleware``. Admin endpoint
 ``requests`` counts every provider HTTP request that reached the emulator (faulted, rejected or not).
 ``targets`` counts actual enrolments/messages: a request refused or de-duplicated adds nothing.
 
+Order of what ``FaultMiddleware`` applies to a provider request: ``latency_ms`` (cut short at the
+emulator's ``request_timeout_seconds()``, if it has one), the per-second ``rate_limit`` (429
+``x-emulator-fault: rate_limit``), the ``daily_requests`` quota (429 ``daily_limit``, Retry-After until
+the next UTC midnight), then a request whose latency exceeded the timeout is answered 504
+(``request_timeout``) without being performed, and finally the random fault drawn for the request.
+
 Seed merging: objects merge key by key, arrays are unioned (order kept), other values are replaced.
 """
 
@@ -37,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from emulators.faults import FaultEngine, FaultSettings
+from emulators.faults import FaultEngine, FaultSettings, UtcClock
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -126,14 +132,21 @@ class Emulator:
     """Base class of one provider emulator: seeds, received counters, faults and the admin routes.
 
     Subclasses set ``name``, implement ``routes``, ``error_body`` and optionally ``validate_seed``,
-    ``reset_state`` and ``response_headers``. All state is touched only from the server's event loop.
+    ``reset_state``, ``response_headers`` and ``request_timeout_seconds``. All state is touched only
+    from the server's event loop. ``clock`` (UTC, aware datetimes) drives the daily quotas; tests inject
+    a fake one.
     """
 
     name: ClassVar[str] = "provider"
 
-    def __init__(self, seed: dict[str, Any] | None = None, faults: FaultSettings | None = None) -> None:
+    def __init__(
+        self,
+        seed: dict[str, Any] | None = None,
+        faults: FaultSettings | None = None,
+        clock: UtcClock | None = None,
+    ) -> None:
         self.seed_data: dict[str, Any] = {}
-        self.faults = FaultEngine(faults)
+        self.faults = FaultEngine(faults, clock)
         self.requests = 0
         self.targets: dict[str, Counter[str]] = {}
         self.apply_seed(seed or {})
@@ -191,6 +204,10 @@ class Emulator:
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         """Extra headers added to every provider response (Mateo's rate-limit headers)."""
         return []
+
+    def request_timeout_seconds(self) -> float | None:
+        """How long the provider lets a request take before answering 504 itself; None = no limit."""
+        return None
 
     def routes(self) -> list[BaseRoute]:
         """The provider's own routes."""
@@ -282,11 +299,12 @@ class FaultMiddleware:
         settings = emulator.faults.settings
         transport = _transport_of(scope, send)
         send = self._with_headers(send)
-        if settings.latency_ms:
-            await asyncio.sleep(settings.latency_ms / 1000)
-        retry_after = emulator.faults.admit(time.monotonic())
-        if retry_after is not None:
-            await self._answer(scope, receive, send, 429, "rate limit exceeded", "rate_limit", retry_after)
+        timed_out = await self._delay(settings.latency_ms / 1000)
+        if not await self._admitted(scope, receive, send):
+            return
+        if timed_out is not None:
+            message = f"request timed out after {timed_out:g} s"
+            await self._answer(scope, receive, send, 504, message, "request_timeout")
             return
         if decision.kind == "none":
             await self.app(scope, receive, send)
@@ -303,6 +321,32 @@ class FaultMiddleware:
             await self._answer(scope, tracked, send, 429, "too many requests", "429", settings.retry_after)
         else:  # 5xx or drop, nothing performed
             await self._fail(scope, tracked, send, transport, decision.status, decision.kind)
+
+    async def _delay(self, latency: float) -> float | None:
+        """Sleep the injected latency, or only the provider's request timeout when the latency is longer;
+        returns that timeout when it cut the request short, else None."""
+        limit = self.emulator.request_timeout_seconds()
+        if limit and latency > limit:
+            await asyncio.sleep(limit)
+            return limit
+        if latency:
+            await asyncio.sleep(latency)
+        return None
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Apply the per-second rate limit, then the daily request quota; False once answered 429."""
+        faults = self.emulator.faults
+        retry_after = faults.admit(time.monotonic())
+        if retry_after is not None:
+            await self._answer(scope, receive, send, 429, "rate limit exceeded", "rate_limit", retry_after)
+            return False
+        retry_after = faults.admit_daily()
+        if retry_after is not None:
+            limit = faults.settings.daily_requests
+            message = f"daily limit of {limit} requests reached; it resets at 00:00 UTC"
+            await self._answer(scope, receive, send, 429, message, "daily_limit", retry_after)
+            return False
+        return True
 
     def _with_headers(self, send: Send) -> Send:
         if type(self.emulator).response_headers is Emulator.response_headers:

@@ -12,11 +12,20 @@ ignored, each key at most once, empty string = no faults::
     rate_limit=<n>         max requests per sliding 1-second window; 0 = off (the default)
     retry_after=<s>        Retry-After seconds sent with injected 429s (int, default 1)
     timeout_seconds=<s>    how long a ``timeout`` fault sleeps (default 5, longer than the clients' read timeout)
+    daily_requests=<n>     max requests per UTC calendar day; 0 = off (the default)
+    daily_entities=<n>     max imported entities (contacts) per UTC calendar day; 0 = off (the default).
+                           Counted only by emulators whose endpoints import entities (Mateo).
     seed=<int>             makes the fault sequence deterministic
 
 Shares are probabilities in 0..1 and must add up to at most 1. Exactly one random draw is made per
 provider request, in arrival order, so two runs with the same seed and the same request order see the
 same faults. Admin endpoints (``/_emulator/...``) never get faults and make no draw.
+
+Daily quotas (``DailyQuota``): a day is a UTC calendar day, 00:00:00 to 24:00:00 UTC, read from an
+injectable clock; usage starts again at 0 when the UTC date changes, and a refused request's
+Retry-After is the number of seconds until the next UTC midnight. Refused requests/entities are not
+counted. ``POST /_emulator/faults`` keeps the day's usage (raising a limit mid-day behaves like the
+provider raising it); ``POST /_emulator/reset`` forgets it.
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ import math
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 FaultKind = Literal["none", "5xx", "429", "timeout", "drop", "lost_response"]
@@ -44,10 +55,14 @@ _OTHER_KEYS: dict[str, str] = {
     "rate_limit": "rate_limit",
     "retry_after": "retry_after",
     "timeout_seconds": "timeout_seconds",
+    "daily_requests": "daily_requests",
+    "daily_entities": "daily_entities",
     "seed": "seed",
 }
 KEYS: dict[str, str] = {**_SHARE_KEYS, **_OTHER_KEYS}
+_INTEGER_KEYS = frozenset({"daily_requests", "daily_entities"})
 _SERVER_ERRORS = (500, 502, 503)
+UtcClock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,8 @@ class FaultSettings:
     rate_limit: float = 0.0
     retry_after: int = 1
     timeout_seconds: float = 5.0
+    daily_requests: int = 0
+    daily_entities: int = 0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,7 +89,7 @@ class FaultSettings:
                 raise ValueError(f"fault share {key}={share} must be between 0 and 1")
         if self.total_share() > 1.0 + 1e-9:
             raise ValueError(f"fault shares add up to {self.total_share():.3f}, more than 1")
-        for key in ("latency_ms", "rate_limit", "timeout_seconds"):
+        for key in ("latency_ms", "rate_limit", "timeout_seconds", "daily_requests", "daily_entities"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0")
         if self.retry_after < 0:
@@ -142,6 +159,11 @@ def _coerce(key: str, value: Any) -> Any:
             return math.ceil(float(value))
         if isinstance(value, bool):
             raise TypeError("booleans are not numbers here")
+        if key in _INTEGER_KEYS:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError(f"{key} must be a whole number")
+            return int(number)
         return float(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"fault setting {key}={value!r} is not a valid number") from exc
@@ -159,22 +181,89 @@ class FaultDecision:
 _NO_FAULT = FaultDecision("none")
 
 
-class FaultEngine:
-    """Draws faults and enforces the rate limit for one emulator. Used from one event loop only."""
+def utc_now() -> datetime:
+    """The real clock: an aware datetime in UTC."""
+    return datetime.now(UTC)
 
-    def __init__(self, settings: FaultSettings | None = None) -> None:
+
+def seconds_until_utc_midnight(now: datetime) -> int:
+    """Whole seconds (at least 1) from ``now`` until the next 00:00:00 UTC."""
+    tomorrow = now.astimezone(UTC).date() + timedelta(days=1)
+    midnight = datetime.combine(tomorrow, datetime.min.time(), tzinfo=UTC)
+    return max(1, math.ceil((midnight - now).total_seconds()))
+
+
+class DailyQuota:
+    """Requests and imported entities used during the current UTC calendar day.
+
+    A day is a UTC calendar day (00:00:00 up to the next 00:00:00 UTC), whatever the host's time zone;
+    the counters start again at 0 on the first use after the UTC date changes. ``clock`` returns an
+    aware datetime (tests pass a fake one).
+    """
+
+    def __init__(self, clock: UtcClock = utc_now) -> None:
+        self.clock = clock
+        self.day: date | None = None
+        self.requests = 0
+        self.entities = 0
+
+    def clear(self) -> None:
+        """Forget today's usage."""
+        self.day, self.requests, self.entities = None, 0, 0
+
+    def take_request(self, limit: int) -> int | None:
+        """Count one request against ``limit`` (0 = none): None if admitted, else the Retry-After seconds."""
+        now = self._today()
+        if limit and self.requests >= limit:
+            return seconds_until_utc_midnight(now)
+        self.requests += 1
+        return None
+
+    def take_entities(self, count: int, limit: int) -> int | None:
+        """Count ``count`` entities against ``limit`` (0 = none), all or nothing: None if admitted,
+        else the Retry-After seconds."""
+        now = self._today()
+        if limit and self.entities + count > limit:
+            return seconds_until_utc_midnight(now)
+        self.entities += count
+        return None
+
+    def used_requests(self) -> int:
+        """Requests admitted so far today (UTC)."""
+        self._today()
+        return self.requests
+
+    def _today(self) -> datetime:
+        now = self.clock()
+        today = now.astimezone(UTC).date()
+        if today != self.day:
+            self.day, self.requests, self.entities = today, 0, 0
+        return now
+
+
+class FaultEngine:
+    """Draws faults and enforces the rate limits for one emulator. Used from one event loop only."""
+
+    def __init__(self, settings: FaultSettings | None = None, clock: UtcClock | None = None) -> None:
         self.settings = settings or FaultSettings()
         self._rng = random.Random(self.settings.seed)
         # Monotonic times of requests admitted by the rate limiter in the last second.
         self._window: deque[float] = deque()
+        self.quota = DailyQuota(clock or utc_now)
 
     def replace(self, settings: FaultSettings) -> None:
-        """Install new settings; restarts the random sequence from their seed and empties the window."""
+        """Install new settings; restarts the random sequence from their seed and empties the window.
+        The day's quota usage is kept: a raised daily limit applies to what was already used."""
         self.settings = settings
-        self.reset()
+        self._restart()
 
     def reset(self) -> None:
-        """Restart the random sequence (same seed => same faults again) and forget the rate window."""
+        """Restart the random sequence (same seed => same faults again), forget the rate window and
+        the day's quota usage."""
+        self._restart()
+        self.quota.clear()
+
+    def _restart(self) -> None:
         self._rng = random.Random(self.settings.seed)
         self._window.clear()
 
@@ -208,6 +297,26 @@ class FaultEngine:
         """How many requests were admitted in the last second."""
         self._expire(time.monotonic() if now is None else now)
         return len(self._window)
+
+    def admit_daily(self) -> int | None:
+        """Count a request against ``daily_requests``: None if admitted, else the Retry-After seconds."""
+        return self.quota.take_request(self.settings.daily_requests)
+
+    def take_entities(self, count: int) -> int | None:
+        """Count imported entities against ``daily_entities``: None if admitted, else the Retry-After."""
+        return self.quota.take_entities(count, self.settings.daily_entities)
+
+    def tightest_request_limit(self) -> tuple[int, int] | None:
+        """(limit, remaining) of the enabled request limit closest to exhaustion - the sliding second
+        or the UTC day - or None when neither is enabled (what ``ratelimit-*`` headers report)."""
+        policies = []
+        if self.settings.rate_limit:
+            limit = int(self.settings.rate_limit)
+            policies.append((limit, max(0, limit - self.used())))
+        if self.settings.daily_requests:
+            limit = self.settings.daily_requests
+            policies.append((limit, max(0, limit - self.quota.used_requests())))
+        return min(policies, key=lambda policy: policy[1], default=None)
 
     def _expire(self, now: float) -> None:
         while self._window and self._window[0] <= now - 1.0:

@@ -1,4 +1,5 @@
-"""Mateo emulator: ``POST /api/v1/journey_execution/batch`` and ``POST /api/v1/send_message``.
+"""Mateo emulator: ``POST /api/v1/journey_execution/batch``, ``POST /api/v1/journey_execution`` and
+``POST /api/v1/send_message``.
 
 Clients use the base URL ``http://127.0.0.1:PORT/api/v1``.
 
@@ -6,18 +7,45 @@ Behaviour (seeds 000 and 004, PROVIDERS.md):
 
 * Auth: ``Authorization: Bearer <token>``; header missing (or not a Bearer header) -> 401, token not
   seeded -> 403. Every error body is ``{"code", "message", "hint", "status"}``.
-* Every response carries ``ratelimit-limit`` / ``ratelimit-remaining`` over a sliding 1-second window.
-  With no ``rate_limit`` fault setting (the default) nothing is enforced and the headers report a
-  nominal limit of 1000 so that header-driven clients are not slowed; set ``rate_limit=2`` for
-  Mateo's documented 2 requests/s (over it -> 429 with ``Retry-After``).
+* Limits (PROVIDERS.md: 2 requests/s, 10,000 requests/day, 25,000 imported entities/day, "limits can
+  be raised on request"): the fault settings ``rate_limit`` (sliding second), ``daily_requests`` and
+  ``daily_entities`` (per UTC calendar day, see emulators/faults.py). All three are OFF by default so
+  that the local stack, the integration tests and the 1,000,000-contact benchmark (1,000,000 entities
+  = 40 days of the documented quota) run unthrottled; ``documented_limits()``, ``python -m emulators
+  --documented-limits`` or ``--daily-limit mateo=10000/25000`` turn on the documented values. Over any
+  of them -> 429 with ``Retry-After`` (for the daily ones: seconds until 00:00 UTC) and the Mateo error
+  body. Imported entities are the contacts of batch items (each one is created or updated, whether
+  or not its journey execution is de-duplicated) and the one contact of ``/journey_execution``; a
+  batch that would go over the entity quota is refused whole (nothing queued). send_message imports
+  nothing.
+* Every response carries ``ratelimit-limit`` / ``ratelimit-remaining`` of the enabled request limit
+  closest to exhaustion (the sliding second or the UTC day). With neither enabled the headers report a
+  nominal limit of 1000 so that header-driven clients are not slowed.
+* Timeout (PROVIDERS.md: "Every request has a 2-second timeout"): a request whose injected processing
+  latency (``latency_ms``) exceeds ``request_timeout_seconds`` (fixture, default 2) is answered after
+  exactly that long with **504** ``{"code": "gateway_timeout", ...}`` and is not performed. 504 because
+  the docs list only 5xx for server-side failures and a cut-off request is a gateway timeout; clients
+  must treat it as "maybe performed" (batches de-duplicate on ``deduplication_id``). The random
+  ``timeout`` fault is not cut: it models a hang in front of Mateo (network, load balancer).
 * Batch: ``journey_id`` (uuid, required) must be a seeded, published journey, else 404
   ``journey not found or not published``; ``items`` 1..500; each item ``{deduplication_id?, contact,
   context?}`` with the contact's fields exactly those of the seed (unknown field -> 400 naming it;
   strings/numbers/booleans type-checked, null is rejected because the schema shows no ``| null``;
   ``*_health`` in HEALTH_VALUES, ``*transactional_opt_in`` in TRANSACTIONAL_VALUES, ``fts`` anything).
-  Validation happens before the journey lookup. An item whose ``deduplication_id`` was already queued
+  Validation happens before the journey lookup, the daily entity quota after it. An item whose
+  ``deduplication_id`` was already queued
   for that journey (earlier or in the same batch) is skipped. Answer 200
   ``{"success": true, "queued_count": <newly queued>}``.
+* Single contact ``POST /journey_execution`` (PROVIDERS.md and Mateo's journey-execution recipe): body
+  ``{"journey_id", "contact", "context"?}`` (contact schema as in the batch; it must carry an email,
+  whatsapp, sms or external_id to be matched on, else 400). Journey missing or unpublished -> 404
+  ``journey not found or not published``; seeded ``"http_trigger": false`` -> 404 ``journey has no
+  HTTP trigger node``; ``"context_schema": null`` -> 400 ``missing context schema``; every field of
+  the journey's ``context_schema`` (default ``{}``) is required as a non-empty string -> else 400
+  ``context validation failed: ...``. A contact already in that journey (started by either endpoint,
+  the emulator's executions never end) -> 409 ``{"code": "conflict"}``. Success -> **202**
+  ``{"journey_execution_id": "<uuid>", "contact_id": "<uuid>"}``; the contact id is stable per
+  matched identity.
 * send_message: schema of seed 004 (unknown top-level/recipient/action keys -> 400). ``from`` must be a
   seeded channel, else 404 ``channel not found``. A channel seeded with ``"type": "postal"`` makes the
   message postal: every recipient needs ``contact_id`` and no ``handle``, else 400 quoting the rule.
@@ -32,8 +60,9 @@ Behaviour (seeds 000 and 004, PROVIDERS.md):
 
 Fixture section::
 
-    {"tokens": [...], "organisation_id": "<uuid>",
-     "journeys": {"<uuid>": {"published": true, "name": "..."}},
+    {"tokens": [...], "organisation_id": "<uuid>", "request_timeout_seconds": 2,
+     "journeys": {"<uuid>": {"published": true, "name": "...", "http_trigger": true,
+                             "context_schema": {"order_id": {"type": "string"}}}},
      "channels": {"<uuid>": {"type": "email" | "postal" | "sms" | ..., "handle": "..."}}}
 """
 
@@ -49,9 +78,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from emulators.base import Emulator, bearer_token, is_uuid, normalize_phone
+from emulators.faults import FaultSettings
 
 MAX_BATCH_ITEMS = 500
+# PROVIDERS.md, Mateo: the documented limits (each the one place it is written down).
+RATE_LIMIT_PER_SECOND = 2
+DAILY_REQUEST_LIMIT = 10_000
+DAILY_ENTITY_LIMIT = 25_000
+REQUEST_TIMEOUT_SECONDS = 2.0
 NOMINAL_LIMIT_WHEN_UNLIMITED = 1000
+MATCH_FIELDS = ("email", "whatsapp", "sms", "external_id")  # what a contact is matched on
 HEALTH_VALUES = ("healthy", "unhealthy", "unknown")
 TRANSACTIONAL_VALUES = ("legitimate_interest", "opt_in", "opt_out", "unknown")
 CONVERSATION_STATUSES = ("open", "closed", "archived")
@@ -148,14 +184,26 @@ def _contact_schema() -> dict[str, str]:
 CONTACT_SCHEMA: dict[str, str] = _contact_schema()
 
 
+def documented_limits(settings: FaultSettings | None = None) -> FaultSettings:
+    """``settings`` (default: no faults) with Mateo's documented rate limit and daily quotas."""
+    return (settings or FaultSettings()).with_overrides(
+        rate_limit=float(RATE_LIMIT_PER_SECOND),
+        daily_requests=DAILY_REQUEST_LIMIT,
+        daily_entities=DAILY_ENTITY_LIMIT,
+    )
+
+
 class MateoError(Exception):
     """A request refused with a Mateo error body."""
 
-    def __init__(self, status: int, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, hint: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.hint = hint
+        self.retry_after = retry_after
 
 
 def _bad(message: str, hint: str | None = None) -> MateoError:
@@ -211,11 +259,7 @@ def validate_batch(body: Any) -> tuple[str, list[dict[str, Any]]]:
     for key in body:
         if key not in ("journey_id", "items"):
             raise _bad(f"unknown field '{key}'")
-    journey_id = body.get("journey_id")
-    if journey_id is None:
-        raise _bad("journey_id is required")
-    if not is_uuid(journey_id):
-        raise _bad("journey_id must be a uuid")
+    journey_id = _journey_id(body)
     items = body.get("items")
     if items is None:
         raise _bad("items is required")
@@ -228,6 +272,49 @@ def validate_batch(body: Any) -> tuple[str, list[dict[str, Any]]]:
     for index, item in enumerate(items):
         _validate_item(f"items[{index}]", item)
     return journey_id, items
+
+
+def _journey_id(body: dict[str, Any]) -> str:
+    journey_id = body.get("journey_id")
+    if journey_id is None:
+        raise _bad("journey_id is required")
+    if not is_uuid(journey_id):
+        raise _bad("journey_id must be a uuid")
+    return str(journey_id)
+
+
+def validate_execution(body: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Validate a single-contact journey_execution body; returns (journey_id, contact, context)."""
+    if not isinstance(body, dict):
+        raise _bad("request body must be a JSON object")
+    for key in body:
+        if key not in ("journey_id", "contact", "context"):
+            raise _bad(f"unknown field '{key}'")
+    journey_id = _journey_id(body)
+    if "contact" not in body:
+        raise _bad("contact is required")
+    contact = body["contact"]
+    validate_contact("contact", contact)
+    if not any(contact.get(field) for field in MATCH_FIELDS):
+        raise _bad(
+            "contact needs an email, whatsapp, sms or external_id to be matched on",
+            "the contact is created or updated by matching one of these fields",
+        )
+    context = body.get("context", {})
+    if not isinstance(context, dict):
+        raise _bad(f"context must be an object, got {_type_name(context)}")
+    return journey_id, contact, context
+
+
+def check_context(schema: Any, context: dict[str, Any]) -> None:
+    """The context must fill every field of the HTTP trigger's schema with a non-empty string."""
+    hint = "the context must match the schema of the journey's HTTP trigger node"
+    if schema is None:
+        raise _bad("missing context schema", "define one in the journey's HTTP trigger node (it may be {})")
+    for field in schema:
+        value = context.get(field)
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(f"context validation failed: {field} is required and must be a non-empty string", hint)
 
 
 def _validate_item(where: str, item: Any) -> None:
@@ -407,10 +494,17 @@ class MateoEmulator(Emulator):
         for key, channel in section.get("channels", {}).items():
             if channel.get("type", "email") not in CHANNEL_TYPES:
                 raise ValueError(f"mateo.channels.{key}.type must be one of {', '.join(CHANNEL_TYPES)}")
+        for key, journey in section.get("journeys", {}).items():
+            if not isinstance(journey.get("context_schema", {}), dict | None):
+                raise ValueError(f"mateo.journeys.{key}.context_schema must be an object or null")
+        timeout = section.get("request_timeout_seconds", REQUEST_TIMEOUT_SECONDS)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise ValueError("mateo.request_timeout_seconds must be a number >= 0 (0 = no timeout)")
 
     def reset_state(self) -> None:
-        """Forget de-dup ids, sent message ids and conversations."""
+        """Forget de-dup ids, running executions, sent message ids and conversations."""
         self.dedup: dict[str, set[str]] = {}
+        self.running: dict[str, set[str]] = {}  # journey id -> identities with an execution
         self.sent_ids: dict[str, set[str]] = {}
         self.conversations: dict[str, dict[str, Any]] = {}
 
@@ -418,18 +512,27 @@ class MateoEmulator(Emulator):
         """Mateo's ``{"code", "message", "hint", "status"}``."""
         if status == 429 and hint is None:
             hint = "slow down: retry after the number of seconds in the Retry-After header"
+        if status == 504 and hint is None:
+            hint = f"Mateo answers every request within {self.request_timeout_seconds():g} s; retry"
         return {"code": _CODES.get(status, "error"), "message": message, "hint": hint, "status": status}
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
-        """``ratelimit-limit`` / ``ratelimit-remaining`` for the current 1-second window."""
-        limit = int(self.faults.settings.rate_limit) or NOMINAL_LIMIT_WHEN_UNLIMITED
-        remaining = max(0, limit - self.faults.used())
+        """``ratelimit-limit`` / ``ratelimit-remaining`` of the request limit closest to exhaustion."""
+        limit, remaining = self.faults.tightest_request_limit() or (
+            NOMINAL_LIMIT_WHEN_UNLIMITED,
+            max(0, NOMINAL_LIMIT_WHEN_UNLIMITED - self.faults.used()),
+        )
         return [(b"ratelimit-limit", str(limit).encode()), (b"ratelimit-remaining", str(remaining).encode())]
 
+    def request_timeout_seconds(self) -> float | None:
+        """Fixture ``request_timeout_seconds`` (default 2, PROVIDERS.md); 0 = no timeout."""
+        return float(self.seed_data.get("request_timeout_seconds", REQUEST_TIMEOUT_SECONDS)) or None
+
     def routes(self) -> list[BaseRoute]:
-        """The two Mateo endpoints under /api/v1."""
+        """The three Mateo endpoints under /api/v1."""
         return [
             Route("/api/v1/journey_execution/batch", self.batch, methods=["POST"]),
+            Route("/api/v1/journey_execution", self.journey_execution, methods=["POST"]),
             Route("/api/v1/send_message", self.send_message, methods=["POST"]),
         ]
 
@@ -445,18 +548,41 @@ class MateoEmulator(Emulator):
             raise _bad("request body is not valid JSON") from exc
 
     def _mateo_error(self, exc: MateoError) -> Response:
-        return JSONResponse(self.error_body(exc.status, exc.message, exc.hint), status_code=exc.status)
+        headers = None
+        if exc.retry_after is not None:
+            headers = {"retry-after": str(exc.retry_after), "x-emulator-fault": "daily_limit"}
+        return JSONResponse(
+            self.error_body(exc.status, exc.message, exc.hint), status_code=exc.status, headers=headers
+        )
+
+    def _published_journey(self, journey_id: str) -> dict[str, Any]:
+        journey = self.seed_data.get("journeys", {}).get(journey_id)
+        if journey is None or not journey.get("published", True):
+            raise MateoError(404, "journey not found or not published")
+        return dict(journey)
+
+    def _import_entities(self, count: int) -> None:
+        """Count imported contacts against the daily entity quota; 429 (nothing imported) if over."""
+        retry_after = self.faults.take_entities(count)
+        if retry_after is not None:
+            limit = self.faults.settings.daily_entities
+            raise MateoError(
+                429,
+                f"daily limit of {limit} imported entities reached; it resets at 00:00 UTC",
+                "limits can be raised on request; retry after the number of seconds in the Retry-After header",
+                retry_after,
+            )
 
     async def batch(self, request: Request) -> Response:
         """POST /api/v1/journey_execution/batch."""
         try:
             journey_id, items = validate_batch(await self._authorised_json(request))
-            journey = self.seed_data.get("journeys", {}).get(journey_id)
-            if journey is None or not journey.get("published", True):
-                raise MateoError(404, "journey not found or not published")
+            self._published_journey(journey_id)
+            self._import_entities(len(items))
         except MateoError as exc:
             return self._mateo_error(exc)
         seen = self.dedup.setdefault(journey_id, set())
+        running = self.running.setdefault(journey_id, set())
         queued = 0
         for item in items:
             dedup_id = item.get("deduplication_id")
@@ -465,8 +591,35 @@ class MateoEmulator(Emulator):
                     continue  # Mateo does not enrol the same deduplication_id twice
                 seen.add(dedup_id)
             queued += 1
-            self.record(journey_id, contact_identity(item))
+            identity = contact_identity(item)
+            running.add(identity)
+            self.record(journey_id, identity)
         return JSONResponse({"success": True, "queued_count": queued})
+
+    async def journey_execution(self, request: Request) -> Response:
+        """POST /api/v1/journey_execution: one contact, 202 with the execution and contact ids."""
+        try:
+            journey_id, contact, context = validate_execution(await self._authorised_json(request))
+            journey = self._published_journey(journey_id)
+            if journey.get("http_trigger", True) is False:
+                raise MateoError(404, "journey has no HTTP trigger node", "add one and publish the journey")
+            check_context(journey.get("context_schema", {}), context)
+            self._import_entities(1)  # the contact is created or updated before the conflict check
+            identity = contact_identity({"contact": contact})
+            running = self.running.setdefault(journey_id, set())
+            if identity in running:
+                raise MateoError(409, "journey is already running for this contact")
+        except MateoError as exc:
+            return self._mateo_error(exc)
+        running.add(identity)
+        self.record(journey_id, identity)
+        body = {"journey_execution_id": str(uuid.uuid4()), "contact_id": self._contact_id(identity)}
+        return JSONResponse(body, status_code=202)
+
+    def _contact_id(self, identity: str) -> str:
+        """A stable contact uuid per organisation and matched identity."""
+        org = self.seed_data.get("organisation_id") or ""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mateo:{org}:contact:{identity}"))
 
     async def send_message(self, request: Request) -> Response:
         """POST /api/v1/send_message."""

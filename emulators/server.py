@@ -25,7 +25,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from emulators.altcraft import AltcraftEmulator
 from emulators.base import PROVIDERS, TRANSPORT_EXTENSION, Emulator, load_fixture
-from emulators.faults import FaultSettings
+from emulators.faults import FaultSettings, UtcClock
 from emulators.mateo import MateoEmulator
 from emulators.symplify import SymplifyEmulator
 from emulators.workshop import WorkshopEmulator
@@ -130,12 +130,16 @@ def start_emulators(
     fixture: str | Path | Mapping[str, Any] | None = None,
     faults: Mapping[str, FaultSettings] | None = None,
     startup_timeout: float = 10.0,
+    clock: UtcClock | None = None,
 ) -> EmulatorSet:
     """Start all four emulators and return once every one is listening.
 
     ``ports``: provider -> port (missing or 0 = a free port). ``fixture``: a JSON file path or an
     already-loaded dict (default: emulators/fixtures/default.json). ``faults``: provider ->
-    FaultSettings (missing = no faults). Raises OSError if a port is taken, ValueError on bad names.
+    FaultSettings (missing = no faults, no limits; e.g. ``{"mateo": mateo.documented_limits()}``, or
+    ``FaultSettings(daily_requests=..., daily_entities=...)`` to raise them). ``clock``: the UTC clock
+    of the daily quotas (default: the real one). Raises OSError if a port is taken, ValueError on bad
+    names.
     """
     _check_names("ports", ports)
     _check_names("faults", faults)
@@ -148,7 +152,7 @@ def start_emulators(
         for sock in sockets.values():
             sock.close()
         raise
-    emulators = {name: EMULATOR_CLASSES[name](seed, (faults or {}).get(name)) for name in PROVIDERS}
+    emulators = {name: EMULATOR_CLASSES[name](seed, (faults or {}).get(name), clock) for name in PROVIDERS}
     servers = {name: uvicorn.Server(_config(emulators[name], host)) for name in PROVIDERS}
     errors: list[BaseException] = []
     thread = threading.Thread(
@@ -168,12 +172,15 @@ def start_emulators(
 
 
 def create_app(
-    provider: str, fixture: str | Path | Mapping[str, Any] | None = None, faults: FaultSettings | None = None
+    provider: str,
+    fixture: str | Path | Mapping[str, Any] | None = None,
+    faults: FaultSettings | None = None,
+    clock: UtcClock | None = None,
 ) -> Any:
     """One provider's ASGI app, e.g. to serve it yourself (``drop`` then needs uvicorn's h11 protocol)."""
     _check_names("provider", {provider: None})
     seed = dict(fixture) if isinstance(fixture, Mapping) else load_fixture(fixture)
-    return EMULATOR_CLASSES[provider](seed, faults).build_app()
+    return EMULATOR_CLASSES[provider](seed, faults, clock).build_app()
 
 
 def _config(emulator: Emulator, host: str) -> uvicorn.Config:

@@ -1,4 +1,4 @@
-"""Symplify (formerly Carma) emulator: the batch journey starter.
+"""Symplify (formerly Carma) emulator: the batch journey starter, batch status and single commence.
 
 Clients use the base URL ``http://127.0.0.1:PORT/rest``. Endpoints:
 
@@ -20,8 +20,18 @@ Clients use the base URL ``http://127.0.0.1:PORT/rest``. Endpoints:
     ``upload_url_ttl_seconds``; expired -> 403 ``{"error": "uploadUrl has expired"}``) and, like a
     presigned URL, needs no token and may be used more than once (each PUT starts a batch).
 
-* ``GET /rest/{customerid}/batches/{batchId}`` -> ``{"batchId", "status": "FINISHED", "rows": N}`` (batches
-  finish instantly), unknown -> 404.
+* ``GET /rest/{customerid}/batches/{batchId}`` (same token header) -> ``{"batchId", "status", "rows": N}``,
+  unknown -> 404. Clients poll it until ``FINISHED`` or ``ERROR``. ``status`` is ``STARTED`` for the
+  first ``batch_polls_until_done`` polls (journey fixture, default 0: done at the first poll), then
+  the journey's ``batch_outcome`` (journey fixture, default ``FINISHED``). Seed a journey with
+  ``"batch_outcome": "ERROR"`` (e.g. ``POST /_emulator/seed``) to make every batch started for it end
+  in ``ERROR``: the trigger/upload still answer 200 ``STARTED``, nothing is recorded as received.
+
+* ``POST /rest/{customerid}/journeys/{id}/commence`` (same token header): one contact into a journey
+  (PROVIDERS.md: single contacts use this, not the batch starter). The docs we hold give no body, so
+  the emulator takes one row of the batch file, ``{"id": <string>, "properties"?: <object>}`` (other
+  attributes -> 400), and answers 200 ``{"id": <the contact id>, "entityId": <journey id>}``. Unknown
+  customer/journey -> 404 as above. No idempotency: commencing twice counts twice.
 
 File rules: UTF-8 (a BOM is tolerated), one JSON object per line, each exactly ``{"id": <string>,
 "properties": <object>}``, blank lines ignored, at least one row. A file starting with ``[`` -> 400
@@ -32,7 +42,8 @@ that is visible in /_emulator/received (target = entityId, identity = the row's 
 Fixture section::
 
     {"tokens": [...], "upload_url_ttl_seconds": 43200,
-     "customers": {"<customerid>": {"journeys": {"<entityId>": {"name": "..."}}}}}
+     "customers": {"<customerid>": {"journeys": {"<entityId>": {
+         "name": "...", "batch_outcome": "FINISHED", "batch_polls_until_done": 0}}}}}
 """
 
 from __future__ import annotations
@@ -57,6 +68,7 @@ UPLOAD_URL_TTL_SECONDS = 12 * 3600
 DOWNLOAD_TIMEOUT_SECONDS = 10.0
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 JSON_ARRAY_ERROR = "JSON array is not supported; one JSON object per line"
+BATCH_OUTCOMES = ("FINISHED", "ERROR")
 
 
 class SymplifyError(Exception):
@@ -100,13 +112,18 @@ def _parse_row(number: int, line: str) -> dict[str, Any]:
         raise SymplifyError(400, f"line {number}: not a JSON object ({exc.msg})") from exc
     if not isinstance(row, dict):
         raise SymplifyError(400, f"line {number}: each line must be a JSON object")
+    return check_row(row, f"line {number}: ")
+
+
+def check_row(row: dict[str, Any], where: str = "", properties_required: bool = True) -> dict[str, Any]:
+    """A contact row ``{"id": <string>, "properties": <object>}``; SymplifyError(400) naming the problem."""
     extra = sorted(set(row) - {"id", "properties"})
     if extra:
-        raise SymplifyError(400, f"line {number}: unexpected attribute '{extra[0]}'")
+        raise SymplifyError(400, f"{where}unexpected attribute '{extra[0]}'")
     if not isinstance(row.get("id"), str):
-        raise SymplifyError(400, f'line {number}: "id" must be a string')
-    if not isinstance(row.get("properties"), dict):
-        raise SymplifyError(400, f'line {number}: "properties" must be an object')
+        raise SymplifyError(400, f'{where}"id" must be a string')
+    if (properties_required or "properties" in row) and not isinstance(row.get("properties"), dict):
+        raise SymplifyError(400, f'{where}"properties" must be an object')
     return row
 
 
@@ -154,6 +171,8 @@ class SymplifyEmulator(Emulator):
         for key, customer in customers.items():
             if not isinstance(customer, dict) or not isinstance(customer.get("journeys", {}), dict):
                 raise ValueError(f"symplify.customers.{key} must be an object with a 'journeys' object")
+            for journey_id, journey in customer.get("journeys", {}).items():
+                _check_journey_seed(journey_id, journey)
 
     def reset_state(self) -> None:
         """Forget batches and upload URLs."""
@@ -166,6 +185,7 @@ class SymplifyEmulator(Emulator):
             Route("/rest/_upload/{token}", self.upload, methods=["PUT"]),
             Route("/rest/{customerid}/batchtrigger/v2", self.batchtrigger, methods=["POST"]),
             Route("/rest/{customerid}/batches/{batchId}", self.batch_status, methods=["GET"]),
+            Route("/rest/{customerid}/journeys/{id}/commence", self.commence, methods=["POST"]),
         ]
 
     def _authorise(self, request: Request) -> None:
@@ -227,7 +247,25 @@ class SymplifyEmulator(Emulator):
                 raise SymplifyError(404, "Batch not found")
         except SymplifyError as exc:
             return self._fail(exc)
-        return JSONResponse({"batchId": batch["batchId"], "status": batch["status"], "rows": batch["rows"]})
+        status = batch["outcome"] if batch["polls_left"] <= 0 else "STARTED"
+        batch["polls_left"] -= 1
+        return JSONResponse({"batchId": batch["batchId"], "status": status, "rows": batch["rows"]})
+
+    async def commence(self, request: Request) -> Response:
+        """POST /rest/{customerid}/journeys/{id}/commence: one contact, no batch."""
+        journey_id = request.path_params["id"]
+        try:
+            self._authorise(request)
+            if journey_id not in self._journeys(request.path_params["customerid"]):
+                raise SymplifyError(404, f"Journey {journey_id} not found")
+            row = check_row(_json_body(await request.body()), properties_required=False)
+            if not row["id"].strip():
+                raise SymplifyError(400, '"id" must identify the contact')
+        except SymplifyError as exc:
+            return self._fail(exc)
+        self.record(journey_id, row["id"])
+        entity_id = int(journey_id) if journey_id.isdigit() else journey_id
+        return JSONResponse({"id": row["id"], "entityId": entity_id})
 
     def _new_upload_url(self, request: Request, customer: str, entity_id: str) -> str:
         token = secrets.token_urlsafe(24)
@@ -236,26 +274,46 @@ class SymplifyEmulator(Emulator):
         return str(request.url_for("upload", token=token))
 
     def _start_batch(self, customer: str, entity_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
-        """Record every row (no de-duplication: Symplify has none) and register a finished batch."""
-        for row in rows:
-            self.record(entity_id, row["id"])
+        """Register the batch; unless its journey is seeded to end in ERROR, record every row (no
+        de-duplication: Symplify has none)."""
+        journey = self._journeys(customer)[entity_id]
+        outcome = journey.get("batch_outcome", "FINISHED")
+        if outcome == "FINISHED":
+            for row in rows:
+                self.record(entity_id, row["id"])
         batch_id = str(uuid.uuid4())
         self.batches[batch_id] = {
             "batchId": batch_id,
-            "status": "FINISHED",
+            "outcome": outcome,
+            "polls_left": int(journey.get("batch_polls_until_done", 0)),
             "rows": len(rows),
             "customer": customer,
         }
         return {"batchId": batch_id, "status": "STARTED"}
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+def _check_journey_seed(journey_id: str, journey: Any) -> None:
+    if not isinstance(journey, dict):
+        raise ValueError(f"symplify journey {journey_id} must be an object")
+    if journey.get("batch_outcome", "FINISHED") not in BATCH_OUTCOMES:
+        raise ValueError(f"symplify journey {journey_id}: batch_outcome must be FINISHED or ERROR")
+    polls = journey.get("batch_polls_until_done", 0)
+    if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
+        raise ValueError(f"symplify journey {journey_id}: batch_polls_until_done must be an integer >= 0")
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SymplifyError(400, "request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise SymplifyError(400, "request body must be a JSON object")
+    return body
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    body = _json_body(raw)
     extra = sorted(set(body) - {"entityId", "downloadUrl", "type"})
     if extra:
         raise SymplifyError(400, f"unknown attribute '{extra[0]}'")

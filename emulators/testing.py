@@ -1,13 +1,58 @@
-"""A small client of the emulators' admin API (``/_emulator/...``), for tests and the local stack."""
+"""A small client of the emulators' admin API (``/_emulator/...``), for tests and the local stack, and
+helpers to call one emulator in-process (no sockets) with an injected clock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
 from emulators.faults import FaultSettings
+
+
+class FakeClock:
+    """A settable clock for the daily quotas: ``clock()`` returns ``now`` (an aware datetime)."""
+
+    def __init__(self, now: datetime) -> None:
+        if now.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock on, e.g. ``advance(seconds=30)``."""
+        self.now += timedelta(**delta)
+
+
+class AppClient:
+    """Sends requests straight to an ASGI app (e.g. ``MateoEmulator(..., clock=FakeClock(...)).build_app()``)
+    in-process: deterministic, no server thread. Each call runs in its own short event loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; ``kwargs`` as for ``httpx.AsyncClient.request`` (json=, content=, headers=)."""
+
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
+                return await client.request(method, path, **kwargs)
+
+        return asyncio.run(send())
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET ``path``."""
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """POST ``path``."""
+        return self.request("POST", path, **kwargs)
 
 
 class AdminClient:

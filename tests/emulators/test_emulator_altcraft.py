@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
 
-from emulators.altcraft import MAX_BODY_BYTES, profile_id_for
-from emulators.testing import AdminClient
+from emulators.altcraft import MAX_BODY_BYTES, AltcraftEmulator, profile_id_for
+from emulators.base import load_fixture
+from emulators.testing import AdminClient, AppClient
 
 pytestmark = pytest.mark.integration
 
@@ -80,12 +82,166 @@ def test_request_errors_are_reported_in_the_error_field(
     assert admin.targets("altcraft") == {}
 
 
-def test_xml_is_refused(call: Callable[..., httpx.Response]) -> None:
-    xml = call(content=b"<xml><token>t</token></xml>", headers={"Content-Type": "application/xml"})
-    assert xml.json()["error"] == 400
-    assert "json" in xml.json()["error_debug"]
-    fmt = call({"format": "xml", "workflow_id": 12, "matching": "email", "data": profiles("a@x.io")})
-    assert fmt.json()["error"] == 400
+def xml_request(token: str, *emails: str, extra: str = "") -> bytes:
+    data = "".join(f"<data><_fname>T</_fname><email>{e}</email></data>" for e in emails)
+    return f"<xml><token>{token}</token><workflow_id>12</workflow_id>{extra}{data}</xml>".encode()
+
+
+def xml_answer(response: httpx.Response) -> ElementTree.Element:
+    assert response.headers["content-type"].startswith("application/xml")
+    root = ElementTree.fromstring(response.content)  # noqa: S314 - the emulator's own answer
+    assert root.tag == "xml"
+    return root
+
+
+def test_xml_request_gets_an_xml_answer(
+    call: Callable[..., httpx.Response], admin: AdminClient, tokens: dict[str, str]
+) -> None:
+    response = call(content=xml_request(tokens["altcraft"], "A@x.io", "b@x.io"))  # no Content-Type
+    assert response.status_code == 200
+    root = xml_answer(response)
+    assert [child.tag for child in root] == ["error", "error_text", "result", "result"]
+    assert (root.findtext("error"), root.findtext("error_text")) == ("0", "Successful operation")
+    assert [r.findtext("profile_id") for r in root.iter("result")] == [
+        profile_id_for("a@x.io"),
+        profile_id_for("b@x.io"),
+    ]
+    with_type = call(
+        content=xml_request(
+            tokens["altcraft"], "c@x.io", extra="<format>xml</format><skip_triggers>true</skip_triggers>"
+        ),
+        headers={"Content-Type": "application/xml"},
+    )
+    assert xml_answer(with_type).findtext("error") == "0"
+    assert admin.targets("altcraft") == {"12": {"a@x.io": 1, "b@x.io": 1, "c@x.io": 1}}
+
+
+def test_xml_with_bearer_token_and_custom_matching(
+    call: Callable[..., httpx.Response], admin: AdminClient, tokens: dict[str, str]
+) -> None:
+    body = (
+        b"<xml><workflow_id>42</workflow_id><matching>custom</matching><field_name>CRM_ID</field_name>"
+        b'<data><email>a@x.io</email><CRM_ID string = "true" >00066</CRM_ID></data></xml>'
+    )
+    response = call(content=body, headers={"Authorization": f"Bearer {tokens['altcraft']}"})
+    assert xml_answer(response).findtext("result/profile_id") == profile_id_for("00066")
+    assert admin.targets("altcraft") == {"42": {"00066": 1}}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"<xml><token>t", "invalid XML"),
+        (b"<request><token>t</token></request>", "root element must be <xml>"),
+        (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><xml><token>&a;</token></xml>', "DOCTYPE"),
+        (
+            b"<xml><format>json</format><workflow_id>12</workflow_id></xml>",
+            'format "json" but the body is xml',
+        ),
+    ],
+)
+def test_xml_errors_are_answered_in_xml(
+    call: Callable[..., httpx.Response], admin: AdminClient, body: bytes, needle: str
+) -> None:
+    root = xml_answer(call(content=body, headers={"Content-Type": "text/xml"}))
+    assert root.findtext("error") == "400"
+    assert needle in (root.findtext("error_debug") or root.findtext("error_text") or "")
+    assert admin.targets("altcraft") == {}
+
+
+def test_xml_token_errors_use_the_error_field(call: Callable[..., httpx.Response]) -> None:
+    missing = xml_answer(
+        call(content=b"<xml><workflow_id>12</workflow_id><data><email>a@x.io</email></data></xml>")
+    )
+    assert (missing.findtext("error"), missing.findtext("error_text")) == ("401", "Token required")
+    wrong = xml_answer(call(content=xml_request("wrong", "a@x.io")))
+    assert wrong.findtext("error") == "403"
+
+
+@pytest.mark.parametrize("fmt", ["xml", "csv"])
+def test_json_body_must_not_claim_another_format(call: Callable[..., httpx.Response], fmt: str) -> None:
+    response = call({"format": fmt, "workflow_id": 12, "matching": "email", "data": profiles("a@x.io")})
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == 400
+    assert "format" in response.json()["error_debug"]
+    declared = call({"format": "json", "workflow_id": 12, "matching": "email", "data": profiles("a@x.io")})
+    assert declared.json()["error"] == 0
+
+
+def test_xml_body_over_the_limit_is_413_in_xml(
+    admin: AdminClient, call: Callable[..., httpx.Response], tokens: dict[str, str]
+) -> None:
+    body = xml_request(tokens["altcraft"], "a@x.io") + b" " * (MAX_BODY_BYTES + 1)
+    response = call(content=body, headers={"Content-Type": "application/xml"})
+    assert response.status_code == 413
+    root = xml_answer(response)
+    assert {child.tag: child.text for child in root} == {str(k): str(v) for k, v in TOO_LARGE.items()}
+    assert admin.targets("altcraft") == {}
+
+
+# --- import_and_start_batch_task: a task_id at once, same limits ------------------------------------------
+@pytest.fixture
+def task(urls: dict[str, str], http: httpx.Client, tokens: dict[str, str]) -> Callable[..., httpx.Response]:
+    """POST import_and_start_batch_task; the demo token is added unless the body sets ``token``."""
+
+    def post(body: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+        if body is not None:
+            kwargs["json"] = {"token": tokens["altcraft"], **body}
+        return http.post(f"{urls['altcraft']}/workflows/import_and_start_batch_task", **kwargs)
+
+    return post
+
+
+def test_task_endpoint_answers_a_task_id(task: Callable[..., httpx.Response], admin: AdminClient) -> None:
+    body = {"workflow_id": 12, "matching": "email", "data": profiles("a@x.io", "b@x.io")}
+    first, second = task(body), task(body)
+    assert first.status_code == 200
+    assert set(first.json()) == {"error", "error_text", "result"}
+    assert (first.json()["error"], first.json()["error_text"]) == (0, "Successful operation")
+    task_id = first.json()["result"]["task_id"]
+    assert len(task_id) == 24 and int(task_id, 16) >= 0
+    assert second.json()["result"]["task_id"] != task_id
+    assert admin.targets("altcraft") == {"12": {"a@x.io": 2, "b@x.io": 2}}  # no de-duplication either
+
+
+def test_task_endpoint_has_the_same_validation_auth_and_size_limit(
+    task: Callable[..., httpx.Response], admin: AdminClient, tokens: dict[str, str]
+) -> None:
+    assert task({"workflow_id": 7, "matching": "email", "data": profiles("a@x.io")}).json()["error"] == 400
+    assert task({"token": None, "workflow_id": 12, "data": profiles("a@x.io")}).json()["error"] == 401
+    bearer = task(
+        json={"workflow_id": 12, "data": profiles("b@x.io")},
+        headers={"Authorization": f"Bearer {tokens['altcraft']}"},
+    )
+    assert bearer.json()["error"] == 0
+    too_large = task(content=b"x" * (MAX_BODY_BYTES + 1), headers={"Content-Type": "application/json"})
+    assert too_large.status_code == 413
+    assert too_large.json() == TOO_LARGE
+    xml = xml_answer(task(content=xml_request(tokens["altcraft"], "c@x.io")))
+    assert [child.tag for child in xml] == ["error", "error_text", "result"]
+    assert len(xml.findtext("result/task_id") or "") == 24
+    assert admin.targets("altcraft") == {"12": {"b@x.io": 1, "c@x.io": 1}}
+
+
+def test_tariff_limit_is_error_402_and_engages_nobody() -> None:
+    fixture = load_fixture()
+    fixture["altcraft"]["tariff_profile_limit"] = 3
+    client = AppClient(AltcraftEmulator(fixture).build_app())
+    token = fixture["altcraft"]["tokens"][0]
+
+    def post(*emails: str) -> dict[str, Any]:
+        body = {"token": token, "workflow_id": 12, "data": profiles(*emails)}
+        response = client.post("/api/v1.1/workflows/import_and_start_batch", json=body)
+        assert response.status_code == 200
+        return response.json()
+
+    assert post("a@x.io", "b@x.io")["error"] == 0
+    refused = post("c@x.io", "d@x.io")
+    assert (refused["error"], refused["error_text"]) == (402, "Tariff limit exceeded")
+    assert post("c@x.io")["error"] == 0  # exactly the limit
+    assert client.get("/_emulator/received").json()["targets"] == {
+        "12": {"a@x.io": 1, "b@x.io": 1, "c@x.io": 1}
+    }
 
 
 def test_all_matching_modes_and_stable_profile_ids(

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from emulators.base import is_uuid
 from emulators.testing import AdminClient
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def mateo(urls: dict[str, str], http: httpx.Client, tokens: dict[str, str]) -> A
 
 
 def batch(*emails: str, journey: str = JOURNEY, dedup: bool = True) -> dict[str, Any]:
-    items = [{"contact": {"email": e}, "context": {}} for e in emails]
+    items: list[dict[str, Any]] = [{"contact": {"email": e}, "context": {}} for e in emails]
     if dedup:
         for item, email in zip(items, emails, strict=True):
             item["deduplication_id"] = f"{journey}:{email.lower()}"
@@ -212,3 +213,97 @@ def test_rate_limit_two_per_second_gives_429_with_retry_after(mateo: Any, admin:
     assert_error(limited, 429)
     assert limited.json()["code"] == "rate_limited"
     assert admin.targets("mateo") == {JOURNEY: {"a@x.io": 2}}
+
+
+# --- single contact: POST /journey_execution --------------------------------------------------------
+ORDER_JOURNEY = "0f3a6c1e-2b4d-4e8f-9a1c-5d7e9f1a3b5c"
+NO_TRIGGER_JOURNEY = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+NO_SCHEMA_JOURNEY = "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e"
+
+
+@pytest.fixture
+def execution_journeys(admin: AdminClient) -> None:
+    """Journeys with an HTTP trigger context schema, without a trigger, and without a schema."""
+    admin.seed(
+        "mateo",
+        {
+            "journeys": {
+                ORDER_JOURNEY: {"published": True, "context_schema": {"order_id": {"type": "string"}}},
+                NO_TRIGGER_JOURNEY: {"published": True, "http_trigger": False},
+                NO_SCHEMA_JOURNEY: {"published": True, "context_schema": None},
+            }
+        },
+    )
+
+
+def execution(journey: str = JOURNEY, context: dict[str, Any] | None = None, /, **contact: Any) -> dict:
+    body: dict[str, Any] = {"journey_id": journey, "contact": contact or {"email": "ann@x.io"}}
+    if context is not None:
+        body["context"] = context
+    return body
+
+
+def test_journey_execution_is_202_with_ids_and_409_for_a_running_contact(
+    mateo: Any, admin: AdminClient
+) -> None:
+    first = mateo("journey_execution", execution(email="Ann@X.io", full_name="Ann"))
+    assert first.status_code == 202, first.text
+    assert set(first.json()) == {"journey_execution_id", "contact_id"}
+    assert all(is_uuid(value) for value in first.json().values())
+    assert first.headers["ratelimit-limit"]
+    again = assert_error(mateo("journey_execution", execution(email="ann@x.io")), 409, "already running")
+    assert again["code"] == "conflict"
+    # the same contact in another journey: a new execution, the same contact id (matched on email)
+    other = mateo("journey_execution", execution(OTHER_JOURNEY, email="ann@x.io"))
+    assert other.status_code == 202
+    assert other.json()["contact_id"] == first.json()["contact_id"]
+    assert other.json()["journey_execution_id"] != first.json()["journey_execution_id"]
+    # a contact enrolled by the batch endpoint is running too
+    assert mateo("journey_execution/batch", batch("bob@x.io")).status_code == 200
+    assert_error(mateo("journey_execution", execution(email="bob@x.io")), 409)
+    assert admin.targets("mateo") == {JOURNEY: {"ann@x.io": 1, "bob@x.io": 1}, OTHER_JOURNEY: {"ann@x.io": 1}}
+
+
+def test_journey_execution_matches_on_sms_whatsapp_or_external_id(mateo: Any, admin: AdminClient) -> None:
+    for contact in ({"sms": "+49 151 1"}, {"whatsapp": "+49 151 2"}, {"external_id": "crm-9"}):
+        assert mateo("journey_execution", execution(**contact)).status_code == 202
+    body = assert_error(mateo("journey_execution", execution(full_name="Nobody")), 400, "matched on")
+    assert body["code"] == "bad_request"
+    assert admin.targets("mateo") == {JOURNEY: {"+491511": 1, "+491512": 1, "crm-9": 1}}
+
+
+@pytest.mark.usefixtures("execution_journeys")
+def test_journey_execution_context_must_match_the_trigger_schema(mateo: Any, admin: AdminClient) -> None:
+    for context in (None, {}, {"order_id": ""}, {"order_id": 7}):
+        assert_error(mateo("journey_execution", execution(ORDER_JOURNEY, context)), 400, "context validation")
+    ok = mateo("journey_execution", execution(ORDER_JOURNEY, {"order_id": "ORD-1", "extra": "kept"}))
+    assert ok.status_code == 202, ok.text
+    assert_error(mateo("journey_execution", execution(NO_SCHEMA_JOURNEY, {})), 400, "missing context schema")
+    assert admin.targets("mateo") == {ORDER_JOURNEY: {"ann@x.io": 1}}
+
+
+@pytest.mark.usefixtures("execution_journeys")
+def test_journey_execution_404s(mateo: Any) -> None:
+    for journey in ("00000000-0000-4000-8000-000000000000", UNPUBLISHED_JOURNEY):
+        body = assert_error(mateo("journey_execution", execution(journey)), 404)
+        assert body["message"] == "journey not found or not published"
+    assert_error(mateo("journey_execution", execution(NO_TRIGGER_JOURNEY)), 404, "no HTTP trigger node")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"contact": {"email": "a@x.io"}}, 400, "journey_id is required"),
+        ({"journey_id": JOURNEY}, 400, "contact is required"),
+        ({"journey_id": JOURNEY, "contact": {"email": "a@x.io", "shoe": 1}}, 400, "unknown contact field"),
+        ({"journey_id": JOURNEY, "contact": {"email": "a@x.io"}, "context": []}, 400, "context must be"),
+        ({"journey_id": JOURNEY, "contact": {"email": "a@x.io"}, "items": []}, 400, "unknown field 'items'"),
+    ],
+)
+def test_journey_execution_validation(mateo: Any, body: dict[str, Any], status: int, needle: str) -> None:
+    assert_error(mateo("journey_execution", body), status, needle)
+
+
+def test_journey_execution_auth(mateo: Any) -> None:
+    assert_error(mateo("journey_execution", execution(), token=None), 401)
+    assert_error(mateo("journey_execution", execution(), token="nope"), 403)

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -204,4 +205,80 @@ def test_altcraft_json_examples(admin: AdminClient, urls: dict[str, str], http: 
         assert body["error_text"] == "Successful operation"
         assert len(body["result"]) == len(request["data"])
         assert all(len(r["profile_id"]) == 24 for r in body["result"])
+    assert admin.targets("altcraft") == {"12": {"example@example.com": 2, "00066": 1, "00076": 1}}
+
+
+def xml_examples(text: str) -> list[ElementTree.Element]:
+    """Every ``<xml>...</xml>`` example of a seed, parsed."""
+    return [ElementTree.fromstring(block) for block in re.findall(r"(?s)<xml>.*?</xml>", text)]  # noqa: S314
+
+
+def assert_same_xml_shape(actual: ElementTree.Element, documented: ElementTree.Element) -> None:
+    """Same child tags in the same order pattern (a repeated documented element may repeat any number of
+    times), recursively through each element's first documented instance."""
+    documented_tags = [child.tag for child in documented]
+    collapsed = [tag for i, tag in enumerate(documented_tags) if i == 0 or documented_tags[i - 1] != tag]
+    actual_tags = [child.tag for child in actual]
+    actual_collapsed = [tag for i, tag in enumerate(actual_tags) if i == 0 or actual_tags[i - 1] != tag]
+    assert actual_collapsed == collapsed, (actual_tags, documented_tags)
+    for child in actual:
+        documented_child = documented.find(child.tag)
+        assert documented_child is not None
+        assert_same_xml_shape(child, documented_child)
+
+
+def test_altcraft_xml_examples(admin: AdminClient, urls: dict[str, str], http: httpx.Client) -> None:
+    """The seed's XML request examples, sent as XML, get answers shaped like its XML response example."""
+    examples = xml_examples(seed_text("003"))
+    requests = [e for e in examples if e.find("token") is not None]
+    success = next(e for e in examples if e.findtext("error") == "0")
+    limitation = next(e for e in examples if e.findtext("error") == "400")
+    assert [r.findtext("matching") for r in requests] == ["email", "custom"]
+    admin.seed(
+        "altcraft", {"tokens": [DOC_ALTCRAFT_TOKEN], "workflows": {"10": {"name": "seed XML example"}}}
+    )
+    for request in requests:
+        body = ElementTree.tostring(request)
+        response = http.post(
+            f"{urls['altcraft']}/workflows/import_and_start_batch",
+            content=body,
+            headers={"Content-Type": "application/xml"},
+        )
+        assert response.status_code == 200
+        answer = ElementTree.fromstring(response.content)  # noqa: S314 - the emulator's own answer
+        assert answer.tag == "xml"
+        assert_same_xml_shape(answer, success)
+        assert (answer.findtext("error"), answer.findtext("error_text")) == ("0", "Successful operation")
+        assert len(answer.findall("result")) == len(request.findall("data"))
+    assert admin.targets("altcraft") == {"10": {"example@example.com": 2}, "12": {"00067": 1, "00077": 1}}
+    too_large = too_large_xml_answer(urls, http, requests[0])
+    assert_same_xml_shape(too_large, limitation)
+    assert {child.tag: child.text for child in too_large} == {child.tag: child.text for child in limitation}
+
+
+def too_large_xml_answer(
+    urls: dict[str, str], http: httpx.Client, request: ElementTree.Element
+) -> ElementTree.Element:
+    """The seed's XML request sent to the _task sibling with padding past the 10 MB limit."""
+    body = ElementTree.tostring(request) + b" " * (10 * 1024 * 1024)
+    response = http.post(
+        f"{urls['altcraft']}/workflows/import_and_start_batch_task",
+        content=body,
+        headers={"Content-Type": "application/xml"},
+    )
+    assert response.status_code == 413
+    return ElementTree.fromstring(response.content)  # noqa: S314 - the emulator's own answer
+
+
+def test_altcraft_json_examples_on_the_task_endpoint(
+    admin: AdminClient, urls: dict[str, str], http: httpx.Client
+) -> None:
+    text = seed_text("003")
+    requests = [e for e in json_objects(text, r"^\{") if "token" in e]
+    admin.seed("altcraft", {"tokens": [DOC_ALTCRAFT_TOKEN]})
+    for request in requests:
+        response = http.post(f"{urls['altcraft']}/workflows/import_and_start_batch_task", json=request)
+        assert response.status_code == 200
+        assert response.json()["error"] == 0
+        assert set(response.json()["result"]) == {"task_id"}
     assert admin.targets("altcraft") == {"12": {"example@example.com": 2, "00066": 1, "00076": 1}}

@@ -43,6 +43,9 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "99",
             "--rate-limit",
             "altcraft=1000",
+            "--documented-limits",
+            "--daily-limit",
+            "mateo=20000",
             "--port-file",
             str(port_file),
         ],
@@ -85,6 +88,9 @@ def test_cli_options_reach_the_emulators(cli: dict[str, Any]) -> None:
     try:
         mateo = admin.faults("mateo")
         assert (mateo.p_5xx, mateo.latency_ms, mateo.seed) == (0.5, 1, 99)
+        # --documented-limits, then --daily-limit raising the requests only
+        assert (mateo.rate_limit, mateo.daily_requests, mateo.daily_entities) == (2, 20_000, 25_000)
+        assert (admin.faults("symplify").daily_requests, admin.faults("symplify").rate_limit) == (0, 0)
         assert admin.faults("altcraft").rate_limit == 1000
         assert admin.faults("workshop").p_5xx == 0
         assert admin.faults("workshop").seed == 99

@@ -168,3 +168,133 @@ def test_upload_url_expires(
         assert response.json() == {"error": "uploadUrl has expired"}
     finally:
         admin.seed("symplify", {"upload_url_ttl_seconds": 43200})
+
+
+# --- batch status: polled until FINISHED or ERROR -----------------------------------------------------
+ERROR_JOURNEY = "1003"  # seeded to end every batch in ERROR
+SLOW_JOURNEY = "1004"  # seeded to report STARTED for two polls
+HEADERS = {"X-Carma-Authentication-Token": "local-symplify-token"}
+
+
+@pytest.fixture
+def status_journeys(admin: AdminClient) -> None:
+    journeys = {
+        ERROR_JOURNEY: {"name": "Broken journey", "batch_outcome": "ERROR"},
+        SLOW_JOURNEY: {"name": "Slow journey", "batch_polls_until_done": 2},
+    }
+    admin.seed("symplify", {"customers": {"demo": {"journeys": journeys}}})
+
+
+def poll(http: httpx.Client, urls: dict[str, str], batch_id: str) -> list[str]:
+    """Poll the batch until FINISHED or ERROR (at most 5 times); every status seen, in order."""
+    seen: list[str] = []
+    while len(seen) < 5 and seen[-1:] not in (["FINISHED"], ["ERROR"]):
+        answer = http.get(f"{urls['symplify']}/demo/batches/{batch_id}", headers=HEADERS)
+        assert answer.status_code == 200, answer.text
+        assert set(answer.json()) == {"batchId", "status", "rows"}
+        seen.append(answer.json()["status"])
+    return seen
+
+
+@pytest.mark.usefixtures("status_journeys")
+def test_a_batch_can_end_in_error_and_enrols_nobody(
+    trigger: Callable[..., httpx.Response],
+    presign: Any,
+    http: httpx.Client,
+    urls: dict[str, str],
+    admin: AdminClient,
+) -> None:
+    started = trigger({"type": "JOURNEY_COMMENCE", "entityId": 1003, "downloadUrl": presign(ROWS)})
+    assert started.status_code == 200
+    assert started.json()["status"] == "STARTED"  # the failure only shows in the batch status
+    assert poll(http, urls, started.json()["batchId"]) == ["ERROR"]
+    upload_url = trigger({"entityId": 1003}).json()["uploadUrl"]
+    put = http.put(upload_url, content=ROWS, headers={"Content-Type": "text/plain"})
+    assert poll(http, urls, put.json()["batchId"]) == ["ERROR"]
+    assert admin.targets("symplify") == {}
+
+
+@pytest.mark.usefixtures("status_journeys")
+def test_batch_status_can_stay_started_for_some_polls(
+    trigger: Callable[..., httpx.Response],
+    presign: Any,
+    http: httpx.Client,
+    urls: dict[str, str],
+    admin: AdminClient,
+) -> None:
+    started = trigger({"entityId": 1004, "downloadUrl": presign(ROWS)})
+    assert poll(http, urls, started.json()["batchId"]) == ["STARTED", "STARTED", "FINISHED"]
+    assert admin.targets("symplify") == {"1004": {"c-1": 1, "c-2": 1}}
+
+
+def test_batch_status_needs_the_token_and_the_right_customer(
+    trigger: Callable[..., httpx.Response], presign: Any, http: httpx.Client, urls: dict[str, str]
+) -> None:
+    batch_id = trigger({"entityId": 1001, "downloadUrl": presign(ROWS)}).json()["batchId"]
+    assert http.get(f"{urls['symplify']}/demo/batches/{batch_id}").status_code == 401
+    assert http.get(f"{urls['symplify']}/acme/batches/{batch_id}", headers=HEADERS).status_code == 404
+
+
+def test_bad_batch_outcome_seed_is_refused(admin: AdminClient, http: httpx.Client) -> None:
+    bad = {"customers": {"demo": {"journeys": {"1005": {"batch_outcome": "MAYBE"}}}}}
+    response = http.post(admin.url("symplify", "seed"), json=bad)
+    assert response.status_code == 400
+    assert "batch_outcome" in response.json()["error"]
+
+
+# --- single contact: POST /{customerid}/journeys/{id}/commence -----------------------------------------
+def commence(
+    http: httpx.Client,
+    urls: dict[str, str],
+    body: Any,
+    journey: str = "1001",
+    customer: str = "demo",
+    **kw: Any,
+) -> httpx.Response:
+    headers = kw.get("headers", HEADERS)
+    return http.post(f"{urls['symplify']}/{customer}/journeys/{journey}/commence", json=body, headers=headers)
+
+
+def test_commence_enters_one_contact_every_time(
+    http: httpx.Client, urls: dict[str, str], admin: AdminClient
+) -> None:
+    body = {"id": "c-9", "properties": {"emailAddress": "c9@x.io", "firstname": "Nina"}}
+    first = commence(http, urls, body)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"id": "c-9", "entityId": 1001}
+    assert commence(http, urls, {"id": "c-9"}).status_code == 200  # properties optional; no idempotency
+    assert admin.targets("symplify") == {"1001": {"c-9": 2}}
+
+
+@pytest.mark.parametrize(
+    ("body", "journey", "customer", "status", "needle"),
+    [
+        ({"id": "c-1"}, "999", "demo", 404, "Journey 999 not found"),
+        ({"id": "c-1"}, "1001", "acme", 404, "Customer not found"),
+        ({"properties": {}}, "1001", "demo", 400, '"id" must be a string'),
+        ({"id": " "}, "1001", "demo", 400, '"id" must identify the contact'),
+        ({"id": "c-1", "properties": []}, "1001", "demo", 400, '"properties" must be an object'),
+        ({"id": "c-1", "entityId": 1001}, "1001", "demo", 400, "unexpected attribute 'entityId'"),
+        ([{"id": "c-1"}], "1001", "demo", 400, "must be a JSON object"),
+    ],
+)
+def test_commence_errors(
+    http: httpx.Client,
+    urls: dict[str, str],
+    admin: AdminClient,
+    body: Any,
+    journey: str,
+    customer: str,
+    status: int,
+    needle: str,
+) -> None:
+    response = commence(http, urls, body, journey, customer)
+    assert response.status_code == status
+    assert needle in response.json()["error"]
+    assert admin.targets("symplify") == {}
+
+
+def test_commence_needs_the_token(http: httpx.Client, urls: dict[str, str]) -> None:
+    response = commence(http, urls, {"id": "c-1"}, headers={})
+    assert response.status_code == 401
+    assert response.json() == {"error": "Unauthorized"}
