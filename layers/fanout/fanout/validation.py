@@ -8,8 +8,7 @@ import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import phonenumbers
+from typing import Any
 
 from fanout import fields
 from fanout.models import Contact, Rejection, Route
@@ -19,6 +18,7 @@ from fanout.reading import RawRow
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
 # What dry-run may say (routing.is_dry_run takes 1/true/yes): anything else, say "on", is refused rather
 # than read as "no" and sent for real.
+_UNSEEN: Any = object()  # a header the validator has not mapped yet
 _YES_NO = frozenset({"", "1", "true", "yes", "0", "false", "no"})
 
 
@@ -46,16 +46,27 @@ class RowValidator:
         # provider looks it up, and sends it, under that name, so no alias may rename it.
         self._as_is = route.options.get("field-name") if route.options.get("matching") == "custom" else None
         self._map.add(h for h in headers if h != self._as_is)
+        self._fields: dict[str, str | None] = {}
+
+    def _field_of(self, header: str) -> str | None:
+        """The canonical field `header` fills (None: it travels on under its own name), remembered: the
+        row loop asks for every cell."""
+        name = self._fields.get(header, _UNSEEN)
+        if name is _UNSEEN:
+            name = None if header == self._as_is else self._map.field(header)
+            self._fields[header] = name
+        return name
 
     def validate(self, raw: RawRow) -> Contact | Rejection:
         if raw.error:
             return Rejection(raw.number, raw.error)
         canon: dict[str, str] = {}
-        columns: dict[str, str] = {}  # canonical field -> the file's header, for rejections
         extra: dict[str, object] = {}
-        field, as_is = self._map.field, self._as_is
+        fields_get, field_of = self._fields.get, self._field_of
         for header, value in raw.fields.items():
-            name = None if header == as_is else field(header)
+            name = fields_get(header, _UNSEEN)
+            if name is _UNSEEN:
+                name = field_of(header)
             if name is None:  # travels on as it is (nested values too)
                 if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
                     return Rejection(
@@ -73,8 +84,7 @@ class RowValidator:
                 )
             if text:
                 canon[name] = text
-                columns[name] = header
-        problem = self._normalise(canon, columns)
+        problem = self._normalise(canon)
         if problem is not None:
             return Rejection(raw.number, problem[0], problem[1], problem[2])
         contact = Contact(raw.number, "", canon, extra)
@@ -84,7 +94,11 @@ class RowValidator:
         contact.identity = ident.identity
         return contact
 
-    def _normalise(self, canon: dict[str, str], columns: Mapping[str, str]) -> tuple[str, str, str] | None:
+    def _header_of(self, name: str) -> str:
+        """The file's header that filled canonical field `name` (for a rejection)."""
+        return next((h for h, n in self._fields.items() if n == name), name)
+
+    def _normalise(self, canon: dict[str, str]) -> tuple[str, str, str] | None:
         """Normalise email and phone in place; (reason, the file's column, value) when one is malformed."""
         for name in (fields.EMAIL, "list_email"):
             email = canon.get(name)
@@ -92,7 +106,7 @@ class RowValidator:
                 normal = fields.normalise_email(email)
                 if normal is None:
                     reason = f"'{email}' is not a valid email address{_invisible_hint(email)}"
-                    return (reason, columns.get(name, name), email)
+                    return (reason, self._header_of(name), email)
                 canon[name] = normal
         phone = canon.get(fields.PHONE)
         if phone is not None:
@@ -105,7 +119,7 @@ class RowValidator:
                 )
                 return (
                     f"'{phone}' is not a valid phone number{hint}",
-                    columns.get(fields.PHONE, fields.PHONE),
+                    self._header_of(fields.PHONE),
                     phone,
                 )
             canon[fields.PHONE] = normal
@@ -210,6 +224,11 @@ def options_problem(provider: Provider, options: Mapping[str, str], headers: lis
         return f"file option dry-run='{dry_run}' must be true or false"
     # An unknown region would make every number without +CC "not a valid phone number", row by row.
     region = options.get("phone-region")
-    if region and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        return f"file option phone-region='{region}' is not a region code; use two letters such as SE or GB"
+    if region:
+        import phonenumbers  # here, not at cold start (the numbers load it at the first one: fields.py)
+
+        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            return (
+                f"file option phone-region='{region}' is not a region code; use two letters such as SE or GB"
+            )
     return provider.option_problem(options, headers)
