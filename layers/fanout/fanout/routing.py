@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-import yaml
-
 from fanout.destinations import Destination
 from fanout.models import Route
 from fanout.providers import provider_for
@@ -106,6 +104,8 @@ def route_from_key(key: str, options: dict[str, str]) -> Route | None:
 
 def parse_routes(text: str) -> list[dict[str, Any]]:
     """The `routes` list of a routes file (YAML is a superset of JSON, so both parse)."""
+    import yaml  # here, not at cold start: only a bucket with a routes file needs it
+
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

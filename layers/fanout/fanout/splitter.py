@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -136,7 +137,11 @@ class Splitter:
     def __init__(self, config: SplitterConfig, store: JobStore) -> None:
         self._cfg = config
         self._store = store
-        self._s3 = client("s3")
+
+    @cached_property
+    def _s3(self) -> Any:
+        """The container's S3 client, made at first use rather than at cold start."""
+        return client("s3")
 
     def split(self, ref: ObjectRef) -> list[SplitOutcome]:
         """Split one object into one job per route; a duplicate event returns the existing jobs.

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from fanout.config import DeadLetterConfig, load
+from fanout.entrypoints.sqs_batch import process_sqs_batch
 from fanout.observability import logger, metrics, tracer
 from fanout.sender import dead_letter
 from fanout.store import DynamoJobStore
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 CONFIG = load(DeadLetterConfig)
 STORE = DynamoJobStore(CONFIG.table_name, CONFIG.retention_days)
-# A batch whose every chunk must come back is reported item by item, not raised: the same retry, and no
-# stack trace in the logs for what is ordinary throttling.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -30,6 +28,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return process_sqs_batch(event, record_handler, context)

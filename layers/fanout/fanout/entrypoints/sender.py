@@ -5,16 +5,11 @@ One module serves every destination; the function's DESTINATION variable picks t
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from fanout.aws import client
 from fanout.config import SenderConfig, load
+from fanout.entrypoints.sqs_batch import process_sqs_batch
 from fanout.models import ChunkMessage
 from fanout.observability import logger, metrics, tracer
 from fanout.pacing import Pacer
@@ -22,12 +17,19 @@ from fanout.providers.base import ProviderSecret
 from fanout.sender import RetryLater, Sender, SenderDeps
 from fanout.store import DynamoJobStore
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 CONFIG = load(SenderConfig)
 SECRET_MAX_AGE = 300  # seconds a warm container keeps the provider secret before fetching it again
 
 
 def provider_secret() -> ProviderSecret:
     """The destination's secret, cached by Powertools parameters; never logged."""
+    from aws_lambda_powertools.utilities import parameters  # at the first send, not at cold start
+
     value = parameters.get_secret(CONFIG.secret_name, transform="json", max_age=SECRET_MAX_AGE)
     return ProviderSecret.model_validate(value)
 
@@ -40,9 +42,6 @@ SENDER = Sender(
         pacer=Pacer(CONFIG.table_name, CONFIG.destination.value, CONFIG.rate_per_second),
     ),
 )
-# A batch whose every chunk must come back is reported item by item, not raised: the same retry, and no
-# stack trace in the logs for what is ordinary throttling.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -63,6 +62,4 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     metrics.add_dimension(name="destination", value=CONFIG.destination.value)
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return process_sqs_batch(event, record_handler, context)
