@@ -3,7 +3,7 @@
 Every emulator is a Starlette app wrapped in ``FaultMiddleware``. Admin endpoints (never faulted)::
 
     GET  /_emulator/health    -> {"status": "ok", "provider": "<name>"}
-    GET  /_emulator/received  -> {"provider": "<name>", "requests": <int>,
+    GET  /_emulator/received  -> {"provider": "<name>", "requests": <int>, "faulted": <int>,
                                   "targets": {"<target id>": {"<contact identity>": <times>}}}
     POST /_emulator/reset     -> forget everything received (counters, de-dup memory, batches, messages),
                                  keep the seeds, restart the fault sequence from its seed
@@ -13,8 +13,13 @@ Every emulator is a Starlette app wrapped in ``FaultMiddleware``. Admin endpoint
     GET  /_emulator/seed      -> this provider's seeded state
     POST /_emulator/seed      -> merge seed data: either the whole fixture shape {"mateo": {...}, ...}
                                  (only this provider's section is used) or this provider's section alone
+    GET  /_emulator/clock     -> the daily quotas' clock: {"now": "<ISO 8601>", "frozen": <bool>}
+    POST /_emulator/clock     -> {"now": "2030-01-01T23:59:57Z"} freezes it there (null: real time again),
+                                 {"advance_seconds": 10} moves a frozen one on (see faults.SettableClock)
 
-``requests`` counts every provider HTTP request that reached the emulator (faulted, rejected or not).
+``requests`` counts every provider HTTP request that reached the emulator (faulted, rejected or not);
+``faulted`` how many of them got an injected fault or limit instead of the provider's own answer (a lost
+response counts: the client never saw the answer); ``requests - faulted`` is what the provider answered.
 ``targets`` counts actual enrolments/messages: a request refused or de-duplicated adds nothing.
 
 Order of what ``FaultMiddleware`` applies to a provider request: ``latency_ms`` (cut short at the
@@ -148,6 +153,7 @@ class Emulator:
         self.seed_data: dict[str, Any] = {}
         self.faults = FaultEngine(faults, clock)
         self.requests = 0
+        self.faulted = 0
         self.targets: dict[str, Counter[str]] = {}
         self.apply_seed(seed or {})
         self.reset_state()
@@ -173,6 +179,7 @@ class Emulator:
     def reset(self) -> None:
         """Forget everything received; keep seeds and fault settings (their sequence restarts)."""
         self.requests = 0
+        self.faulted = 0
         self.targets = {}
         self.faults.reset()
         self.reset_state()
@@ -189,6 +196,7 @@ class Emulator:
         return {
             "provider": self.name,
             "requests": self.requests,
+            "faulted": self.faulted,
             "targets": {target: dict(counts) for target, counts in self.targets.items()},
         }
 
@@ -251,12 +259,24 @@ def admin_routes(emulator: Emulator) -> list[BaseRoute]:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(emulator.seed_data)
 
+    async def clock(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                data = json.loads(await request.body())
+                if not isinstance(data, dict):
+                    raise ValueError("clock settings must be a JSON object")
+                emulator.faults.clock.update(data)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(emulator.faults.clock.to_dict())
+
     return [
         Route(f"{ADMIN_PREFIX}/health", health, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/received", received, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{ADMIN_PREFIX}/faults", faults, methods=["GET", "POST"]),
         Route(f"{ADMIN_PREFIX}/seed", seed, methods=["GET", "POST"]),
+        Route(f"{ADMIN_PREFIX}/clock", clock, methods=["GET", "POST"]),
     ]
 
 
@@ -368,6 +388,7 @@ class FaultMiddleware:
             # reset, and the client would see "connection reset" instead of a clean close.
             await receive.drain()
             if await _drop(transport):
+                self.emulator.faulted += 1
                 return
         # No transport to drop (not served by uvicorn/server.py): the closest thing is a 502.
         status = status or 502
@@ -383,6 +404,7 @@ class FaultMiddleware:
         kind: str,
         retry_after: int | None = None,
     ) -> None:
+        self.emulator.faulted += 1
         headers = {"x-emulator-fault": kind}
         if retry_after is not None:
             headers["retry-after"] = str(retry_after)

@@ -26,6 +26,10 @@ injectable clock; usage starts again at 0 when the UTC date changes, and a refus
 Retry-After is the number of seconds until the next UTC midnight. Refused requests/entities are not
 counted. ``POST /_emulator/faults`` keeps the day's usage (raising a limit mid-day behaves like the
 provider raising it); ``POST /_emulator/reset`` forgets it.
+
+The quotas' clock (``SettableClock``) can be frozen at a chosen instant and moved on through the admin
+API (``POST /_emulator/clock``), so a running stack meets a quota and its reset at UTC midnight on cue:
+frozen at 23:59:57 UTC, every refusal says ``Retry-After: 3``; advanced past midnight, a new day starts.
 """
 
 from __future__ import annotations
@@ -193,6 +197,57 @@ def seconds_until_utc_midnight(now: datetime) -> int:
     return max(1, math.ceil((midnight - now).total_seconds()))
 
 
+class SettableClock:
+    """The daily quotas' clock: the emulator's own clock (real time unless a test injects one), or a
+    frozen instant that only moves when told to (``POST /_emulator/clock``)."""
+
+    def __init__(self, base: UtcClock = utc_now) -> None:
+        self.base = base
+        self.frozen: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.frozen if self.frozen is not None else self.base()
+
+    def freeze(self, now: datetime) -> None:
+        """Stop the clock at ``now`` (an aware datetime)."""
+        if now.tzinfo is None:
+            raise ValueError("the clock needs a time with a zone, e.g. 2030-01-01T23:59:57Z")
+        self.frozen = now.astimezone(UTC)
+
+    def advance(self, seconds: float) -> None:
+        """Move a frozen clock on by ``seconds``."""
+        if self.frozen is None:
+            raise ValueError("advance_seconds needs a frozen clock: set now first")
+        self.frozen += timedelta(seconds=seconds)
+
+    def thaw(self) -> None:
+        """Back to the emulator's own clock."""
+        self.frozen = None
+
+    def update(self, body: dict[str, Any]) -> None:
+        """Apply an admin request: ``{"now": "<ISO 8601 time with zone>" | null}`` freezes the clock there
+        (null: back to the emulator's own clock), ``{"advance_seconds": <n>}`` moves a frozen one on."""
+        unknown = sorted(set(body) - {"now", "advance_seconds"})
+        if unknown:
+            raise ValueError(f"unknown clock setting {unknown[0]!r}; use now and/or advance_seconds")
+        if "now" in body:
+            if body["now"] is None:
+                self.thaw()
+            elif isinstance(body["now"], str):
+                self.freeze(datetime.fromisoformat(body["now"].replace("Z", "+00:00")))
+            else:
+                raise ValueError("now must be an ISO 8601 time with a zone, or null")
+        if "advance_seconds" in body:
+            seconds = body["advance_seconds"]
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                raise ValueError("advance_seconds must be a number >= 0")
+            self.advance(float(seconds))
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``GET /_emulator/clock`` answers."""
+        return {"now": self().isoformat().replace("+00:00", "Z"), "frozen": self.frozen is not None}
+
+
 class DailyQuota:
     """Requests and imported entities used during the current UTC calendar day.
 
@@ -249,7 +304,8 @@ class FaultEngine:
         self._rng = random.Random(self.settings.seed)
         # Monotonic times of requests admitted by the rate limiter in the last second.
         self._window: deque[float] = deque()
-        self.quota = DailyQuota(clock or utc_now)
+        self.clock = SettableClock(clock or utc_now)
+        self.quota = DailyQuota(self.clock)
 
     def replace(self, settings: FaultSettings) -> None:
         """Install new settings; restarts the random sequence from their seed and empties the window.

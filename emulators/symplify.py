@@ -26,6 +26,8 @@ Clients use the base URL ``http://127.0.0.1:PORT/rest``. Endpoints:
   the journey's ``batch_outcome`` (journey fixture, default ``FINISHED``). Seed a journey with
   ``"batch_outcome": "ERROR"`` (e.g. ``POST /_emulator/seed``) to make every batch started for it end
   in ``ERROR``: the trigger/upload still answer 200 ``STARTED``, nothing is recorded as received.
+  ``GET /_emulator/received`` adds ``"batches": [{"batchId", "entityId", "rows", "outcome", "polls"}]``,
+  every batch started (in order) and how many times its status was read.
 
 * ``POST /rest/{customerid}/journeys/{id}/commence`` (same token header): one contact into a journey
   (PROVIDERS.md: single contacts use this, not the batch starter). The docs we hold give no body, so
@@ -249,6 +251,7 @@ class SymplifyEmulator(Emulator):
             return self._fail(exc)
         status = batch["outcome"] if batch["polls_left"] <= 0 else "STARTED"
         batch["polls_left"] -= 1
+        batch["polls"] += 1
         return JSONResponse({"batchId": batch["batchId"], "status": status, "rows": batch["rows"]})
 
     async def commence(self, request: Request) -> Response:
@@ -288,8 +291,18 @@ class SymplifyEmulator(Emulator):
             "polls_left": int(journey.get("batch_polls_until_done", 0)),
             "rows": len(rows),
             "customer": customer,
+            "entityId": entity_id,
+            "polls": 0,
         }
         return {"batchId": batch_id, "status": "STARTED"}
+
+    def received(self) -> dict[str, Any]:
+        """The base observation document plus every batch started: its journey, rows, seeded outcome and
+        how many times its status was read."""
+        document = super().received()
+        keys = ("batchId", "entityId", "rows", "outcome", "polls")
+        document["batches"] = [{key: batch[key] for key in keys} for batch in self.batches.values()]
+        return document
 
 
 def _check_journey_seed(journey_id: str, journey: Any) -> None:

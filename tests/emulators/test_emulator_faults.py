@@ -110,7 +110,9 @@ def test_same_seed_gives_same_status_sequence(
     assert first == second == third
     assert {"200", "429", "drop"} <= set(first)
     assert set(first) & {"500", "502", "503"}
-    assert admin.received("workshop")["requests"] == 80  # counted since the reset
+    counted = admin.received("workshop")  # since the reset
+    assert counted["requests"] == 80
+    assert counted["faulted"] == sum(o != "200" for o in second + third)  # the rest the provider answered
 
 
 def test_lost_response_enrols_but_the_client_sees_a_failure(
@@ -283,9 +285,10 @@ def test_received_shape_and_seed_merge(admin: AdminClient, http: httpx.Client, u
     assert admin.received("mateo") == {
         "provider": "mateo",
         "requests": 1,
+        "faulted": 0,
         "targets": {MATEO_JOURNEY: {"a@x.io": 1}},
     }
     bad = http.post(admin.url("mateo", "seed"), json={"journeys": {"not-a-uuid": {}}})
     assert bad.status_code == 400
     admin.reset("mateo")
-    assert admin.received("mateo") == {"provider": "mateo", "requests": 0, "targets": {}}
+    assert admin.received("mateo") == {"provider": "mateo", "requests": 0, "faulted": 0, "targets": {}}

@@ -206,3 +206,35 @@ def test_command_line_limits_default_off_documented_on_request() -> None:
     for bad in (["mateo=x"], ["mateo=-1/5"], ["mailchimp=5"], ["mateo=/"]):
         with pytest.raises(ValueError, match="daily-limit"):
             build_faults([], None, [], bad)
+
+
+def test_the_quota_clock_can_be_frozen_before_midnight_and_moved_past_it(
+    admin: AdminClient, urls: dict[str, str], http: httpx.Client
+) -> None:
+    def post() -> httpx.Response:
+        body = {"journey_id": JOURNEY, "items": [{"contact": {"email": "a@x.io"}}]}
+        return http.post(f"{urls['mateo']}/journey_execution/batch", json=body, headers=AUTH)
+
+    clock_url = admin.url("mateo", "clock")
+    try:
+        frozen = http.post(clock_url, json={"now": "2030-01-01T23:59:57Z"}).json()
+        assert frozen == {"now": "2030-01-01T23:59:57Z", "frozen": True}
+        admin.set_faults("mateo", "daily_requests=1")
+        assert post().status_code == 200  # a new (fake) day: earlier usage does not count
+        refused = post()
+        assert (refused.status_code, refused.headers["retry-after"]) == (429, "3")
+        time.sleep(1.1)
+        assert post().headers["retry-after"] == "3"  # frozen: the wait stays what it was
+        moved = http.post(clock_url, json={"advance_seconds": 4}).json()
+        assert moved == {"now": "2030-01-02T00:00:01Z", "frozen": True}
+        assert post().status_code == 200  # a new day, a new quota
+        for bad in ({"now": "tomorrow"}, {"now": "2030-01-01T00:00:00"}, {"advance_seconds": -1}, {"x": 1}):
+            assert http.post(clock_url, json=bad).status_code == 400
+    finally:
+        real = http.post(clock_url, json={"now": None}).json()
+    assert real["frozen"] is False
+    assert abs(datetime.fromisoformat(real["now"].replace("Z", "+00:00")) - datetime.now(UTC)) < timedelta(
+        seconds=5
+    )
+    with pytest.raises(httpx.HTTPStatusError):
+        http.post(clock_url, json={"advance_seconds": 1}).raise_for_status()  # only a frozen clock moves

@@ -298,3 +298,23 @@ def test_commence_needs_the_token(http: httpx.Client, urls: dict[str, str]) -> N
     response = commence(http, urls, {"id": "c-1"}, headers={})
     assert response.status_code == 401
     assert response.json() == {"error": "Unauthorized"}
+
+
+@pytest.mark.usefixtures("status_journeys")
+def test_received_lists_every_batch_started_and_how_often_its_status_was_read(
+    trigger: Callable[..., httpx.Response],
+    presign: Any,
+    http: httpx.Client,
+    urls: dict[str, str],
+    admin: AdminClient,
+) -> None:
+    slow = trigger({"entityId": 1004, "downloadUrl": presign(ROWS)}).json()["batchId"]
+    broken = trigger({"entityId": 1003, "downloadUrl": presign(ROWS)}).json()["batchId"]
+    poll(http, urls, slow)
+    poll(http, urls, broken)
+    assert admin.received("symplify")["batches"] == [
+        {"batchId": slow, "entityId": "1004", "rows": 2, "outcome": "FINISHED", "polls": 3},
+        {"batchId": broken, "entityId": "1003", "rows": 2, "outcome": "ERROR", "polls": 1},
+    ]
+    admin.reset("symplify")
+    assert admin.received("symplify")["batches"] == []

@@ -36,7 +36,9 @@ def stack() -> Iterator[LocalStack]:
         stack_name="e2e",
         visibility_timeout=2,
         concurrency=2,
-        function_env={"CHUNK_LEASE_SECONDS": "4"},
+        # A 2 s backoff cap, so that a Retry-After of a few seconds already counts as a long (quota)
+        # wait; Symplify batches polled every second.
+        function_env={"CHUNK_LEASE_SECONDS": "4", "MAX_BACKOFF_SECONDS": "2", "BATCH_POLL_SECONDS": "1"},
     )
     with LocalStack(settings) as running:
         yield running
@@ -244,7 +246,8 @@ def test_sender_killed_mid_call_neither_loses_nor_doubles_contacts(
     import time
 
     emulator = EMULATOR_OF[destination]
-    stack.set_faults(emulator, {"latency_ms": 2500})
+    # Slow, but inside Mateo's 2-second request timeout: the provider does perform the call it holds.
+    stack.set_faults(emulator, {"latency_ms": 1500})
     before = stack.received(emulator)["requests"]
     name = f"killed-{destination}"
     job_id = stack.drop(contacts_csv(tmp_path, name, 30), destination, TARGETS[destination])
@@ -308,3 +311,88 @@ def test_a_chunk_refused_as_too_large_is_split_in_halves_until_each_fits(
     assert len(got) == 60
     assert set(got.values()) == {1}
     assert [int(r["row"]) for r in rows_csv(stack, job.job_id)] == list(range(1, 61))
+
+
+def seed_symplify_journey(stack: LocalStack, journey: str, **settings: object) -> None:
+    """A journey of the demo customer at the Symplify emulator (batch_outcome, batch_polls_until_done)."""
+    seed = {"customers": {"demo": {"journeys": {journey: {"name": f"e2e {journey}", **settings}}}}}
+    httpx.post(f"{stack.emulator_admin('symplify')}/_emulator/seed", json=seed, timeout=10).raise_for_status()
+
+
+def symplify_batches(stack: LocalStack, journey: str) -> list[dict[str, object]]:
+    """Every batch the Symplify emulator started for `journey`, with how often its status was read."""
+    return [b for b in stack.received("symplify")["batches"] if b["entityId"] == journey]
+
+
+def test_a_symplify_batch_that_ends_in_error_fails_its_rows_with_the_providers_reason(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    seed_symplify_journey(stack, "2001", batch_outcome="ERROR")
+    job = stack.wait(stack.drop(contacts_csv(tmp_path, "batch-error", 20), "symplify", "2001"), timeout=60)
+    summary = job.summary()
+    assert summary["status"] == "failed", summary  # no row could be sent
+    assert (summary["rows_failed"], summary["rows_sent"], summary["rows_uncertain"]) == (20, 0, 0)
+    assert_accounted(summary)
+    (batch,) = symplify_batches(stack, "2001")  # triggered once, never again
+    assert batch["polls"] == 1
+    answers = {r["answer"] for r in rows_csv(stack, job.job_id)}
+    assert answers == {
+        f"Symplify batch {batch['batchId']} ended in ERROR; not started again automatically (part of it may"
+        " have run) — check the journey at symplify, then `fanout redrive` starts a new batch"
+    }
+    assert enrolments(stack, "symplify", "2001", "batch-error") == {}
+
+
+def test_a_symplify_batch_is_sent_once_its_status_says_finished(stack: LocalStack, tmp_path: Path) -> None:
+    seed_symplify_journey(stack, "2002", batch_polls_until_done=3)
+    job = stack.wait(stack.drop(contacts_csv(tmp_path, "batch-slow", 20), "symplify", "2002"), timeout=60)
+    assert job.status.value == "completed", job.summary()
+    assert job.counts.sent == 20
+    (batch,) = symplify_batches(stack, "2002")
+    assert batch["polls"] == 4  # STARTED three times, then FINISHED
+    assert {(r["state"], r["answer"]) for r in rows_csv(stack, job.job_id)} == {
+        ("sent", f"in Symplify batch {batch['batchId']}")
+    }
+    got = enrolments(stack, "symplify", "2002", "batch-slow")
+    assert len(got) == 20 and set(got.values()) == {1}
+
+
+def test_a_used_up_daily_quota_is_waited_out_and_the_job_completes(stack: LocalStack, tmp_path: Path) -> None:
+    # Mateo's quota clock frozen 6 s before a UTC midnight: every refusal says Retry-After: 6, more than
+    # the sender's backoff cap (2 s) and its in-invocation limit (5 s). The day ends when the test says.
+    clock = f"{stack.emulator_admin('mateo')}/_emulator/clock"
+    httpx.post(clock, json={"now": "2030-01-01T23:59:54Z"}, timeout=10).raise_for_status()
+    try:
+        stack.set_faults("mateo", {"daily_requests": 2})
+        before = stack.received("mateo")["requests"]
+        job_id = stack.drop(contacts_csv(tmp_path, "quota", 1001), "mateo", TARGETS["mateo"])  # 3 chunks
+        notes: set[str] = set()
+        deadline = time.time() + 150
+        # Two chunks go through; the third is refused again and again, more often than the queue's
+        # maxReceiveCount (5) would allow one message.
+        while stack.received("mateo")["requests"] - before < 2 + 6 and time.time() < deadline:
+            seen = stack.store().get_job(job_id)
+            if seen is not None and seen.message:
+                notes.add(seen.message)
+            time.sleep(0.5)
+        refused = stack.received("mateo")["requests"] - before - 2
+        assert refused >= 6
+        waiting = stack.store().get_job(job_id)
+        assert waiting is not None and waiting.status.value == "sending", waiting.summary()
+        assert waiting.counts.failed == 0  # nothing dead-lettered
+        httpx.post(clock, json={"advance_seconds": 10}, timeout=10).raise_for_status()  # a new UTC day
+        job = stack.wait(job_id, timeout=60)
+    finally:
+        httpx.post(clock, json={"now": None}, timeout=10).raise_for_status()
+    assert job.status.value == "completed", job.summary()
+    assert (job.counts.sent, job.message) == (1001, "")
+    assert any(
+        n.startswith("waiting for mateo's quota until ") and "daily limit of 2 requests reached" in n
+        for n in notes
+    ), notes
+    # One request per delivery that claimed a chunk: no refusal was retried inside an invocation.
+    assert (
+        sum(c.attempts for c in stack.store().chunks(job_id)) == stack.received("mateo")["requests"] - before
+    )
+    got = enrolments(stack, "mateo", TARGETS["mateo"], "quota")
+    assert len(got) == 1001 and set(got.values()) == {1}

@@ -14,7 +14,7 @@ import pytest
 
 from fanout.destinations import Destination
 from fanout.ids import row_uuid
-from fanout.models import Contact, RowState, StagedRow, Verdict
+from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict
 from fanout.providers import provider_for
 from fanout.providers.base import (
     Provider,
@@ -337,13 +337,68 @@ def test_a_symplify_row_falls_back_to_external_id_then_email_as_its_id() -> None
     assert rows[1].item["properties"] == {"emailAddress": "ada@example.com"}
 
 
-def test_a_started_symplify_batch_sends_every_row() -> None:
+def test_a_started_symplify_batch_is_followed_not_yet_sent() -> None:
     call = calls(Destination.SYMPLIFY, stage(Destination.SYMPLIFY, [person(1, id="0"), person(2, id="1")]))[0]
-    outcome = provider_for(Destination.SYMPLIFY).outcome(call, answer(200, {"batchId": 987}))
+    outcome = provider_for(Destination.SYMPLIFY).outcome(
+        call, answer(200, {"batchId": 987, "status": "STARTED"})
+    )
+
+    assert (outcome.verdict, outcome.batch_id, outcome.rows) == (Verdict.STARTED, "987", [])
+
+
+@pytest.mark.parametrize(
+    "body", [None, {}, {"status": "STARTED"}, "OK"], ids=["empty", "{}", "no-id", "text"]
+)
+def test_a_symplify_trigger_accepted_without_a_batch_id_sends_every_row(body: Any) -> None:
+    # The seed shows no answer body for the downloadUrl variant: nothing to follow, the rows are sent.
+    call = calls(Destination.SYMPLIFY, stage(Destination.SYMPLIFY, [person(1, id="0"), person(2, id="1")]))[0]
+    outcome = provider_for(Destination.SYMPLIFY).outcome(call, answer(200, body))
 
     assert outcome.verdict is Verdict.DONE
     assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.SENT), (2, RowState.SENT)]
-    assert "987" in outcome.rows[0].answer
+    assert outcome.batch_id is None
+
+
+def symplify_status(status: int, body: Any = None) -> Outcome:
+    provider = provider_for(Destination.SYMPLIFY)
+    call = provider.status_call("1001", "b-42", SECRETS[Destination.SYMPLIFY])
+    return provider.outcome(call, answer(status, body))
+
+
+def test_symplify_batch_status_is_a_get_at_the_documented_path() -> None:
+    provider = provider_for(Destination.SYMPLIFY)
+    call = provider.status_call("1001", "b/42", SECRETS[Destination.SYMPLIFY])
+
+    assert (call.method, call.url, call.json_body, call.rows) == (
+        "GET",
+        "https://eu-proxy-1.symplifymail.com/rest/4711/batches/b%2F42",
+        None,
+        [],
+    )
+    assert call.headers == {"X-Carma-Authentication-Token": "carma-token"}
+    assert call.status_of == "b/42"
+
+
+def test_symplify_batch_status_finished_error_or_still_running() -> None:
+    finished = symplify_status(200, {"batchId": "b-42", "status": "FINISHED", "rows": 2})
+    assert (finished.verdict, finished.detail) == (Verdict.DONE, "in Symplify batch b-42")
+    error = symplify_status(200, {"batchId": "b-42", "status": "ERROR", "rows": 2})
+    assert (error.verdict, error.detail) == (Verdict.FAILED, "Symplify batch b-42 ended in ERROR")
+    reason = symplify_status(200, {"status": "ERROR", "message": "Journey is paused"})
+    assert reason.detail == "Symplify batch b-42 ended in ERROR: Journey is paused"
+    for running in ({"status": "STARTED"}, {"status": "RUNNING"}, {}, {"status": None}):
+        assert symplify_status(200, running).verdict is Verdict.STARTED
+
+
+def test_symplify_batch_status_errors_are_polled_again_or_uncertain_never_failed() -> None:
+    for transient in (429, 500, 502, 503, 504):
+        assert symplify_status(transient, {"error": "busy"}).verdict is Verdict.RETRY
+    assert symplify_status(200, "<html>proxy</html>").verdict is Verdict.RETRY
+    for refused in (401, 403, 404, 413):
+        outcome = symplify_status(refused, {"error": "Batch not found"})
+        assert outcome.verdict is Verdict.UNCERTAIN
+        assert outcome.detail.startswith("could not read the status of symplify batch b-42: HTTP")
+        assert outcome.rows == []
 
 
 # --- Workshop (seed 002) ------------------------------------------------------------------------------

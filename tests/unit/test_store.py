@@ -166,6 +166,19 @@ def test_a_released_chunk_is_claimed_afresh_with_its_error_kept(store: DynamoJob
     assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.CLAIMED
 
 
+def test_a_chunk_released_with_saved_progress_is_resumed_by_every_later_claim(
+    store: DynamoJobStore, job_id: str
+) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.release_chunk(job.job_id, "c00001", "HTTP 503", progress_saved=True)
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.RESUMED
+
+    # A later delivery that saved nothing new does not hide the earlier answers.
+    store.release_chunk(job.job_id, "c00001", "HTTP 503 again")
+    assert store.claim_chunk(job.job_id, "c00001", LEASE) is Claim.RESUMED
+
+
 def test_releasing_a_settled_chunk_leaves_it_settled(store: DynamoJobStore, job_id: str) -> None:
     job = sending_job(store, [10], job_id)
     store.claim_chunk(job.job_id, "c00001", LEASE)

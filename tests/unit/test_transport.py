@@ -34,6 +34,8 @@ SUCCESS = {
     Destination.ALTCRAFT: {"error": 0, "error_text": "Successful operation", "result": [{"profile_id": "p"}]},
 }
 DEDUPES = [d for d in Destination if provider_for(d).dedupes]
+# What a successful answer means: done, except at Symplify, where it starts a batch to follow up.
+ACCEPTED = {d: Verdict.STARTED if provider_for(d).follows_batches else Verdict.DONE for d in Destination}
 NO_DEDUPE = [d for d in Destination if not provider_for(d).dedupes]
 
 
@@ -102,7 +104,7 @@ def test_a_throttled_call_is_retried_after_a_short_retry_after(
     script = Script(busy(429, "0.01"), busy(429, "0.02"), ok(destination))
     outcome = run(destination, script)
 
-    assert outcome.verdict is Verdict.DONE
+    assert outcome.verdict is ACCEPTED[destination]
     assert len(script.requests) == transport.ATTEMPTS == 3
     assert waits == [0.01, 0.02]
 
@@ -114,7 +116,7 @@ def test_a_503_is_retried_with_a_short_backoff_then_succeeds(
     script = Script(busy(503), ok(destination))
     outcome = run(destination, script)
 
-    assert outcome.verdict is Verdict.DONE
+    assert outcome.verdict is ACCEPTED[destination]
     assert len(script.requests) == 2
     assert len(waits) == 1 and 0 < waits[0] <= 2.0
 
@@ -180,6 +182,27 @@ def test_an_uncertain_call_is_never_resent_where_the_provider_does_not_deduplica
     assert len(script.requests) == 1
 
 
+@pytest.mark.parametrize("destination", DEDUPES)
+def test_a_call_whose_answer_was_lost_stays_uncertain_when_its_retries_are_refused(
+    destination: Destination, run: Callable[..., transport.Outcome]
+) -> None:
+    # The first attempt may have gone through; that the next two were refused does not undo it.
+    script = Script(httpx.ReadTimeout("read timed out"), busy(503), busy(503))
+    outcome = run(destination, script)
+
+    assert outcome.verdict is Verdict.UNCERTAIN
+    assert len(script.requests) == 3
+    assert "ReadTimeout" in outcome.detail
+
+
+@pytest.mark.parametrize("destination", DEDUPES)
+def test_refused_attempts_alone_leave_the_call_to_retry(
+    destination: Destination, run: Callable[..., transport.Outcome]
+) -> None:
+    script = Script(busy(503), busy(503), busy(503))
+    assert run(destination, script).verdict is Verdict.RETRY
+
+
 def test_the_deduplicating_providers_are_the_ones_the_seeds_make_safe() -> None:
     assert set(DEDUPES) == {Destination.MATEO, Destination.MATEO_MESSAGE, Destination.WORKSHOP}
 
@@ -189,7 +212,7 @@ def test_a_call_that_never_connected_is_retried_even_without_deduplication(
     destination: Destination, run: Callable[..., transport.Outcome]
 ) -> None:
     script = Script(httpx.ConnectError("connection refused"), ok(destination))
-    assert run(destination, script).verdict is Verdict.DONE
+    assert run(destination, script).verdict is ACCEPTED[destination]
     assert len(script.requests) == 2
 
 
@@ -243,3 +266,39 @@ def test_every_attempt_waits_for_its_pacing_slot_retries_included(waits: list[fl
         )
     assert outcome.verdict is Verdict.DONE
     assert slots == [0, 1], "a slot before the first request and before the retry"
+
+
+def test_a_daily_quota_429_is_not_retried_in_the_invocation(
+    run: Callable[..., transport.Outcome], waits: list[float]
+) -> None:
+    # Mateo's daily quota: 429 with Retry-After until 00:00 UTC. Waiting in the Lambda is pointless.
+    quota = httpx.Response(
+        429,
+        headers={"Retry-After": "30000"},
+        json={
+            "code": "rate_limited",
+            "message": "daily limit of 10000 requests reached; it resets at 00:00 UTC",
+        },
+    )
+    script = Script(quota, ok(Destination.MATEO))
+    outcome = run(Destination.MATEO, script)
+
+    assert (outcome.verdict, outcome.retry_after, outcome.attempts) == (Verdict.RETRY, 30000.0, 1)
+    assert len(script.requests) == 1 and waits == []
+    assert "daily limit" in outcome.detail
+
+
+def test_a_status_read_sends_no_body_and_a_failed_connection_is_read_again_later(
+    waits: list[float],
+) -> None:
+    provider = provider_for(Destination.SYMPLIFY)
+    call = provider.status_call("1001", "b-1", SECRET)
+    script = Script(httpx.ReadTimeout("read timed out"), httpx.Response(200, json={"status": "FINISHED"}))
+    with httpx.Client(transport=httpx.MockTransport(script)) as client:
+        lost = transport.send(provider, call, attempts=1, http=client, sleep=waits.append)
+        done = transport.send(provider, call, attempts=1, http=client, sleep=waits.append)
+    assert lost.verdict is Verdict.RETRY  # a GET has no effect: never uncertain
+    assert done.verdict is Verdict.DONE
+    request = script.requests[-1]
+    assert (request.method, request.content) == ("GET", b"")
+    assert "content-type" not in request.headers

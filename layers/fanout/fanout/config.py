@@ -16,7 +16,7 @@ from fanout.destinations import Destination
 
 
 class _Env(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
 class CommonConfig(_Env):
@@ -52,6 +52,10 @@ class SenderConfig(CommonConfig):
     chunk_lease_seconds: int = Field(alias="CHUNK_LEASE_SECONDS", default=120, ge=2)
     # Longest rest in the queue between deliveries of a chunk that met a transient error.
     max_backoff_seconds: int = Field(alias="MAX_BACKOFF_SECONDS", default=300, ge=1, le=43200)
+    # A provider batch that finishes later (Symplify): the longest rest between two status polls, and how
+    # long after its start it may run before its rows end uncertain (with what to check).
+    batch_poll_seconds: int = Field(alias="BATCH_POLL_SECONDS", default=30, ge=1, le=900)
+    max_batch_wait_seconds: int = Field(alias="MAX_BATCH_WAIT_SECONDS", default=3600, ge=1, le=1209600)
 
 
 class DeadLetterConfig(CommonConfig):

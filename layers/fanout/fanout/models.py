@@ -89,7 +89,14 @@ class StagedRow:
 
 @dataclass(frozen=True, slots=True)
 class ChunkMessage:
-    """The SQS message for one staged chunk; small, it points at the chunk in S3."""
+    """The SQS message for one staged chunk; small, it points at the chunk in S3.
+
+    A sender that must come back to a chunk much later (a provider batch to poll, a provider quota to
+    wait out) does not keep the message invisible delivery after delivery, which would use up the
+    queue's maxReceiveCount and send a healthy chunk to the dead-letter queue: it queues a follow-up
+    message with a fresh `turn` (recorded on the chunk, so any older message for the chunk is stale and
+    dropped) and, for a wait longer than SQS's 15-minute delay, `not_before` (epoch seconds).
+    """
 
     job_id: str
     chunk_id: str
@@ -99,12 +106,15 @@ class ChunkMessage:
     rows: int
     envelope: dict[str, Any] = field(default_factory=dict)
     download_url: str | None = None
+    turn: str | None = None  # which follow-up message of the chunk this is (None: the first)
+    not_before: float | None = None  # epoch seconds before which the chunk is not to be sent
 
     def to_json(self) -> str:
         data = asdict(self)
         data["destination"] = self.destination.value
-        if self.download_url is None:
-            data.pop("download_url")
+        for optional in ("download_url", "turn", "not_before"):
+            if data[optional] is None:
+                data.pop(optional)
         return json.dumps(data)
 
     @classmethod
@@ -119,6 +129,8 @@ class ChunkMessage:
             rows=int(data["rows"]),
             envelope=dict(data.get("envelope") or {}),
             download_url=data.get("download_url"),
+            turn=data.get("turn"),
+            not_before=None if data.get("not_before") is None else float(data["not_before"]),
         )
 
 
@@ -160,6 +172,7 @@ class Verdict(StrEnum):
     UNCERTAIN = "uncertain"  # transient, and the provider may have acted: resend only if it de-duplicates
     FAILED = "failed"  # permanent for the whole request: do not retry
     TOO_LARGE = "too_large"  # the request was refused for its size: split the chunk in halves
+    STARTED = "started"  # accepted as a batch the provider finishes later: poll its status (batch_id)
 
 
 @dataclass(slots=True)
@@ -173,6 +186,7 @@ class Outcome:
     rows: list[RowResult] = field(default_factory=list)
     elapsed_ms: float = 0.0  # how long the provider took to answer (the last attempt)
     attempts: int = 1  # how many requests this outcome took (in-invocation retries included)
+    batch_id: str | None = None  # STARTED: the provider's id of the batch whose status tells the outcome
 
 
 class JobStatus(StrEnum):

@@ -4,16 +4,26 @@ A chunk moves pending -> in flight (leased) -> sent | failed | uncertain | split
 A redelivered message for a settled chunk does nothing. Where the provider de-duplicates (Mateo,
 Workshop) a chunk whose earlier attempt may have reached it is simply sent again; where it does not
 (Altcraft, Symplify) such a chunk is marked uncertain and waits for an explicit `fanout redrive`.
+
+Two things make a chunk come back much later, and neither may use up the deliveries that the queue's
+maxReceiveCount (5) allows for errors: a provider batch that finishes later (Symplify: the trigger's
+batchId is recorded on the chunk and its status polled, never a second trigger) and a provider that asks
+for a long wait (a Retry-After beyond the backoff cap: Mateo's daily quota, until 00:00 UTC). Both queue a
+follow-up message and let the delivered one go (see `Sender._requeue`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import httpx
-
+from fanout.aws import client
 from fanout.config import SenderConfig
 from fanout.models import ChunkMessage, ChunkState, Outcome, RowResult, RowState, StagedRow, Verdict
 from fanout.observability import logger, metrics
@@ -24,9 +34,23 @@ from fanout.queueing import send_chunk_messages
 from fanout.results import settle_job
 from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, read_lines
 from fanout.store import Chunk, Claim, JobStore, Settlement
-from fanout.transport import send
+
+if TYPE_CHECKING:
+    import httpx
 
 BUSY_RETRY_SECONDS = 30
+SQS_MAX_DELAY = 900  # seconds: the longest DelaySeconds SQS takes
+SQS_MAX_VISIBILITY = 43200  # seconds: the longest visibility timeout (12 hours), hence the longest wait
+FIRST_POLL_SECONDS = 5  # a started batch is first polled after this long, then ever more rarely
+BATCH_FAILED_ANSWER = (
+    "{detail}; not started again automatically (part of it may have run) — check the journey at"
+    " {provider}, then `fanout redrive` starts a new batch"
+)
+BATCH_UNFINISHED_ANSWER = (
+    "uncertain: {provider} batch {batch} had not finished {waited} s after it started (last: {detail});"
+    " check the batch's status at {provider} — if its contacts did not enter the journey,"
+    " `fanout redrive --include-uncertain` starts a new batch"
+)
 UNCERTAIN_ANSWER = (
     "uncertain: an earlier attempt may have reached {provider}, which does not de-duplicate;"
     " not resent automatically — check at the provider, then `fanout redrive --include-uncertain`"
@@ -64,6 +88,11 @@ def backoff_seconds(receive_count: int, retry_after: float | None, cap: int) -> 
     return int(min(cap, 5 * 2 ** max(0, receive_count - 1)))
 
 
+def iso_time(epoch: float) -> str:
+    """`epoch` as an ISO 8601 UTC time to the second, e.g. 2026-11-27T00:00:00Z."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
 class SenderDeps:
     """What a sender needs from outside: storage, the provider's secret, pacing and HTTP."""
@@ -84,8 +113,15 @@ class Sender:
 
     def handle(self, message: ChunkMessage, receive_count: int = 1) -> None:
         """Send one chunk; raises RetryLater when it must come back later."""
+        rest = 0.0 if message.not_before is None else message.not_before - time.time()
+        if rest > 1:  # a wait longer than SQS's longest delay: the rest of it, invisible
+            raise RetryLater(
+                f"waiting until {iso_time(message.not_before or 0)}", min(SQS_MAX_VISIBILITY, math.ceil(rest))
+            )
         store = self._deps.store
-        claim = store.claim_chunk(message.job_id, message.chunk_id, self._cfg.chunk_lease_seconds)
+        claim = store.claim_chunk(
+            message.job_id, message.chunk_id, self._cfg.chunk_lease_seconds, message.turn
+        )
         log = {"job_id": message.job_id, "chunk_id": message.chunk_id, "claim": claim.value}
         if claim is Claim.SETTLED:
             logger.info("chunk already settled: nothing to send", extra=log)
@@ -94,10 +130,20 @@ class Sender:
         if claim is Claim.MISSING:
             logger.warning("chunk unknown: dropping the message", extra=log)
             return
+        if claim is Claim.STALE:
+            logger.info("a later message for this chunk is live: dropping this one", extra=log)
+            return
         if claim is Claim.BUSY:
             raise RetryLater(
                 "another instance holds this chunk", min(BUSY_RETRY_SECONDS, self._cfg.chunk_lease_seconds)
             )
+        if self._provider.follows_batches:
+            chunk = store.get_chunk(message.job_id, message.chunk_id)
+            if chunk is not None and chunk.batch_id:
+                # Started by an earlier delivery (even one that died since): read how it ended, never
+                # start a second one.
+                self._poll(message, chunk)
+                return
         staged = [StagedRow.from_json(line) for line in read_lines(self._cfg.bucket_name, message.key)]
         if claim is Claim.CLAIMED_AFTER_CRASH and not self._provider.dedupes:
             answer = UNCERTAIN_ANSWER.format(provider=self._provider.destination.value)
@@ -106,14 +152,20 @@ class Sender:
                 message, [RowResult(r.row, r.identity, RowState.UNCERTAIN, answer) for r in staged], answer
             )
             return
-        self._send(message, staged, receive_count)
+        self._send(message, staged, receive_count, claim)
 
-    def _send(self, message: ChunkMessage, staged: list[StagedRow], receive_count: int) -> None:
+    def _send(self, message: ChunkMessage, staged: list[StagedRow], receive_count: int, claim: Claim) -> None:
+        # httpx and tenacity load with the first send, not at cold start: the dead-letter function, which
+        # imports this module, never sends.
+        from fanout.transport import send
+
         secret = self._deps.secret()
         lane = message.chunk_id[0]
         # Rows an earlier delivery already got answers for (one call per row: Mateo messages) are not sent
-        # again; a chunk under a storm still makes progress with every delivery.
-        progress = load_progress(self._cfg.bucket_name, message)
+        # again; a chunk under a storm still makes progress with every delivery. Only a delivery after one
+        # that saved progress (or died, maybe after saving it) reads it: one S3 GET less for most chunks.
+        resumed = claim in (Claim.RESUMED, Claim.CLAIMED_AFTER_CRASH)
+        progress = load_progress(self._cfg.bucket_name, message) if resumed else []
         results = [r for r in progress if r.state is not RowState.UNCERTAIN]
         # Rows whose last attempt may have reached the provider: resent (it de-duplicates), and reported
         # uncertain rather than failed should the chunk end in the dead-letter queue.
@@ -123,6 +175,9 @@ class Sender:
         for call in self._provider.calls(message.target, message.envelope, todo, secret, lane):
             outcome = send(self._provider, call, http=self._deps.http, pace=self._deps.pacer.acquire)
             record_call_metrics(outcome)
+            if outcome.verdict is Verdict.STARTED and outcome.batch_id:
+                self._follow(message, outcome.batch_id)
+                return
             if outcome.verdict in (Verdict.DONE, Verdict.FAILED):
                 results.extend(outcome.rows)
             elif outcome.verdict is Verdict.TOO_LARGE:
@@ -136,14 +191,18 @@ class Sender:
                     maybe.update(
                         {r.row: RowResult(r.row, r.identity, RowState.UNCERTAIN, note) for r in call.rows}
                     )
-                if results or maybe:
+                saved = bool(results or maybe)
+                if saved:
                     done = {r.row for r in results}
                     save_progress(
                         self._cfg.bucket_name,
                         message,
                         results + [m for m in maybe.values() if m.row not in done],
                     )
-                self._deps.store.release_chunk(message.job_id, message.chunk_id, outcome.detail)
+                if outcome.retry_after is not None and outcome.retry_after > self._cfg.max_backoff_seconds:
+                    self._wait_for_provider(message, outcome.retry_after, outcome.detail, saved)
+                    return
+                self._deps.store.release_chunk(message.job_id, message.chunk_id, outcome.detail, saved)
                 raise RetryLater(
                     outcome.detail,
                     backoff_seconds(receive_count, outcome.retry_after, self._cfg.max_backoff_seconds),
@@ -155,6 +214,128 @@ class Sender:
                 results.extend(RowResult(r.row, r.identity, RowState.UNCERTAIN, answer) for r in call.rows)
         detail = "; ".join(sorted({r.answer for r in results if r.state is not RowState.SENT}))[:500]
         self._record(message, results, detail)
+
+    def _follow(self, message: ChunkMessage, batch_id: str) -> None:
+        """The provider started a batch for the chunk: record it on the chunk first (every later delivery
+        then polls it, none starts another), then come back to poll its status."""
+        log = {"job_id": message.job_id, "chunk_id": message.chunk_id, "batch_id": batch_id}
+        if not self._deps.store.record_batch(message.job_id, message.chunk_id, batch_id, time.time()):
+            logger.warning(
+                "chunk no longer in flight after its batch started; its holder settles it", extra=log
+            )
+            return
+        logger.info("provider batch started: polling its status", extra=log)
+        provider = self._provider.destination.value
+        self._requeue(message, self._poll_delay(0.0), f"waiting for {provider} batch {batch_id} to finish")
+
+    def _poll(self, message: ChunkMessage, chunk: Chunk) -> None:
+        """Read the status of the batch started for the chunk: its rows are sent when it FINISHED, failed
+        with the provider's reason when it ended in ERROR (not started again: that is `fanout redrive`),
+        uncertain when the status cannot be read or the batch is still running `max_batch_wait_seconds`
+        after it started; otherwise poll again later."""
+        from fanout.transport import send
+
+        call = self._provider.status_call(message.target, chunk.batch_id, self._deps.secret())
+        outcome = send(self._provider, call, attempts=1, http=self._deps.http, pace=self._deps.pacer.acquire)
+        record_call_metrics(outcome)
+        provider = self._provider.destination.value
+        waited = time.time() - chunk.batch_started
+        log = {"job_id": message.job_id, "chunk_id": message.chunk_id, "batch_id": chunk.batch_id}
+        if outcome.verdict is Verdict.DONE:
+            self._settle_all(message, RowState.SENT, outcome.detail)
+        elif outcome.verdict is Verdict.FAILED:
+            logger.warning("provider batch ended in error", extra={**log, "detail": outcome.detail})
+            answer = BATCH_FAILED_ANSWER.format(detail=outcome.detail, provider=provider)
+            self._settle_all(message, RowState.FAILED, answer)
+        elif outcome.verdict is Verdict.UNCERTAIN:
+            answer = (
+                f"uncertain: {outcome.detail}; check the batch at {provider}, then"
+                " `fanout redrive --include-uncertain` if it did not run"
+            )
+            self._settle_all(message, RowState.UNCERTAIN, answer)
+        elif waited >= self._cfg.max_batch_wait_seconds:
+            logger.warning(
+                "provider batch still unfinished: giving up waiting", extra={**log, "waited": int(waited)}
+            )
+            answer = BATCH_UNFINISHED_ANSWER.format(
+                provider=provider, batch=chunk.batch_id, waited=int(waited), detail=outcome.detail
+            )
+            self._settle_all(message, RowState.UNCERTAIN, answer)
+        else:
+            self._requeue(message, self._poll_delay(waited), f"waiting: {outcome.detail}")
+
+    def _poll_delay(self, waited: float) -> float:
+        """Until the next status poll: about as long as the batch has run so far (from 5 s), at most
+        `batch_poll_seconds`, and never past the end of the wait."""
+        limit = self._cfg.max_batch_wait_seconds
+        return max(
+            1.0, min(float(self._cfg.batch_poll_seconds), max(FIRST_POLL_SECONDS, waited), limit - waited)
+        )
+
+    def _wait_for_provider(self, message: ChunkMessage, retry_after: float, detail: str, saved: bool) -> None:
+        """The provider asked for a wait beyond the backoff cap (Mateo's daily quota: until 00:00 UTC).
+        Honoured up to SQS's 12-hour visibility limit (a longer one is asked for again then), with a
+        follow-up message: no delivery is used up, and no retry is made in the meantime."""
+        wait = min(SQS_MAX_VISIBILITY, math.ceil(retry_after))
+        until = iso_time(time.time() + wait)
+        provider = self._provider.destination.value
+        note = f"waiting for {provider}'s quota until {until} ({detail}); sending resumes by itself then"
+        logger.warning(
+            "provider quota used up: waiting for it to reset",
+            extra={
+                "job_id": message.job_id,
+                "chunk_id": message.chunk_id,
+                "wait_seconds": wait,
+                "until": until,
+                "detail": detail,
+            },
+        )
+        metrics.add_metric(name="ProviderQuotaWaits", unit="Count", value=1)
+        self._requeue(message, wait, note, saved)
+        self._deps.store.note_job(message.job_id, note)
+
+    def _requeue(self, message: ChunkMessage, delay: float, note: str, progress_saved: bool = False) -> None:
+        """Come back to the chunk in `delay` seconds with a follow-up message, and let the delivered one go.
+
+        Why a new message rather than keeping this one invisible: every delivery of a message counts
+        towards the queue's maxReceiveCount (5), and a chunk that polls a batch every half minute or waits
+        out a quota over several deliveries would be dead-lettered (failed) while healthy. A follow-up
+        starts with a count of 0; only a wait past SQS's 15-minute delay costs it one extra delivery (the
+        early one, which rests out the remainder, see `handle`).
+
+        The same guarantees as one message: the follow-up carries a fresh `turn`, and the chunk is released
+        naming that turn as its live message, so any other message for the chunk (the delivered one,
+        should it come back, or a copy) is stale and dropped at its claim. The follow-up is queued before
+        the chunk names it: a crash in between leaves the delivered message live (it comes back and does
+        this again), and the orphaned follow-up is dropped as stale. A Symplify batch is recorded on the
+        chunk before this, so no message ever triggers it again.
+        """
+        turn = uuid.uuid4().hex[:16]
+        wait = max(1, math.ceil(delay))
+        follow_up = replace(
+            message, turn=turn, not_before=time.time() + wait if wait > SQS_MAX_DELAY else None
+        )
+        client("sqs").send_message(
+            QueueUrl=self._cfg.queue_url,
+            MessageBody=follow_up.to_json(),
+            DelaySeconds=min(SQS_MAX_DELAY, wait),
+        )
+        self._deps.store.release_chunk(message.job_id, message.chunk_id, note, progress_saved, turn)
+        logger.info(
+            "chunk queued to come back",
+            extra={
+                "job_id": message.job_id,
+                "chunk_id": message.chunk_id,
+                "delay_seconds": wait,
+                "reason": note,
+            },
+        )
+
+    def _settle_all(self, message: ChunkMessage, state: RowState, answer: str) -> None:
+        """Every row of the chunk ends `state` with `answer`."""
+        rows = [StagedRow.from_json(line) for line in read_lines(self._cfg.bucket_name, message.key)]
+        results = [RowResult(r.row, r.identity, state, answer) for r in rows]
+        self._record(message, results, "" if state is RowState.SENT else answer)
 
     def _record(self, message: ChunkMessage, results: list[RowResult], error: str) -> None:
         record_results(
@@ -272,15 +453,30 @@ def dead_letter(store: JobStore, bucket: str, bus: str, body: str, receive_count
     chunk = next((c for c in store.chunks(message.job_id) if c.chunk_id == message.chunk_id), None)
     if chunk is None or chunk.state.is_settled:
         return
+    if (message.turn or "") != chunk.turn:
+        logger.info(
+            "dead letter superseded by a later message for its chunk; dropped",
+            extra={"job_id": message.job_id, "chunk_id": message.chunk_id},
+        )
+        return
     reason = f"gave up after repeated transient errors; last: {chunk.last_error or 'unknown'}"
+    state = RowState.FAILED
+    if chunk.batch_id:  # a provider batch was started for it: its rows may well have been sent
+        state = RowState.UNCERTAIN
+        reason = (
+            f"uncertain: {message.destination.value} batch {chunk.batch_id} was started but its status"
+            f" could not be read ({reason}); check it at the provider, then"
+            " `fanout redrive --include-uncertain` if it did not run"
+        )
     results = load_progress(bucket, message)  # answered rows, and rows an attempt may have reached
     answered = {r.row for r in results}
     for line in iter_lines(bucket, message.key):
         row = StagedRow.from_json(line)
         if row.row not in answered:
-            results.append(RowResult(row.row, row.identity, RowState.FAILED, reason))
+            results.append(RowResult(row.row, row.identity, state, reason))
     logger.warning(
         "chunk dead-lettered",
         extra={"job_id": message.job_id, "chunk_id": message.chunk_id, "rows": chunk.rows},
     )
-    record_results(store, bucket, bus, message, results, reason, ChunkState.FAILED)
+    final = ChunkState.FAILED if state is RowState.FAILED else ChunkState.UNCERTAIN
+    record_results(store, bucket, bus, message, results, reason, final)

@@ -2,7 +2,9 @@
 
 Layout (single table, `pk`/`sk`):
   JOB#<id> / JOB            the job: status, source, destination, target, counters, timings
-  JOB#<id> / CHUNK#<chunk>  one staged chunk: state, rows, attempts, lease
+  JOB#<id> / CHUNK#<chunk>  one staged chunk: state, rows, attempts, lease; `turn` (its live follow-up
+                            message, see ChunkMessage), `batch_id`/`batch_started` (a provider batch
+                            started for it, whose status is polled)
   RATE#<dest> / next        the pacing mark of one destination: when its next call may start (pacing.py)
 `gsi1` (gsi1pk = "JOBS", gsi1sk = created_at#id) lists jobs by date.
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -90,16 +93,21 @@ class Chunk:
     sent: int = 0
     failed: int = 0
     uncertain: int = 0
+    turn: str = ""  # the follow-up message now live for the chunk ("" : the first one)
+    batch_id: str = ""  # the provider batch started for this chunk, whose status decides its rows
+    batch_started: float = 0.0  # when that batch was started (epoch seconds)
 
 
 class Claim(StrEnum):
     """What claiming a chunk for sending found."""
 
     CLAIMED = "claimed"  # ours now; no earlier attempt can have reached the provider
+    RESUMED = "resumed"  # ours now; an earlier delivery saved the answers it got (progress) and let go
     CLAIMED_AFTER_CRASH = "claimed_after_crash"  # ours now; an earlier attempt died mid-call
     SETTLED = "settled"  # already sent/failed/uncertain/split: nothing to do
     BUSY = "busy"  # another instance holds a live lease
     MISSING = "missing"  # no such chunk
+    STALE = "stale"  # the message is not the chunk's live one (a later follow-up replaced it): drop it
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +144,29 @@ class JobStore(ABC):
         """Store the split's counts, plan and next status (sending, planned or failed)."""
 
     @abstractmethod
-    def claim_chunk(self, job_id: str, chunk_id: str, lease_seconds: int) -> Claim: ...
+    def claim_chunk(self, job_id: str, chunk_id: str, lease_seconds: int, turn: str | None = None) -> Claim:
+        """Take the chunk for one delivery; `turn`: the message's (None for the chunk's first message),
+        which must be the chunk's live one."""
 
     @abstractmethod
-    def release_chunk(self, job_id: str, chunk_id: str, error: str) -> None: ...
+    def get_chunk(self, job_id: str, chunk_id: str) -> Chunk | None: ...
+
+    @abstractmethod
+    def record_batch(self, job_id: str, chunk_id: str, batch_id: str, started: float) -> bool:
+        """Note on the chunk we hold the provider batch just started for it, so that no later delivery
+        starts another; False when the chunk is no longer ours (in flight)."""
+
+    @abstractmethod
+    def note_job(self, job_id: str, message: str) -> None:
+        """A note on a job still sending (e.g. what it waits for), shown as its message until it settles."""
+
+    @abstractmethod
+    def release_chunk(
+        self, job_id: str, chunk_id: str, error: str, progress_saved: bool = False, turn: str | None = None
+    ) -> None:
+        """Give the chunk back for a later delivery; `progress_saved`: this delivery saved the answers it
+        got, so the next claim says RESUMED (and only then is the progress read); `turn`: the follow-up
+        message just queued for it, from now on its only live message."""
 
     @abstractmethod
     def settle_chunk(self, job_id: str, chunk_id: str, settlement: Settlement) -> Job:
@@ -225,7 +252,8 @@ def job_from_item(item: dict[str, Any]) -> Job:
         chunks_settled=item.get("chunks_settled", 0),
         encoding=item.get("encoding", ""),
         file_format=item.get("file_format", ""),
-        message=item.get("message", ""),
+        # A sending job's note (what it waits for) shows as its message until the job settles.
+        message=item.get("message", "") or item.get("note", ""),
         dry_run=bool(item.get("dry_run", False)),
         finished_at=item.get("finished_at", ""),
         options=dict(item.get("options") or {}),
@@ -246,6 +274,9 @@ def _chunk_from_item(item: dict[str, Any]) -> Chunk:
         sent=item.get("n_sent", 0),
         failed=item.get("n_failed", 0),
         uncertain=item.get("n_uncertain", 0),
+        turn=item.get("turn", ""),
+        batch_id=item.get("batch_id", ""),
+        batch_started=float(item.get("batch_started", 0)),
     )
 
 
@@ -260,7 +291,13 @@ class DynamoJobStore(JobStore):
     def __init__(self, table_name: str, retention_days: int = 90, db: Any | None = None) -> None:
         self._table = table_name
         self._ttl_seconds = retention_days * 86400
-        self._db = db or client("dynamodb")
+        if db is not None:
+            self._db = db
+
+    @cached_property
+    def _db(self) -> Any:
+        """The container's DynamoDB client, made at first use rather than at cold start."""
+        return client("dynamodb")
 
     def _expires(self) -> dict[str, str]:
         return _n(int(time.time()) + self._ttl_seconds)
@@ -361,22 +398,26 @@ class DynamoJobStore(JobStore):
             },
         )
 
-    def claim_chunk(self, job_id: str, chunk_id: str, lease_seconds: int) -> Claim:
+    def claim_chunk(self, job_id: str, chunk_id: str, lease_seconds: int, turn: str | None = None) -> Claim:
         now = time.time()
+        values = {
+            ":flight": _s(ChunkState.IN_FLIGHT.value),
+            ":pending": _s(ChunkState.PENDING.value),
+            ":lease": _n(now + lease_seconds),
+            ":now": _n(now),
+            ":one": _n(1),
+        }
+        live = "attribute_not_exists(turn)"  # a chunk's first message: no follow-up was queued since
+        if turn:
+            live, values[":turn"] = "turn = :turn", _s(turn)
         try:
             old = self._db.update_item(
                 TableName=self._table,
                 Key=_chunk_key(job_id, chunk_id),
                 UpdateExpression="SET #s = :flight, lease_until = :lease ADD attempts :one",
-                ConditionExpression="#s = :pending OR (#s = :flight AND lease_until < :now)",
+                ConditionExpression=f"{live} AND (#s = :pending OR (#s = :flight AND lease_until < :now))",
                 ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={
-                    ":flight": _s(ChunkState.IN_FLIGHT.value),
-                    ":pending": _s(ChunkState.PENDING.value),
-                    ":lease": _n(now + lease_seconds),
-                    ":now": _n(now),
-                    ":one": _n(1),
-                },
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
@@ -387,27 +428,81 @@ class DynamoJobStore(JobStore):
             )
             if "Item" not in raw:
                 return Claim.MISSING
-            state = ChunkState(_item(raw["Item"])["state"])
-            return Claim.SETTLED if state.is_settled else Claim.BUSY
+            item = _item(raw["Item"])
+            if ChunkState(item["state"]).is_settled:
+                return Claim.SETTLED
+            return Claim.BUSY if item.get("turn", "") == (turn or "") else Claim.STALE
         previous = _item(old.get("Attributes", {}))
         if previous.get("state") == ChunkState.IN_FLIGHT.value:
             return Claim.CLAIMED_AFTER_CRASH
-        return Claim.CLAIMED
+        return Claim.RESUMED if previous.get("progress_saved") else Claim.CLAIMED
 
-    def release_chunk(self, job_id: str, chunk_id: str, error: str) -> None:
+    def get_chunk(self, job_id: str, chunk_id: str) -> Chunk | None:
+        raw = self._db.get_item(TableName=self._table, Key=_chunk_key(job_id, chunk_id), ConsistentRead=True)
+        return _chunk_from_item(_item(raw["Item"])) if "Item" in raw else None
+
+    def record_batch(self, job_id: str, chunk_id: str, batch_id: str, started: float) -> bool:
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=_chunk_key(job_id, chunk_id),
-                UpdateExpression="SET #s = :pending, last_error = :error, lease_until = :zero",
+                UpdateExpression="SET batch_id = :batch, batch_started = :started",
                 ConditionExpression="#s = :flight",
                 ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues={
-                    ":pending": _s(ChunkState.PENDING.value),
+                    ":batch": _s(batch_id),
+                    ":started": _n(started),
                     ":flight": _s(ChunkState.IN_FLIGHT.value),
-                    ":error": _s(error[:500]),
-                    ":zero": _n(0),
                 },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def note_job(self, job_id: str, message: str) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_job_key(job_id),
+                UpdateExpression="SET note = :message, updated_at = :now",
+                ConditionExpression="#s = :sending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":message": _s(message[:500]),
+                    ":now": _s(now_iso()),
+                    ":sending": _s(JobStatus.SENDING.value),
+                },
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def release_chunk(
+        self, job_id: str, chunk_id: str, error: str, progress_saved: bool = False, turn: str | None = None
+    ) -> None:
+        values: dict[str, Any] = {
+            ":pending": _s(ChunkState.PENDING.value),
+            ":flight": _s(ChunkState.IN_FLIGHT.value),
+            ":error": _s(error[:500]),
+            ":zero": _n(0),
+        }
+        update = "SET #s = :pending, last_error = :error, lease_until = :zero"
+        if progress_saved:  # never unset: a later delivery that saves nothing new keeps the earlier answers
+            update += ", progress_saved = :true"
+            values[":true"] = {"BOOL": True}
+        if turn:
+            update += ", turn = :turn"
+            values[":turn"] = _s(turn)
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_chunk_key(job_id, chunk_id),
+                UpdateExpression=update,
+                ConditionExpression="#s = :flight",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if not _is_conditional_failure(exc):
@@ -517,9 +612,11 @@ class DynamoJobStore(JobStore):
                         "Update": {
                             "TableName": self._table,
                             "Key": _chunk_key(chunk.job_id, chunk.chunk_id),
+                            # A redrive starts over: the stored (first) message is live again, and a
+                            # provider batch is started anew (the operator's call).
                             "UpdateExpression": (
                                 "SET #s = :pending, lease_until = :zero, n_sent = :zero, n_failed = :zero,"
-                                " n_uncertain = :zero"
+                                " n_uncertain = :zero REMOVE turn, batch_id, batch_started"
                             ),
                             "ConditionExpression": "#s = :state",
                             "ExpressionAttributeNames": {"#s": "state"},
@@ -564,7 +661,7 @@ class DynamoJobStore(JobStore):
             self._db.update_item(
                 TableName=self._table,
                 Key=_job_key(job_id),
-                UpdateExpression="SET #s = :settling, settle_lease_until = :lease",
+                UpdateExpression="SET #s = :settling, settle_lease_until = :lease REMOVE note",
                 ConditionExpression=(
                     "chunks_settled = chunks_total AND"
                     " (#s = :sending OR (#s = :settling AND settle_lease_until < :now))"

@@ -34,17 +34,20 @@ def http_client() -> httpx.Client:
 def send_once(
     provider: Provider, call: ProviderCall, http: httpx.Client | None = None, body: bytes | None = None
 ) -> Outcome:
-    """One request, its answer classified; transport errors become RETRY (never sent) or UNCERTAIN.
-    `body`: the call's body already encoded (`encode_body(call.json_body)`)."""
-    headers = {"Content-Type": "application/json", **call.headers}
-    content = encode_body(call.json_body) if body is None else body
+    """One request, its answer classified; transport errors become RETRY (never sent) or UNCERTAIN (a
+    status read, which has no effect, is always RETRY). `body`: the call's body already encoded
+    (`encode_body(call.json_body)`); a call without a JSON body (a status GET) sends none."""
+    headers = dict(call.headers)
+    content = None
+    if call.json_body is not None:
+        headers = {"Content-Type": "application/json", **headers}
+        content = encode_body(call.json_body) if body is None else body
     started = time.perf_counter()
     try:
         response = (http or http_client()).request(call.method, call.url, content=content, headers=headers)
     except httpx.HTTPError as exc:
-        outcome = Outcome(
-            classify_transport_error(exc), f"{type(exc).__name__} calling {provider.destination.value}"
-        )
+        verdict = Verdict.RETRY if call.status_of is not None else classify_transport_error(exc)
+        outcome = Outcome(verdict, f"{type(exc).__name__} calling {provider.destination.value}")
     else:
         outcome = provider.outcome(call, response)
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000
@@ -53,6 +56,8 @@ def send_once(
 
 def _worth_retrying(provider: Provider) -> Callable[[Outcome], bool]:
     def check(outcome: Outcome) -> bool:
+        # A longer Retry-After (a provider's daily quota asks for hours) is not tried again in this
+        # invocation at all: the sender hands the whole wait to the queue.
         if outcome.retry_after is not None and outcome.retry_after > MAX_INLINE_WAIT:
             return False
         return outcome.verdict is Verdict.RETRY or (outcome.verdict is Verdict.UNCERTAIN and provider.dedupes)
@@ -82,12 +87,16 @@ def send(
     encoded and the client made before that wait, so the request leaves as soon as its slot comes.
     """
     client = http or http_client()
-    body = encode_body(call.json_body)
+    body = None if call.json_body is None else encode_body(call.json_body)
+    reached: list[Outcome] = []  # attempts whose answer was lost: they may have reached the provider
 
     def attempt() -> Outcome:
         if pace is not None:
             pace()
-        return send_once(provider, call, client, body)
+        outcome = send_once(provider, call, client, body)
+        if outcome.verdict is Verdict.UNCERTAIN:
+            reached.append(outcome)
+        return outcome
 
     retrying = Retrying(
         sleep=sleep,
@@ -99,4 +108,9 @@ def send(
     )
     outcome: Outcome = retrying(attempt)
     outcome.attempts = retrying.statistics.get("attempt_number", 1)
+    if reached and outcome.verdict is Verdict.RETRY:
+        # A later attempt was refused, but an earlier one may have gone through: the call as a whole may
+        # have reached the provider, and its rows must not end "failed" should it never be answered.
+        outcome.verdict = Verdict.UNCERTAIN
+        outcome.detail = f"{outcome.detail}, after an earlier attempt's {reached[-1].detail}"
     return outcome

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class ProviderSecret(BaseModel):
     """The destination's Secrets Manager secret: where the provider is and how to authenticate."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)  # built at first use
 
     base_url: str
     token: str
@@ -44,6 +44,8 @@ class ProviderCall:
     rows: list[StagedRow]
     json_body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    # The provider batch whose status this call reads (a GET with no effect), or None for a call that sends.
+    status_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class Limits:
 
 class Identification(BaseModel):
     """The identity of a contact for this destination, or why there is none."""
+
+    model_config = ConfigDict(defer_build=True)  # built at first use: senders never make one
 
     identity: str | None = None
     problem: str | None = None
@@ -150,6 +154,10 @@ class Provider(ABC):
     dedupes: ClassVar[bool] = False
     # How many rows an SQS message carries when each row is its own call (mateo-message).
     rows_per_message: ClassVar[int | None] = None
+    # True when an accepted call only starts a batch whose outcome the provider reports later (Symplify):
+    # `read_answer` answers STARTED with the batch id, and `status_call` / `read_status` follow it up.
+    # Such a provider makes one call a chunk.
+    follows_batches: ClassVar[bool] = False
 
     @abstractmethod
     def target_problem(self, target: str) -> str | None:
@@ -190,9 +198,20 @@ class Provider(ABC):
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         """Turn a 2xx answer (or a body-level error) into an Outcome with a result per row."""
 
+    def status_call(self, target: str, batch_id: str, secret: ProviderSecret) -> ProviderCall:
+        """The request that reads the status of a batch `read_answer` said was STARTED."""
+        raise NotImplementedError(f"{self.destination.value} does not follow batches")
+
+    def read_status(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        """A 2xx batch status: DONE (every row sent), FAILED (the batch failed: `detail` says why) or
+        STARTED (not finished yet). Rows are the sender's to fill in: the call carries none."""
+        raise NotImplementedError(f"{self.destination.value} does not follow batches")
+
     def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         """Classify any answer: the shared status policy first, then the provider's own reading."""
         verdict = classify_status(response.status_code, response.headers)
+        if call.status_of is not None:
+            return self._status_outcome(call, response, verdict)
         if verdict is None:
             try:
                 return self.read_answer(call, response)
@@ -206,3 +225,19 @@ class Provider(ABC):
         if verdict is Verdict.FAILED:
             outcome.rows = all_rows(call.rows, RowState.FAILED, detail)
         return outcome
+
+    def _status_outcome(
+        self, call: ProviderCall, response: httpx.Response, verdict: Verdict | None
+    ) -> Outcome:
+        """A status read has no effect, so any transient answer is simply read again later (RETRY); a
+        refusal (401, 404, ...) leaves the batch's outcome unknown (UNCERTAIN), never failed."""
+        if verdict is None:
+            try:
+                return self.read_status(call, response)
+            except ValueError:
+                return Outcome(Verdict.RETRY, f"HTTP {response.status_code} with a status that is not JSON")
+        detail = error_text(response)
+        if verdict in (Verdict.FAILED, Verdict.TOO_LARGE):
+            detail = f"could not read the status of {self.destination.value} batch {call.status_of}: {detail}"
+            return Outcome(Verdict.UNCERTAIN, detail, response.status_code)
+        return Outcome(Verdict.RETRY, detail, response.status_code, retry_after_seconds(response.headers))

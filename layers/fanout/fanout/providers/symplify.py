@@ -3,6 +3,11 @@
 The splitter writes `{"id", "properties"}` a line (UTF-8, never a JSON array), presigns a GET for it and
 puts the URL in the chunk's envelope as `downloadUrl`; the sender makes one call with `entityId`.
 Symplify has no idempotency key: a call that may have reached it is never resent automatically.
+
+An accepted trigger only starts a batch (`{"batchId", "status": "STARTED"}`): its rows are not sent until
+the batch status (PROVIDERS.md: `GET /{customerid}/batches/{batchId}`, polled until `FINISHED` or
+`ERROR`) says so. A trigger answered without a `batchId` (the seed shows no answer body) leaves nothing
+to follow: its rows are sent, as the starter accepted them.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from fanout import fields
 from fanout.destinations import Destination
@@ -36,6 +42,7 @@ class Symplify(Provider):
     # One call carries the whole file; there is no documented row limit for the download.
     limits: ClassVar[Limits] = Limits(max_items=2**62)
     whole_file: ClassVar[bool] = True
+    follows_batches: ClassVar[bool] = True
 
     def target_problem(self, target: str) -> str | None:
         if _ENTITY_ID.match(target):
@@ -84,7 +91,42 @@ class Symplify(Provider):
         except ValueError:
             body = {}
         batch = body.get("batchId") if isinstance(body, dict) else None
-        answer = f"in Symplify batch {batch}" if batch else "accepted by Symplify's batch starter"
+        if batch is not None and str(batch).strip():
+            detail = f"Symplify batch {batch} started"
+            return Outcome(Verdict.STARTED, detail, response.status_code, batch_id=str(batch).strip())
+        answer = "accepted by Symplify's batch starter (no batch id to follow)"
         return Outcome(
             Verdict.DONE, answer, response.status_code, rows=all_rows(call.rows, RowState.SENT, answer)
         )
+
+    def status_call(self, target: str, batch_id: str, secret: ProviderSecret) -> ProviderCall:
+        customer = secret.customer_id or ""
+        url = f"{secret.base_url.rstrip('/')}/{customer}/batches/{quote(batch_id, safe='')}"
+        headers = {secret.auth_header or AUTH_HEADER: secret.token}
+        return ProviderCall("GET", url, [], None, headers, status_of=batch_id)
+
+    def read_status(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        """`{"status": "FINISHED" | "ERROR" | <anything else: still running>, ...}`; an ERROR's reason is
+        taken from the body when it gives one (the docs we hold name no field for it)."""
+        body = response.json()
+        status = body.get("status") if isinstance(body, dict) else None
+        state = str(status).strip().upper() if status is not None else ""
+        batch = call.status_of
+        if state == "FINISHED":
+            return Outcome(Verdict.DONE, f"in Symplify batch {batch}", response.status_code)
+        if state == "ERROR":
+            reason = _reason(body)
+            detail = f"Symplify batch {batch} ended in ERROR" + (f": {reason}" if reason else "")
+            return Outcome(Verdict.FAILED, detail, response.status_code)
+        return Outcome(
+            Verdict.STARTED, f"Symplify batch {batch} is {state or 'not finished'}", response.status_code
+        )
+
+
+def _reason(body: dict[str, Any]) -> str:
+    """The first message-like field of an ERROR status, short."""
+    for key in ("message", "error", "errorMessage", "reason", "detail", "description"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:300]
+    return ""

@@ -1,0 +1,339 @@
+"""fanout.sender: a Symplify batch is followed to its end (never triggered twice), and a provider's long
+Retry-After (Mateo's daily quota) is waited out with follow-up messages that use up no delivery.
+
+The AWS side is moto (resources from template.yaml), the provider an httpx.MockTransport script.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from fanout.config import SenderConfig, load
+from fanout.destinations import Destination
+from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, StagedRow
+from fanout.observability import metrics
+from fanout.pacing import Pacer
+from fanout.providers.base import ProviderSecret
+from fanout.sender import SQS_MAX_DELAY, SQS_MAX_VISIBILITY, RetryLater, Sender, SenderDeps, dead_letter
+from fanout.staging import S3Writer
+from fanout.store import Chunk, Claim, DynamoJobStore, Job
+from fanout_local.resources import TemplateResources
+from tests.unit.conftest import boto
+
+pytestmark = pytest.mark.unit
+
+SECRET = ProviderSecret(base_url="https://provider.test/rest", token="t0ken", customer_id="demo")
+JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+FUNCTION = {Destination.SYMPLIFY: "SymplifySenderFunction", Destination.MATEO: "MateoSenderFunction"}
+DAILY_LIMIT = {
+    "code": "rate_limited",
+    "message": "daily limit of 10000 requests reached; it resets at 00:00 UTC",
+    "hint": "retry after the number of seconds in the Retry-After header",
+    "status": 429,
+}
+
+
+class Provider:
+    """The provider: answers each request with the next scripted answer for its method."""
+
+    def __init__(self, **answers: list[httpx.Response]) -> None:
+        self.answers = {method.upper(): list(queue) for method, queue in answers.items()}
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answers[request.method].pop(0)
+
+    def count(self, method: str) -> int:
+        return sum(r.method == method for r in self.requests)
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_left() -> Iterator[None]:
+    yield
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def config(stack: TemplateResources) -> Callable[..., SenderConfig]:
+    """The destination's sender configuration from template.yaml, on a queue of the test's own."""
+
+    def make(destination: Destination, **overrides: Any) -> SenderConfig:
+        queue = boto("sqs").create_queue(QueueName=f"unit-sender-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+        cfg = load(SenderConfig, stack.environment(FUNCTION[destination]))
+        return cfg.model_copy(update={"queue_url": queue, **overrides})
+
+    return make
+
+
+class Run:
+    """One job of one chunk, staged and recorded as the splitter leaves it, and a sender for it."""
+
+    def __init__(self, cfg: SenderConfig, provider: Provider, rows: int = 3) -> None:
+        self.cfg = cfg
+        self.provider = provider
+        self.store = DynamoJobStore(cfg.table_name, cfg.retention_days)
+        self.job_id = f"j-{uuid.uuid4().hex[:16]}"
+        destination = cfg.destination
+        target = "1001" if destination is Destination.SYMPLIFY else JOURNEY
+        key = f"jobs/{self.job_id}/chunks/c00001.jsonl"
+        staged = [
+            StagedRow(n, f"p{n}@example.com", {"id": f"p{n}", "properties": {}})
+            if destination is Destination.SYMPLIFY
+            else StagedRow(
+                n, f"p{n}@example.com", {"deduplication_id": f"d{n}", "contact": {}, "context": {}}
+            )
+            for n in range(1, rows + 1)
+        ]
+        with S3Writer(cfg.bucket_name, key) as out:
+            for row in staged:
+                out.write_line(row.to_json())
+        envelope = (
+            {"downloadUrl": "https://bucket.test/f.ndjson"} if destination is Destination.SYMPLIFY else {}
+        )
+        self.message = ChunkMessage(self.job_id, "c00001", destination, target, key, rows, envelope)
+        job = Job(self.job_id, JobStatus.SPLITTING, cfg.bucket_name, "inbox/x.csv", destination.value, target)
+        assert self.store.create_job(job, 300)
+        self.store.put_chunk(Chunk(self.job_id, "c00001", key, rows, message=self.message.to_json()))
+        job.status, job.counts, job.chunks_total = JobStatus.SENDING, Counts(read=rows), 1
+        self.store.finish_split(job)
+        self.http = httpx.Client(transport=httpx.MockTransport(provider))
+        deps = SenderDeps(self.store, lambda: SECRET, Pacer(cfg.table_name, destination.value, 0), self.http)
+        self.sender = Sender(cfg, deps)
+
+    def chunk(self) -> Chunk:
+        found = self.store.get_chunk(self.job_id, "c00001")
+        assert found is not None
+        return found
+
+    def follow_up(self) -> ChunkMessage:
+        """The message the sender queued to come back (what SQS would deliver)."""
+        return replace(self.message, turn=self.chunk().turn)
+
+    def rows(self) -> list[dict[str, str]]:
+        body = boto("s3").get_object(Bucket=self.cfg.bucket_name, Key=f"results/{self.job_id}/rows.csv")
+        return list(csv.DictReader(io.StringIO(body["Body"].read().decode("utf-8"))))
+
+
+def started(batch: str = "b-1") -> httpx.Response:
+    return httpx.Response(200, json={"batchId": batch, "status": "STARTED"})
+
+
+def status(state: str, batch: str = "b-1") -> httpx.Response:
+    return httpx.Response(200, json={"batchId": batch, "status": state, "rows": 3})
+
+
+def queued(cfg: SenderConfig) -> dict[str, str]:
+    return boto("sqs").get_queue_attributes(
+        QueueUrl=cfg.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+
+
+# --- Symplify: a started batch is followed until FINISHED or ERROR --------------------------------------
+
+
+def test_a_started_batch_is_polled_until_finished_and_only_then_sent(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY, batch_poll_seconds=1)
+    provider = Provider(post=[started()], get=[status("STARTED"), status("STARTED"), status("FINISHED")])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)  # the trigger: accepted, the batch is recorded, a poll is queued
+    chunk = run.chunk()
+    assert (chunk.state, chunk.batch_id, chunk.sent) == (ChunkState.PENDING, "b-1", 0)
+    assert chunk.turn and time.time() - chunk.batch_started < 30
+    assert queued(cfg)["ApproximateNumberOfMessagesDelayed"] == "1"  # the poll, 1 s from now
+    answer = boto("sqs").receive_message(QueueUrl=cfg.queue_url, WaitTimeSeconds=3)["Messages"][0]
+    first_poll = ChunkMessage.from_json(answer["Body"])
+    assert (first_poll.chunk_id, first_poll.turn, first_poll.not_before) == ("c00001", chunk.turn, None)
+
+    run.sender.handle(first_poll)  # STARTED: polled again later
+    run.sender.handle(first_poll)  # a redelivered copy of an older message: stale, no request
+    assert provider.count("GET") == 1
+    run.sender.handle(run.follow_up())  # STARTED
+    run.sender.handle(run.follow_up())  # FINISHED
+
+    assert (provider.count("POST"), provider.count("GET")) == (1, 3)
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert {(r["state"], r["answer"]) for r in run.rows()} == {("sent", "in Symplify batch b-1")}
+    assert run.chunk().state is ChunkState.SENT
+    get = provider.requests[-1]
+    assert (get.url.path, get.headers["X-Carma-Authentication-Token"]) == ("/rest/demo/batches/b-1", "t0ken")
+
+
+def test_a_batch_that_ends_in_error_fails_its_rows_with_the_reason_and_is_not_triggered_again(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY)
+    error = httpx.Response(200, json={"batchId": "b-9", "status": "ERROR", "message": "Journey is paused"})
+    provider = Provider(post=[started("b-9")], get=[error])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+    run.sender.handle(run.message)  # the trigger's message again: stale now, nothing is sent
+    run.sender.handle(run.follow_up())
+
+    assert (provider.count("POST"), provider.count("GET")) == (1, 1)
+    job = run.store.get_job(run.job_id)
+    assert job is not None and (job.status, job.counts.failed, job.counts.sent) == (JobStatus.FAILED, 3, 0)
+    answers = {(r["state"], r["answer"]) for r in run.rows()}
+    assert len(answers) == 1
+    state, answer = answers.pop()
+    assert state == "failed"
+    assert answer.startswith("Symplify batch b-9 ended in ERROR: Journey is paused; not started again")
+    assert "`fanout redrive`" in answer
+    assert run.chunk().state is ChunkState.FAILED  # what `fanout redrive` picks up
+    assert run.store.reopen_chunk(run.chunk())  # a redrive: the stored first message triggers anew
+    assert run.store.claim_chunk(run.job_id, "c00001", 300) is Claim.CLAIMED
+    assert (run.chunk().batch_id, run.chunk().turn) == ("", "")
+
+
+def test_a_batch_still_running_at_the_wait_limit_ends_uncertain_saying_what_to_check(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY, max_batch_wait_seconds=1)
+    provider = Provider(post=[started()], get=[status("STARTED")])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+    time.sleep(1.1)
+    run.sender.handle(run.follow_up())
+
+    job = run.store.get_job(run.job_id)
+    assert job is not None and (job.status, job.counts.uncertain) == (JobStatus.COMPLETED_WITH_ERRORS, 3)
+    (answer,) = {r["answer"] for r in run.rows()}
+    assert answer.startswith("uncertain: symplify batch b-1 had not finished 1 s after it started")
+    assert "--include-uncertain" in answer
+    assert provider.count("POST") == 1
+
+
+def test_a_sender_that_died_after_the_trigger_polls_the_recorded_batch_instead_of_guessing(
+    config: Callable[..., SenderConfig],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = config(Destination.SYMPLIFY)
+    provider = Provider(post=[started()], get=[status("FINISHED")])
+    run = Run(cfg, provider)
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Sender, "_requeue", die)
+    with pytest.raises(RuntimeError):
+        run.sender.handle(run.message)  # the batch was recorded, then the instance died
+    monkeypatch.undo()
+    boto("dynamodb").update_item(  # its lease runs out
+        TableName=cfg.table_name,
+        Key={"pk": {"S": f"JOB#{run.job_id}"}, "sk": {"S": "CHUNK#c00001"}},
+        UpdateExpression="SET lease_until = :zero",
+        ExpressionAttributeValues={":zero": {"N": "0"}},
+    )
+    run.sender.handle(run.message)  # redelivered: claimed after a crash, and the batch is known
+
+    assert (provider.count("POST"), provider.count("GET")) == (1, 1)
+    assert {r["state"] for r in run.rows()} == {"sent"}
+
+
+def test_a_dead_lettered_message_with_a_started_batch_leaves_its_rows_uncertain(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY)
+    run = Run(cfg, Provider(post=[started()]))
+    run.sender.handle(run.message)
+
+    dead_letter(run.store, cfg.bucket_name, cfg.event_bus_name, run.message.to_json(), 6)  # stale: ignored
+    assert run.chunk().state is ChunkState.PENDING
+    dead_letter(run.store, cfg.bucket_name, cfg.event_bus_name, run.follow_up().to_json(), 6)
+
+    assert run.chunk().state is ChunkState.UNCERTAIN
+    (answer,) = {r["answer"] for r in run.rows()}
+    assert answer.startswith("uncertain: symplify batch b-1 was started but its status could not be read")
+
+
+# --- a long Retry-After (Mateo's daily quota) ---------------------------------------------------------
+
+
+def test_a_daily_quota_is_waited_out_with_a_follow_up_message_not_a_spent_delivery(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.MATEO)
+    quota = httpx.Response(429, headers={"Retry-After": "30000"}, json=DAILY_LIMIT)
+    provider = Provider(post=[quota, httpx.Response(200, json={"success": True, "queued_count": 3})])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message, receive_count=4)  # returns: this message is done with, not retried
+
+    assert provider.count("POST") == 1  # no retry inside the invocation
+    chunk = run.chunk()
+    assert chunk.state is ChunkState.PENDING and chunk.turn
+    assert "daily limit of 10000 requests reached" in chunk.last_error
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.message.startswith("waiting for mateo's quota until ")
+    assert "daily limit" in job.message
+    assert queued(cfg)["ApproximateNumberOfMessagesDelayed"] == "1"  # SQS's longest delay, 15 minutes
+    follow_up = replace(run.follow_up(), not_before=time.time() + 30000 - SQS_MAX_DELAY)
+    with pytest.raises(RetryLater) as early:  # delivered after 15 minutes: rests out the remainder
+        run.sender.handle(follow_up)
+    assert 29000 - SQS_MAX_DELAY < early.value.delay <= 30000 - SQS_MAX_DELAY
+    assert provider.count("POST") == 1
+
+    run.sender.handle(replace(follow_up, not_before=time.time() - 1))  # the quota has reset
+
+    job = run.store.get_job(run.job_id)
+    assert job is not None and (job.status, job.counts.sent, job.message) == (JobStatus.COMPLETED, 3, "")
+
+
+def test_a_wait_longer_than_twelve_hours_is_cut_to_sqs_longest_visibility(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.MATEO)
+    quota = httpx.Response(429, headers={"Retry-After": "80000"}, json=DAILY_LIMIT)
+    run = Run(cfg, Provider(post=[quota]))
+
+    run.sender.handle(run.message)
+
+    until = re.search(r"until (\S+Z) ", run.chunk().last_error)
+    assert until is not None
+    resumes = datetime.fromisoformat(until.group(1).replace("Z", "+00:00")).timestamp()
+    assert abs(resumes - (time.time() + SQS_MAX_VISIBILITY)) < 60  # 12 hours, then it asks again
+
+
+def test_a_retry_after_within_the_backoff_cap_still_rests_the_same_message(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.MATEO)
+    throttled = httpx.Response(429, headers={"Retry-After": "60"}, json={"message": "slow down"})
+    run = Run(cfg, Provider(post=[throttled]))
+
+    with pytest.raises(RetryLater) as later:
+        run.sender.handle(run.message)
+
+    assert later.value.delay == 60
+    assert run.chunk().turn == "" and queued(cfg)["ApproximateNumberOfMessagesDelayed"] == "0"
+
+
+def test_a_claim_names_the_live_message(config: Callable[..., SenderConfig]) -> None:
+    cfg = config(Destination.MATEO)
+    run = Run(cfg, Provider())
+    store = run.store
+    assert store.claim_chunk(run.job_id, "c00001", 300, "t-1") is Claim.STALE  # no follow-up exists
+    assert store.claim_chunk(run.job_id, "c00001", 300) is Claim.CLAIMED
+    store.release_chunk(run.job_id, "c00001", "waiting", turn="t-1")
+    assert store.claim_chunk(run.job_id, "c00001", 300) is Claim.STALE
+    assert store.claim_chunk(run.job_id, "c00001", 300, "t-2") is Claim.STALE
+    assert store.claim_chunk(run.job_id, "c00001", 300, "t-1") is Claim.CLAIMED
+    assert store.claim_chunk(run.job_id, "c00001", 300, "t-1") is Claim.BUSY
