@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 KB = 1024
 SQS_PAYLOAD_UNIT = 64 * KB
@@ -175,8 +176,14 @@ class CallCounter:
         counter = self
 
         def counted(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-            answer = original(client, operation, params)
-            counter.observe(client.meta.service_model.endpoint_prefix, operation, params, answer)
+            service = client.meta.service_model.endpoint_prefix
+            try:
+                answer = original(client, operation, params)
+            except ClientError:
+                # Refused calls are billed too: an S3 GET of a missing key, a failed conditional write.
+                counter.observe(service, operation, params, None)
+                raise
+            counter.observe(service, operation, params, answer)
             return answer
 
         self._original = original

@@ -106,3 +106,22 @@ def test_both_formats_hold_the_same_rows(tmp_path: Path, file_format: str) -> No
         read = [json.loads(line) for line in text.splitlines()]
         expected = list(contacts(50))
     assert read == expected
+
+
+def test_a_refused_call_is_counted_as_billed() -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    counter = CallCounter().install()
+    try:
+        with Stubber(s3) as stub:
+            stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+            stub.add_response("put_object", {}, {"Bucket": "b", "Key": "k", "Body": b"x"})
+            with pytest.raises(s3.exceptions.NoSuchKey):
+                s3.get_object(Bucket="b", Key="missing")
+            s3.put_object(Bucket="b", Key="k", Body=b"x")
+    finally:
+        counter.uninstall()
+    assert counter.snapshot()["calls"] == {"s3:GetObject": 1, "s3:PutObject": 1}
+    assert (counter.usage.s3_get_requests, counter.usage.s3_put_requests) == (1, 1)
