@@ -31,8 +31,8 @@ from fanout.pacing import Pacer
 from fanout.providers import provider_for
 from fanout.providers.base import Provider, ProviderSecret
 from fanout.queueing import send_chunk_messages
-from fanout.results import settle_job
-from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, read_lines
+from fanout.results import rows_csv_text, settle_job
+from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, put_bytes, read_lines
 from fanout.store import Chunk, Claim, JobStore, Settlement
 
 if TYPE_CHECKING:
@@ -413,9 +413,8 @@ def record_results(
 ) -> None:
     """Write the chunk's row results, then settle it and add its counts to the job, atomically; settle the
     job when this was its last chunk. `state` overrides the chunk state the results imply."""
-    with S3Writer(bucket, chunk_result_key(message.job_id, message.chunk_id)) as out:
-        for result in sorted(results, key=lambda r: r.row):
-            out.write_line(result.to_json())
+    text = rows_csv_text(sorted(results, key=lambda r: r.row))
+    put_bytes(bucket, chunk_result_key(message.job_id, message.chunk_id), text.encode("utf-8"), "text/csv")
     sent = sum(r.state is RowState.SENT for r in results)
     failed = sum(r.state is RowState.FAILED for r in results)
     uncertain = sum(r.state is RowState.UNCERTAIN for r in results)

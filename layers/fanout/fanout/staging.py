@@ -26,6 +26,13 @@ def chunk_key(job_id: str, chunk_id: str) -> str:
 
 
 def chunk_result_key(job_id: str, chunk_id: str) -> str:
+    """A settled chunk's row results, already in rows.csv's form (no header)."""
+    return f"jobs/{job_id}/results/{chunk_id}.csv"
+
+
+def legacy_chunk_result_key(job_id: str, chunk_id: str) -> str:
+    """Where versions before the CSV form wrote a chunk's results (JSON lines): read for a job that was
+    in flight across an upgrade."""
     return f"jobs/{job_id}/results/{chunk_id}.jsonl"
 
 
@@ -130,6 +137,16 @@ def iter_lines(bucket: str, key: str) -> Iterator[bytes]:
     for line in body.iter_lines(chunk_size=256 * 1024):
         if line:
             yield line
+
+
+def read_object(bucket: str, key: str) -> bytes | None:
+    """The whole object (a chunk's results: at most a few MB); None when it does not exist."""
+    s3 = client("s3")
+    try:
+        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return data
 
 
 def read_lines(bucket: str, key: str) -> list[bytes]:
