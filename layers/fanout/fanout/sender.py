@@ -20,10 +20,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from fanout.aws import client
 from fanout.config import SenderConfig
 from fanout.models import ChunkMessage, ChunkState, Outcome, RowResult, RowState, StagedRow, Verdict
 from fanout.observability import logger, metrics
@@ -33,7 +31,7 @@ from fanout.providers.base import Provider, ProviderSecret
 from fanout.queueing import send_chunk_messages
 from fanout.results import rows_csv_text, settle_job
 from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, put_bytes, read_lines
-from fanout.store import Chunk, Claim, JobStore, Settlement
+from fanout.store import Chunk, Claim, JobStore, Settlement, iso_utc
 
 if TYPE_CHECKING:
     import httpx
@@ -88,11 +86,6 @@ def backoff_seconds(receive_count: int, retry_after: float | None, cap: int) -> 
     return int(min(cap, 5 * 2 ** max(0, receive_count - 1)))
 
 
-def iso_time(epoch: float) -> str:
-    """`epoch` as an ISO 8601 UTC time to the second, e.g. 2026-11-27T00:00:00Z."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True, slots=True)
 class SenderDeps:
     """What a sender needs from outside: storage, the provider's secret, pacing and HTTP."""
@@ -116,7 +109,7 @@ class Sender:
         rest = 0.0 if message.not_before is None else message.not_before - time.time()
         if rest > 1:  # a wait longer than SQS's longest delay: the rest of it, invisible
             raise RetryLater(
-                f"waiting until {iso_time(message.not_before or 0)}", min(SQS_MAX_VISIBILITY, math.ceil(rest))
+                f"waiting until {iso_utc(message.not_before or 0)}", min(SQS_MAX_VISIBILITY, math.ceil(rest))
             )
         store = self._deps.store
         claim = store.claim_chunk(
@@ -277,7 +270,7 @@ class Sender:
         Honoured up to SQS's 12-hour visibility limit (a longer one is asked for again then), with a
         follow-up message: no delivery is used up, and no retry is made in the meantime."""
         wait = min(SQS_MAX_VISIBILITY, math.ceil(retry_after))
-        until = iso_time(time.time() + wait)
+        until = iso_utc(time.time() + wait)
         provider = self._provider.destination.value
         note = f"waiting for {provider}'s quota until {until} ({detail}); sending resumes by itself then"
         logger.warning(
@@ -315,11 +308,7 @@ class Sender:
         follow_up = replace(
             message, turn=turn, not_before=time.time() + wait if wait > SQS_MAX_DELAY else None
         )
-        client("sqs").send_message(
-            QueueUrl=self._cfg.queue_url,
-            MessageBody=follow_up.to_json(),
-            DelaySeconds=min(SQS_MAX_DELAY, wait),
-        )
+        send_chunk_messages(self._cfg.queue_url, [follow_up], min(SQS_MAX_DELAY, wait))
         self._deps.store.release_chunk(message.job_id, message.chunk_id, note, progress_saved, turn)
         logger.info(
             "chunk queued to come back",

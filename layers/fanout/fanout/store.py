@@ -29,8 +29,13 @@ from fanout.aws import client
 from fanout.models import ChunkState, Counts, JobStatus
 
 
+def iso_utc(epoch: float, timespec: str = "seconds") -> str:
+    """`epoch` as an ISO 8601 UTC time, e.g. 2026-11-27T00:00:00Z."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(time.time(), "milliseconds")
 
 
 @dataclass(slots=True)
