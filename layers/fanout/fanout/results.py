@@ -11,7 +11,7 @@ import heapq
 import io
 import json
 import re
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
@@ -24,7 +24,6 @@ from fanout.staging import (
     S3Writer,
     chunk_result_key,
     iter_lines,
-    legacy_chunk_result_key,
     put_bytes,
     read_object,
     rejected_jsonl_key,
@@ -79,16 +78,10 @@ def _chunk_records(bucket: str, job: Job, chunk: Chunk) -> list[_Record]:
     data = read_object(bucket, chunk_result_key(job.job_id, chunk.chunk_id))
     if data is not None:
         return [(int(fields[0]), fields) for fields in csv.reader(io.StringIO(data.decode("utf-8")))]
-    legacy = [
-        RowResult.from_json(line)
-        for line in iter_lines(bucket, legacy_chunk_result_key(job.job_id, chunk.chunk_id))
-    ]
-    if not legacy:
-        reason = chunk.last_error or job.message or "not sent"
-        state = RowState.UNCERTAIN if chunk.state is ChunkState.UNCERTAIN else RowState.FAILED
-        staged = (StagedRow.from_json(line) for line in iter_lines(bucket, chunk.key))
-        legacy = [RowResult(row.row, row.identity, state, reason) for row in staged]
-    return [(r.row, _fields(r)) for r in legacy]
+    reason = chunk.last_error or job.message or "not sent"
+    state = RowState.UNCERTAIN if chunk.state is ChunkState.UNCERTAIN else RowState.FAILED
+    staged = (StagedRow.from_json(line) for line in iter_lines(bucket, chunk.key))
+    return [(row.row, _fields(RowResult(row.row, row.identity, state, reason))) for row in staged]
 
 
 def read_ahead(items: Iterable[_T], fetch: Callable[[_T], _R], window: int) -> Iterator[_R]:
@@ -124,23 +117,20 @@ def _rejected(bucket: str, job_id: str) -> Iterator[_Record]:
         yield row, _fields(RowResult(row, "", RowState.REJECTED, data["reason"]))
 
 
-def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> dict[RowState, int]:
-    """Merge rejected rows and every chunk's results into rows.csv; returns the count per state."""
-    states: Counter[str] = Counter()
+def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> None:
+    """Merge rejected rows and every chunk's results into rows.csv, in file order."""
     streams: list[Iterable[_Record]] = [_rejected(bucket, job.job_id), *_lanes(bucket, job, chunks)]
     with S3Writer(bucket, result_key(job.job_id, "rows.csv"), content_type="text/csv") as out:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(ROWS_HEADER)
         for _row, fields in heapq.merge(*streams):
-            states[fields[2]] += 1
             writer.writerow(fields)
             if buffer.tell() > 1 << 20:
                 out.write(buffer.getvalue().encode("utf-8"))
                 buffer.seek(0)
                 buffer.truncate()
         out.write(buffer.getvalue().encode("utf-8"))
-    return {state: states[state.value] for state in RowState}
 
 
 def final_status(job: Job) -> JobStatus:

@@ -30,12 +30,6 @@ def chunk_result_key(job_id: str, chunk_id: str) -> str:
     return f"jobs/{job_id}/results/{chunk_id}.csv"
 
 
-def legacy_chunk_result_key(job_id: str, chunk_id: str) -> str:
-    """Where versions before the CSV form wrote a chunk's results (JSON lines): read for a job that was
-    in flight across an upgrade."""
-    return f"jobs/{job_id}/results/{chunk_id}.jsonl"
-
-
 def progress_key(job_id: str, chunk_id: str) -> str:
     """Row answers an interrupted delivery of a chunk got (one call per row), kept for the next one."""
     return f"jobs/{job_id}/progress/{chunk_id}.jsonl"
