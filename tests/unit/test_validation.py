@@ -364,18 +364,24 @@ def test_the_same_address_as_a_contact_and_as_a_list_is_not_a_duplicate(seen: Se
     assert seen.first_row("c", "team@company.com", 7) == 1
 
 
-def test_different_contacts_are_never_duplicates_even_when_their_hashes_collide(
-    seen: SeenContacts, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class Colliding:
-        @staticmethod
-        def blake2b(data: bytes, digest_size: int) -> Any:
-            return Colliding()
+class _Colliding:
+    """Stands in for hashlib: every key hashes to the same 64 bits."""
 
-        def digest(self) -> bytes:
-            return b"\x00" * 8
+    @staticmethod
+    def blake2b(data: bytes, digest_size: int) -> Any:
+        return _Colliding()
 
-    monkeypatch.setattr("fanout.validation.hashlib", Colliding)
+    def digest(self) -> bytes:
+        return b"\x00" * 8
+
+
+@pytest.fixture
+def colliding_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fanout.validation.hashlib", _Colliding)
+
+
+@pytest.mark.usefixtures("colliding_hashes")
+def test_different_contacts_are_never_duplicates_even_when_their_hashes_collide(seen: SeenContacts) -> None:
     assert seen.first_row("c", "ada@example.com", 1) is None
     assert seen.first_row("c", "bob@example.com", 2) is None
     assert seen.first_row("c", "ada@example.com", 3) == 1
@@ -400,18 +406,8 @@ def test_a_batch_of_rows_gets_the_answers_one_call_a_row_would(tmp_path: Path) -
     assert answers == expected == [None, None, 1, None, 2, 4]
 
 
-def test_a_batch_never_takes_colliding_contacts_for_duplicates(
-    seen: SeenContacts, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class Colliding:
-        @staticmethod
-        def blake2b(data: bytes, digest_size: int) -> Any:
-            return Colliding()
-
-        def digest(self) -> bytes:
-            return b"\x00" * 8
-
-    monkeypatch.setattr("fanout.validation.hashlib", Colliding)
+@pytest.mark.usefixtures("colliding_hashes")
+def test_a_batch_never_takes_colliding_contacts_for_duplicates(seen: SeenContacts) -> None:
     assert seen.first_rows([("c", "ada", 1), ("c", "bob", 2)]) == [None, None]
     assert seen.first_rows([("c", "ada", 3), ("c", "bob", 4)]) == [1, None]
 
