@@ -1,14 +1,17 @@
-# journey-fanout: every target sets up .venv itself (Python >= 3.11 and make are all a fresh machine needs).
-PYTHON ?= python3
+# journey-fanout: every target sets up .venv itself, on the Lambda runtime's Python minor (template.yaml's
+# Globals Runtime names it; scripts/runtime-python finds that interpreter). It and make are all a fresh
+# machine needs.
+PYTHON ?= $(shell scripts/runtime-python)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+RUNTIME := $(shell sed -n 's/^ *Runtime: python\([0-9.]*\)$$/\1/p' template.yaml | head -1)
+STAMP := $(VENV)/.installed-python$(RUNTIME)
 
 .PHONY: demo test test-slow test-all lint security bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit("journey-fanout needs Python >= 3.11") if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || scripts/runtime-python
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
