@@ -31,6 +31,7 @@ class FunctionSpec:
     memory: int
     environment: dict[str, str]
     arn: str = ""  # the function's ARN in the local stack's region and account
+    layer_dirs: tuple[Path, ...] = ()  # its layers' python/ folders (Lambda's /opt/python)
 
     @property
     def function_arn(self) -> str:
@@ -69,9 +70,11 @@ def _serve(spec: FunctionSpec, conn: Connection, log_path: str) -> None:
     log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     sys.stdout = log
     sys.stderr = log
-    os.environ.update(spec.environment)
-    sys.path.insert(0, str(spec.code_dir))
     try:
+        os.environ.clear()  # a function sees Lambda's environment and its own, nothing of the parent's
+        os.environ.update(spec.environment)
+        # Lambda's order: the function's code (/var/task) first, then its layers (/opt/python).
+        sys.path[0:0] = [str(spec.code_dir), *(str(d) for d in spec.layer_dirs)]
         handler = _load_handler(spec)
         conn.send(("ready", None))
     except Exception as exc:  # a broken cold start is reported, as Lambda's Init error would be

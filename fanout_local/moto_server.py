@@ -6,7 +6,14 @@ Local-only changes to stock `moto.server`, all invisible to clients:
   (an SQS long poll gives the lock back while it waits, and a send no longer counts the whole queue);
 - DynamoDB `TransactWriteItems` backs up only the items it touches, not a deep copy of every table it
   names: moto's copy costs O(table) per transaction, which made a million-row job quadratic;
-- no access log line per request (errors are still logged), and the backend of a host is looked up once.
+- no access log line per request (errors are still logged), and the backend of a host is looked up once;
+- Lambda as a service, not a runtime: moto would run functions in Docker, which this stack replaces
+  with its own workers. An asynchronous invocation (an S3 notification, an EventBridge target, `Invoke`
+  with `InvocationType=Event`) is put on the function's event queue (`fanout-local-async-<name>`),
+  which the event runner drains as Lambda's internal queue; moto's own SQS event-source polling is off,
+  since the event runner polls as Lambda does;
+- `fanout_local.aws_faults` answers a share of the functions' calls with AWS's own errors on demand,
+  and counts what IAM denied (`/_fanout/stats`).
 
     python -m fanout_local.moto_server PORT
 """
@@ -14,17 +21,43 @@ Local-only changes to stock `moto.server`, all invisible to clients:
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto.awslambda.models import LambdaFunction
+from moto.cloudformation.parsing import get_model_map
 from moto.core.utils import unix_time
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
+from moto.events.models import EventBus, Rule
+from moto.events.responses import EventsHandler
+from moto.iam.access_control import IAMRequestBase
+from moto.iam.models import Role, iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.sqs.models import Queue, SQSBackend
+from moto.s3.models import FakeBucket, s3_backends
+from moto.secretsmanager.responses import SecretsManagerResponse
+from moto.sqs.exceptions import QueueDoesNotExist
+from moto.sqs.models import Queue, SQSBackend, sqs_backends
+from moto.utilities.arns import parse_arn
+from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
+
+from fanout_local.aws_faults import ObservedAws
+from fanout_local.moto_models import CfnEventInvokeConfig, CfnSecret
+
+ASYNC_QUEUE_PREFIX = "fanout-local-async-"
+TRANSACTION_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
 
 _original_transact = DynamoDBBackend.transact_write_items
 
@@ -163,6 +196,241 @@ def backends_remembered() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
+def async_queue_name(function_name: str) -> str:
+    """The local stand-in for Lambda's internal queue of a function's asynchronous invocations."""
+    return ASYNC_QUEUE_PREFIX + function_name
+
+
+def _enqueue_async(account_id: str, region: str, function_name: str, payload: str) -> None:
+    backend = sqs_backends[account_id][region]
+    name = async_queue_name(function_name)
+    try:
+        backend.get_queue(name)
+    except QueueDoesNotExist:
+        backend.create_queue(name)
+    backend.send_message(name, payload)
+
+
+def lambda_as_a_service() -> None:
+    """Asynchronous invocations are queued for the event runner; synchronous ones are refused (nothing
+    in the flow invokes a function synchronously); moto never polls SQS for a function itself."""
+
+    def invoke(self: LambdaFunction, body: str, request_headers: Any, response_headers: Any) -> str:
+        # S3's notification calls this with no headers: S3 always invokes asynchronously.
+        kind = request_headers.get("x-amz-invocation-type", "Event") if request_headers else "Event"
+        if kind != "Event":
+            raise NotImplementedError(
+                "the local stack runs functions through its event runner: invoke with InvocationType=Event"
+            )
+        _enqueue_async(self.account_id, self.region, self.function_name, body or "{}")
+        return ""
+
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign,assignment]
+
+    original_send = Rule.send_to_targets
+
+    def send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
+        if self.event_pattern.matches_event(original_event):
+            for target in self.targets:
+                arn = parse_arn(target["Arn"])
+                if arn.service == "lambda":
+                    name = arn.resource_id.split(":", 1)[0]
+                    _enqueue_async(arn.account, arn.region, name, json.dumps(original_event))
+        original_send(self, original_event, transform_input)  # moto's own targets (SQS, logs, buses)
+
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+
+    # A data descriptor on the class wins over the attribute moto sets per queue: mappings registered on
+    # a queue are forgotten, so a message sent is never received by moto on a function's behalf.
+    Queue.lambda_event_source_mappings = property(  # type: ignore[assignment]
+        lambda self: {}, lambda self, value: None
+    )
+
+
+def _bucket_notification(config: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's NotificationConfiguration in the shape moto's S3 keeps (its XML API's)."""
+
+    def targets(entries: list[dict[str, Any]], arn_key: str, kind: str) -> list[dict[str, Any]]:
+        return [
+            {
+                kind: entry[arn_key],
+                "Event": [entry["Event"]],
+                **(
+                    {"Filter": {"S3Key": {"FilterRule": entry["Filter"]["S3Key"]["Rules"]}}}
+                    if entry.get("Filter", {}).get("S3Key")
+                    else {}
+                ),
+            }
+            for entry in entries
+        ]
+
+    shaped: dict[str, Any] = {}
+    if config.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true"):
+        shaped["EventBridgeConfiguration"] = {}
+    if config.get("LambdaConfigurations"):
+        shaped["CloudFunctionConfiguration"] = targets(
+            config["LambdaConfigurations"], "Function", "CloudFunction"
+        )
+    if config.get("QueueConfigurations"):
+        shaped["QueueConfiguration"] = targets(config["QueueConfigurations"], "Queue", "Queue")
+    return shaped
+
+
+def _roles_fixed() -> None:
+    original = Role.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_from_cloudformation_json(
+        cls: type[Role],
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Role:
+        properties = cloudformation_json["Properties"]
+        for policy in properties.get("Policies", []):
+            if not isinstance(policy["PolicyDocument"], str):
+                policy["PolicyDocument"] = json.dumps(policy["PolicyDocument"])
+        role = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        backend = iam_backends[account_id][get_partition(region_name)]
+        for arn in properties.get("ManagedPolicyArns", []):
+            backend.attach_role_policy(arn, role.name)
+        return role
+
+    Role.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
+
+
+def cloudformation_fixed() -> None:
+    """What moto's CloudFormation gets wrong, made right; applied in the server and in the unit suite's
+    in-process moto alike.
+
+    - `Ref` of an AWS::Events::EventBus answered the bus object itself (it has no physical id), which
+      broke every function whose environment names the bus; AWS answers the bus's name.
+    - An AWS::S3::Bucket's VersioningConfiguration and NotificationConfiguration were ignored: the
+      inbox had no versions (job ids use them) and sent no event on upload.
+    - An AWS::IAM::Role's inline policies were kept as objects, which IAM's evaluation cannot read
+      (every call of the role failed with a 500), and its ManagedPolicyArns were not attached.
+    - AWS::SecretsManager::Secret and AWS::Lambda::EventInvokeConfig were skipped (and an environment
+      variable naming a skipped secret silently dropped): both are created now (fanout_local.moto_models).
+    """
+    EventBus.physical_resource_id = property(lambda self: self.name)  # type: ignore[attr-defined]
+    _roles_fixed()
+    for model in (CfnSecret, CfnEventInvokeConfig):
+        get_model_map()[model.cloudformation_type()] = model
+    original = FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_from_cloudformation_json(
+        cls: type[FakeBucket],
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> FakeBucket:
+        bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        properties = cloudformation_json.get("Properties", {})
+        backend = s3_backends[account_id][get_partition(region_name)]
+        status = properties.get("VersioningConfiguration", {}).get("Status")
+        if status:
+            backend.put_bucket_versioning(bucket.name, status)
+        notification = _bucket_notification(properties.get("NotificationConfiguration", {}))
+        if notification:
+            backend.put_bucket_notification_configuration(bucket.name, notification)
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
+
+
+def _request_json(handler: Any) -> dict[str, Any]:
+    body = handler.body
+    if isinstance(body, (str, bytes, bytearray)):
+        try:
+            body = json.loads(body or "{}")
+        except ValueError:
+            return {}
+    return body if isinstance(body, dict) else {}
+
+
+def resources_named_for_iam() -> None:
+    """IAM decides on the resource a call names, as AWS does. moto names it for SQS, S3 and IAM only and
+    checks DynamoDB, Secrets Manager and EventBridge calls against "*", so a policy scoped to one table,
+    secret or bus (every SAM policy template) would deny everything. Here those calls name their table
+    (or index), secret and bus ARN."""
+
+    def dynamodb_resource(self: DynamoHandler) -> str:
+        body = _request_json(self)
+        names = [body.get("TableName")]
+        for entry in body.get("TransactItems", []):
+            names += [op.get("TableName") for op in entry.values() if isinstance(op, dict)]
+        names += list(body.get("RequestItems", {}))
+        table = next((n for n in names if n), None)
+        if table is None:
+            return "*"
+        arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
+        return f"{arn}/index/{body['IndexName']}" if body.get("IndexName") else arn
+
+    def secret_resource(self: SecretsManagerResponse) -> str:
+        secret_id = _request_json(self).get("SecretId")
+        if not secret_id:
+            return "*"
+        try:
+            return str(self.backend.describe_secret(secret_id).arn)
+        except Exception:  # an unknown secret: AWS would answer ResourceNotFound after IAM allowed it
+            return "*"
+
+    def events_resource(self: EventsHandler) -> str:
+        body = _request_json(self)
+        entries = body.get("Entries") or [{}]
+        bus = entries[0].get("EventBusName") or body.get("EventBusName") or "default"
+        if str(bus).startswith("arn:"):
+            return str(bus)
+        return f"arn:aws:events:{self.region}:{self.current_account}:event-bus/{bus}"
+
+    DynamoHandler._determine_resource = dynamodb_resource  # type: ignore[attr-defined]
+    original_authorize = DynamoHandler._authenticate_and_authorize_normal_action
+
+    def authorize(self: DynamoHandler, resource: str = "*") -> None:
+        """IAM has no TransactWriteItems action: AWS authorises each item's own action (PutItem,
+        UpdateItem, DeleteItem, ConditionCheckItem; GetItem in TransactGetItems) on its table."""
+        if self._get_action() not in ("TransactWriteItems", "TransactGetItems"):
+            original_authorize(self, resource)
+            return
+        checks = set()
+        for entry in _request_json(self).get("TransactItems", []):
+            for kind, item in entry.items():
+                arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{item.get('TableName')}"
+                checks.add((TRANSACTION_ITEM_ACTIONS.get(kind, kind), arn))
+        for action, arn in sorted(checks):
+            self._get_action = lambda action=action: action  # type: ignore[method-assign]
+            try:
+                original_authorize(self, arn)
+            finally:
+                del self._get_action
+
+    DynamoHandler._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign]
+    SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
+    EventsHandler._determine_resource = events_resource  # type: ignore[attr-defined]
+
+
+def bodiless_requests_signed_right() -> None:
+    """moto checks a SigV4 signature against `body or data`; a GET without a body (Lambda's
+    GetFunctionConfiguration, ListEventSourceMappings, ...) then hashes moto's parsed request data
+    instead of the empty payload the client signed, and every such call is refused as
+    SignatureDoesNotMatch once IAM is enforced. A request without a body is checked as one."""
+    original = IAMRequestBase._create_aws_request
+
+    def create_aws_request(self: IAMRequestBase) -> Any:
+        if not self._body and self._method in ("GET", "HEAD", "DELETE"):
+            saved, self._data = self._data, {}
+            try:
+                return original(self)
+            finally:
+                self._data = saved
+        return original(self)
+
+    IAMRequestBase._create_aws_request = create_aws_request  # type: ignore[method-assign]
+
+
 class _QuietRequestHandler(MotoRequestHandler):
     """moto's request handler without the access log: one line a request through werkzeug's logger was
     about a tenth of the server's time under a million-row job. Errors are still logged."""
@@ -178,12 +446,18 @@ class _QuietRequestHandler(MotoRequestHandler):
 
 
 def main(port: int) -> None:
+    # A request moto fails on is logged with its traceback (werkzeug's logger), never silently a 500.
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s")
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     sends_without_counting()
     backends_remembered()
+    cloudformation_fixed()
+    lambda_as_a_service()
+    bodiless_requests_signed_right()
+    resources_named_for_iam()
     lock = threading.Lock()
     waits_unlocked(lock)
-    app = serialised(DomainDispatcherApplication(create_backend_app), lock)
+    app = ObservedAws(serialised(DomainDispatcherApplication(create_backend_app), lock))
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietRequestHandler)
     server.serve_forever()
 

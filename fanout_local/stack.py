@@ -1,5 +1,6 @@
 """The embedded local stack: moto in server mode, the provider emulators, and the event runner, with
-every AWS resource created from template.yaml itself.
+template.yaml deployed into the local AWS as `sam deploy` deploys it into AWS (`fanout_local.deploy`):
+SAM's translator, CloudFormation's CreateStack, IAM enforced, each function under its own role.
 
     with LocalStack(StackSettings()) as stack:
         job_id = stack.drop(Path("examples/contacts.csv"), "mateo", "3c90c3cc-...")
@@ -8,6 +9,7 @@ every AWS resource created from template.yaml itself.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +30,20 @@ from botocore.config import Config
 
 from fanout import ids
 from fanout.store import DynamoJobStore, Job
+from fanout_local import deploy, not_emulated
+from fanout_local.aws_faults import parse_fault_rates
+from fanout_local.deployed import DeployedFunction, DeployedStack
 from fanout_local.lambda_worker import FunctionSpec, Worker
-from fanout_local.resources import TemplateResources
+from fanout_local.moto_server import async_queue_name
 from fanout_local.runner import LAMBDA_ASYNC_RETRY_DELAYS, AsyncInvoker, SqsPoller, SqsSource
-from fanout_local.template import (
-    REPO,
-    Resolver,
-    load_template,
-    resources_of_type,
-)
 
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+REPO = deploy.REPO
+ACCOUNT = "123456789012"
+# Before IAM is enforced, moto accepts any keys: these create the deployer, whose keys sign every call
+# after (the operator's, the CLI's, the event runner's: Lambda's own service).
+BOOTSTRAP_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap"}
+DEPLOYER = "journey-fanout-deployer"
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 # The emulators' demo tokens (emulators/fixtures/default.json); the local secrets carry them.
 LOCAL_SECRETS: dict[str, dict[str, str]] = {
@@ -98,7 +104,20 @@ class StackSettings:
     visibility_timeout: int | None = None  # override the queues' visibility timeout (fast tests)
     async_retry_delays: tuple[int, ...] = LAMBDA_ASYNC_RETRY_DELAYS  # before the splitter's event retries
     function_env: dict[str, str] = field(default_factory=dict)  # extra env for every function
-    state_dir: Path | None = None  # logs and port files; a temporary folder by default
+    state_dir: Path | None = None  # logs, port files, deployed code; a temporary folder by default
+    iam: bool = True  # enforce IAM: each function may do only what its execution role allows
+    aws_faults: str = ""  # e.g. "dynamodb=0.1,s3=0.05,sqs=0.05": AWS's own errors for that share of calls
+    aws_seed: int | None = None  # which calls fail (defaults to `seed`)
+    template: Path | None = None  # another template (a test's mutated copy); template.yaml by default
+
+
+def _layer_logical_id(template: dict[str, Any]) -> str:
+    (logical,) = (
+        name
+        for name, res in template["Resources"].items()
+        if res.get("Type") == "AWS::Serverless::LayerVersion"
+    )
+    return logical
 
 
 class LocalStack:
@@ -110,14 +129,18 @@ class LocalStack:
         self.state_dir = self.settings.state_dir or Path(self._make_tmp())
         self.log_dir = self.state_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.template = load_template()
+        self.template = deploy.load_template(self.settings.template or deploy.TEMPLATE)
         self._processes: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.workers: dict[str, list[Worker]] = {}
         self.endpoint = ""
         self.emulators: dict[str, Any] = {}
-        self.resolver: Resolver | None = None
+        self._credentials = dict(BOOTSTRAP_CREDENTIALS)
+        self._function_credentials: dict[str, dict[str, str]] = {}
+        self.deployed: DeployedStack | None = None
+        self.bucket = ""
+        self.splitter_events_url = ""
 
     def _make_tmp(self) -> str:
         self._tmp = tempfile.TemporaryDirectory(prefix="fanout-local-")
@@ -135,8 +158,9 @@ class LocalStack:
         try:
             self._start_moto()
             self._start_emulators()
-            self._create_resources()
+            self._deploy()
             self._start_functions()
+            self.set_aws_faults(self.settings.aws_faults, self.settings.aws_seed)
         except BaseException:
             self.stop()
             raise
@@ -159,36 +183,61 @@ class LocalStack:
 
     # -- AWS (moto server) -------------------------------------------------------------------------
     def aws_env(self) -> dict[str, str]:
-        """What a process needs to talk to the local AWS, exactly as it would talk to AWS."""
+        """What a process needs to talk to the local AWS as the deployer (an operator), exactly as it
+        would talk to AWS."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": self.settings.region,
-            **LOCAL_CREDENTIALS,
+            "AWS_ACCESS_KEY_ID": self._credentials["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": self._credentials["AWS_SECRET_ACCESS_KEY"],
         }
 
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(
+            aws_access_key_id=self._credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self._credentials["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.settings.region,
+        )
+
     def client(self, service: str) -> Any:
-        return boto3.client(  # type: ignore[call-overload]
+        """A client of the local AWS with the deployer's (an operator's) rights."""
+        return self.session().client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.endpoint,
-            region_name=self.settings.region,
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=30),
         )
 
     def _start_moto(self) -> None:
         port = free_port()
         log = open(self.log_dir / "moto.log", "ab")  # noqa: SIM115 - closed with the process
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         process = subprocess.Popen(
             [sys.executable, "-m", "fanout_local.moto_server", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **LOCAL_CREDENTIALS},
+            # AWS's managed policies (AWSLambdaBasicExecutionRole, AWSLambdaSQSQueueExecutionRole, ...)
+            # exist in moto only when loaded; the roles SAM makes attach them and IAM evaluates them.
+            env={**env, **BOOTSTRAP_CREDENTIALS, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
             preexec_fn=_die_with_parent,
         )
         self._processes.append(process)
         _wait_for_port(port, 30)
         self.endpoint = f"http://127.0.0.1:{port}"
+
+    def aws_stats(self) -> dict[str, Any]:
+        """What the local AWS counted: IAM enforced or not, calls it denied, faults it injected."""
+        answer = httpx.get(f"{self.endpoint}/_fanout/stats", timeout=10)
+        answer.raise_for_status()
+        stats: dict[str, Any] = answer.json()
+        return stats
+
+    def set_aws_faults(self, spec: str, seed: int | None = None) -> None:
+        """Answer a share of the functions' AWS calls with AWS's own errors ("dynamodb=0.1,s3=0.05")."""
+        rates = parse_fault_rates(spec)
+        seed = seed if seed is not None else self.settings.seed
+        httpx.post(
+            f"{self.endpoint}/_fanout/faults", json={"rates": rates, "seed": seed}, timeout=10
+        ).raise_for_status()
 
     # -- provider emulators -------------------------------------------------------------------------
     def _start_emulators(self) -> None:
@@ -229,106 +278,198 @@ class LocalStack:
             f"{self.emulator_admin(emulator)}/_emulator/faults", json=faults, timeout=10
         ).raise_for_status()
 
-    # -- resources from template.yaml -------------------------------------------------------------------
-    def _create_resources(self) -> None:
+    # -- deploying template.yaml ----------------------------------------------------------------------
+    def _deploy(self) -> None:
+        self._create_deployer()
+        deploy.deploy(
+            self.session(),
+            self.settings.stack_name,
+            self.settings.parameters,
+            artifacts_bucket=f"{self.settings.stack_name}-artifacts-{ACCOUNT}",
+            template=self.template,
+            endpoint_url=self.endpoint,
+        )
+        self.deployed = deployed = DeployedStack(self.client, self.settings.stack_name)
         secrets = {
             dest: {"base_url": self.emulators[EMULATOR_OF[dest]], **values}
             for dest, values in LOCAL_SECRETS.items()
         }
-        self.resources = TemplateResources(
-            self.client,
-            self.template,
-            stack_name=self.settings.stack_name,
-            region=self.settings.region,
-            parameters=self.settings.parameters,
-            secret_values=secrets,
-            visibility_timeout=self.settings.visibility_timeout,
-        )
-        self.resources.create()
-        self.resolver = self.resources.resolver
-        self.bucket = self.resources.bucket
-        self.splitter_events_url = self.resources.splitter_events_url
+        not_emulated.put_local_secrets(deployed, secrets)
+        self.bucket = deployed.outputs()["BucketName"]
+        if self.settings.visibility_timeout is not None:
+            self._shorten_visibility(self.settings.visibility_timeout)
+        # Lambda assumes each execution role for its function: only the Lambda service may (the roles'
+        # trust policy), and the local Lambda service is this stack, so it does so before IAM applies.
+        self._function_credentials = {
+            logical: self._role_credentials(function) for logical, function in deployed.functions.items()
+        }
+        if self.settings.iam:
+            httpx.post(f"{self.endpoint}/moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
+
+    def _create_deployer(self) -> None:
+        """An IAM user allowed everything, created while moto still accepts any keys; its keys sign
+        every call that is not a function's (the operator's, and Lambda's own pollers')."""
+        iam = self.client("iam")
+        iam.create_user(UserName=DEPLOYER)
+        iam.put_user_policy(UserName=DEPLOYER, PolicyName="deploy", PolicyDocument=json.dumps(ADMIN_POLICY))
+        key = iam.create_access_key(UserName=DEPLOYER)["AccessKey"]
+        self._credentials = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+
+    def _shorten_visibility(self, seconds: int) -> None:
+        """Fast tests: every queue's visibility timeout set to `seconds` after the deploy, as an operator
+        would with SetQueueAttributes."""
+        assert self.deployed is not None
+        sqs = self.client("sqs")
+        for url in self.deployed.of_type("AWS::SQS::Queue").values():
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": str(seconds)})
+
+    def outputs(self) -> dict[str, str]:
+        assert self.deployed is not None
+        return self.deployed.outputs()
+
+    def physical(self, logical_id: str) -> str:
+        """The physical id (queue URL, table name, function name ...) CloudFormation gave a resource."""
+        assert self.deployed is not None
+        return self.deployed.physical[logical_id]
 
     # -- functions and event sources ------------------------------------------------------------------
-    def function_specs(self) -> dict[str, tuple[FunctionSpec, dict[str, Any]]]:
-        """Each function's spec and resolved properties, environment merged from Globals."""
-        assert self.resolver is not None
-        resolver = self.resolver
-        globals_fn = resolver.resolve(self.template.get("Globals", {}).get("Function", {}))
+    def _code_dir(self, logical_id: str, prefix: str = "") -> Path:
+        """The function's (or layer's) deployment package as CloudFormation got it, unpacked."""
+        target = self.state_dir / "code" / logical_id
+        if not target.exists():
+            body = (
+                self.client("s3")
+                .get_object(
+                    Bucket=f"{self.settings.stack_name}-artifacts-{ACCOUNT}",
+                    Key=f"artifacts/{logical_id}.zip",
+                )["Body"]
+                .read()
+            )
+            target.mkdir(parents=True)
+            with zipfile.ZipFile(io.BytesIO(body)) as archive:
+                archive.extractall(target)
+        return target / prefix if prefix else target
+
+    def _role_credentials(self, function: DeployedFunction) -> dict[str, str]:
+        """What Lambda gives a function: temporary credentials of its execution role."""
+        answer = self.client("sts").assume_role(
+            RoleArn=function.role_arn, RoleSessionName=function.name[:64]
+        )["Credentials"]
+        return {
+            "AWS_ACCESS_KEY_ID": answer["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": answer["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": answer["SessionToken"],
+        }
+
+    def function_specs(self) -> dict[str, FunctionSpec]:
+        """Each deployed function as its worker runs it: configuration from Lambda's API, code from
+        its deployment package, credentials of its own role."""
+        assert self.deployed is not None
+        layer_dir = self._code_dir(_layer_logical_id(self.template), deploy.LAYER_PREFIX)
         specs = {}
-        for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items():
-            props = resolver.resolve(res["Properties"])
-            env = self.resources.environment(logical)
-            env.update(self.aws_env())
+        for logical, function in self.deployed.functions.items():
+            env = dict(function.environment)
             env.update(
                 {
+                    "AWS_ENDPOINT_URL": self.endpoint,
+                    "AWS_REGION": self.settings.region,
+                    "AWS_DEFAULT_REGION": self.settings.region,
+                    "AWS_LAMBDA_FUNCTION_NAME": function.name,
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory),
                     "POWERTOOLS_TRACE_DISABLED": "true",
-                    "AWS_LAMBDA_FUNCTION_NAME": f"{self.settings.stack_name}-{logical}",
-                    "PYTHONPATH": str(REPO / "layers" / "fanout"),
+                    "LAMBDA_TASK_ROOT": str(self._code_dir(logical)),
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "LANG": "en_US.UTF-8",
+                    "TZ": ":UTC",
+                    **self._function_credentials[logical],
                 }
             )
             env.update(self.settings.function_env)
-            spec = FunctionSpec(
+            specs[logical] = FunctionSpec(
                 logical_id=logical,
-                name=f"{self.settings.stack_name}-{logical}",
-                code_dir=REPO / props["CodeUri"],
-                handler=props.get("Handler", "app.handler"),
-                timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
-                memory=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
+                name=function.name,
+                code_dir=self._code_dir(logical),
+                handler=function.handler,
+                timeout=function.timeout,
+                memory=function.memory,
                 environment=env,
-                arn=resolver.attrs[(logical, "Arn")],
+                arn=function.arn,
+                layer_dirs=(layer_dir,),
             )
-            specs[logical] = (spec, props)
         return specs
 
     def _start_functions(self) -> None:
-        assert self.resolver is not None
-        sqs = self.client("sqs")
-        arn_to_url = {
-            self.resolver.attrs[(q, "Arn")]: self.resolver.refs[q]
-            for q in resources_of_type(self.template, "AWS::SQS::Queue")
-        }
-        for logical, (spec, props) in self.function_specs().items():
-            sources = [e["Properties"] for e in props.get("Events", {}).values() if e.get("Type") == "SQS"]
+        assert self.deployed is not None
+        deployed = self.deployed
+        specs = self.function_specs()
+        for logical, spec in specs.items():
+            config = deployed.async_config(logical)
+            if logical not in self._async_targets():
+                continue
+            sqs = self.client("sqs")
+            url = sqs.create_queue(QueueName=async_queue_name(spec.name))["QueueUrl"]
             if logical == "SplitterFunction":
-                worker = Worker(spec, self.log_dir)
-                self.workers[logical] = [worker]
-                invoke_config = props.get("EventInvokeConfig", {})
-                on_failure = (
-                    invoke_config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-                )
-                thread: threading.Thread = AsyncInvoker(
+                self.splitter_events_url = url
+            worker = Worker(spec, self.log_dir)
+            self.workers.setdefault(logical, []).append(worker)
+            on_failure = deployed.queue_url_of_arn(config.on_failure_arn) if config.on_failure_arn else None
+            self._threads.append(
+                AsyncInvoker(
                     sqs,
-                    self.splitter_events_url,
+                    url,
                     worker,
-                    int(invoke_config.get("MaximumRetryAttempts", 2)),
-                    arn_to_url.get(on_failure) if on_failure else None,
+                    config.maximum_retry_attempts,
+                    on_failure,
                     self._stop,
                     self.settings.async_retry_delays,
                 )
-                self._threads.append(thread)
+            )
+        for source in deployed.event_sources:
+            if not source.enabled:
                 continue
-            for source in sources:
-                limit = int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 2))
-                mapping = SqsSource(
-                    queue_url=arn_to_url[source["Queue"]],
-                    queue_arn=source["Queue"],
-                    batch_size=int(source.get("BatchSize", 10)),
-                    partial_batch="ReportBatchItemFailures" in source.get("FunctionResponseTypes", []),
-                    region=self.settings.region,
-                )
-                for _ in range(min(limit, self.settings.concurrency)):
-                    worker = Worker(spec, self.log_dir)
-                    self.workers.setdefault(logical, []).append(worker)
-                    self._threads.append(SqsPoller(self.client("sqs"), mapping, worker, self._stop))
+            spec = specs[source.function_logical_id]
+            mapping = SqsSource(
+                queue_url=source.queue_url,
+                queue_arn=source.queue_arn,
+                batch_size=source.batch_size,
+                partial_batch=source.partial_batch,
+                region=self.settings.region,
+            )
+            for _ in range(min(source.max_concurrency, self.settings.concurrency)):
+                worker = Worker(spec, self.log_dir)
+                self.workers.setdefault(source.function_logical_id, []).append(worker)
+                self._threads.append(SqsPoller(self.client("sqs"), mapping, worker, self._stop))
         for thread in self._threads:
             thread.start()
+
+    def _async_targets(self) -> set[str]:
+        """Functions something invokes asynchronously: targets of the stack's EventBridge rules, of the
+        bucket's notification, and functions with an EventInvokeConfig."""
+        assert self.deployed is not None
+        by_arn = {f.arn: logical for logical, f in self.deployed.functions.items()}
+        targets: set[str] = set()
+        events = self.client("events")
+        for rule in self.deployed.of_type("AWS::Events::Rule").values():
+            name = rule.rsplit("/", 1)[-1].split("|")[-1]
+            for target in events.list_targets_by_rule(Rule=name)["Targets"]:
+                if target["Arn"] in by_arn:
+                    targets.add(by_arn[target["Arn"]])
+        notification = self.client("s3").get_bucket_notification_configuration(Bucket=self.bucket)
+        for config in notification.get("LambdaFunctionConfigurations", []):
+            if config["LambdaFunctionArn"] in by_arn:
+                targets.add(by_arn[config["LambdaFunctionArn"]])
+        for logical in self.deployed.functions:
+            if self.deployed.async_config(logical).on_failure_arn:
+                targets.add(logical)
+        return targets
 
     # -- using it ----------------------------------------------------------------------------------------
     def store(self) -> DynamoJobStore:
         """The job store of this stack, through this stack's own client."""
-        assert self.resolver is not None
-        return DynamoJobStore(self.resolver.refs["JobsTable"], db=self.client("dynamodb"))
+        return DynamoJobStore(self.physical("JobsTable"), db=self.client("dynamodb"))
 
     def drop(
         self,

@@ -30,7 +30,6 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias
 
 MATEO_JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 WORKSHOP = "inbox/workshop/jrn_welcome"
@@ -70,7 +69,7 @@ class NoJob:
     """No job at all."""
 
 
-Outcome: TypeAlias = Completed | Failed | NoJob
+type Outcome = Completed | Failed | NoJob
 
 
 @dataclass(frozen=True)

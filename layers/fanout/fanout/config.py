@@ -69,7 +69,7 @@ class ConfigError(RuntimeError):
     """A function's environment is incomplete or wrong; the message names every bad variable."""
 
 
-def load(model: type[C], environ: Mapping[str, str] | None = None) -> C:
+def load[C: _Env](model: type[C], environ: Mapping[str, str] | None = None) -> C:
     """Validate the environment into `model`, raising ConfigError that names each bad variable."""
     env = os.environ if environ is None else environ
     try:

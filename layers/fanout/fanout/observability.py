@@ -51,7 +51,7 @@ class NoTracer:
         return method if method is not None else _unchanged
 
 
-def _unchanged(function: F) -> F:
+def _unchanged[F: Callable[..., Any]](function: F) -> F:
     return function
 
 

@@ -84,7 +84,7 @@ def _chunk_records(bucket: str, job: Job, chunk: Chunk) -> list[_Record]:
     return [(row.row, _fields(RowResult(row.row, row.identity, state, reason))) for row in staged]
 
 
-def read_ahead(items: Iterable[_T], fetch: Callable[[_T], _R], window: int) -> Iterator[_R]:
+def read_ahead[T, R](items: Iterable[_T], fetch: Callable[[_T], _R], window: int) -> Iterator[_R]:
     """`fetch(item)` for each item, in order, with up to `window` fetches running ahead on threads."""
     with ThreadPoolExecutor(max_workers=window, thread_name_prefix="read-ahead") as pool:
         pending: deque[Future[_R]] = deque()
