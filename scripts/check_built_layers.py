@@ -1,0 +1,96 @@
+"""Checks what `sam build` put into each function and layer before it ships (`make sam` runs it).
+
+- Every native extension (`*.so`) is built for the artifact's architecture (`arm64`: an aarch64 ELF),
+  so a wheel for the build machine's own architecture never reaches Lambda.
+
+Usage: check_built_layers.py .aws-sam/build/template.yaml   (exit 1 and one line per problem)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from fanout_local import cfn_yaml
+
+# Lambda's architectures -> the ELF e_machine of code built for them.
+ELF_MACHINES: dict[str, int] = {"arm64": 183, "x86_64": 62}  # EM_AARCH64, EM_X86_64
+ELF_MAGIC = b"\x7fELF"
+SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")  # _x.cpython-312-aarch64-linux-gnu.so, libfoo.so.1.2
+
+
+def elf_machine(path: Path) -> int | None:
+    """The ELF e_machine of the file at `path`, or None when it is not an ELF file."""
+    with path.open("rb") as file:
+        header = file.read(20)
+    if len(header) < 20 or header[:4] != ELF_MAGIC:
+        return None
+    byteorder: Literal["little", "big"] = "little" if header[5] == 1 else "big"
+    return int.from_bytes(header[18:20], byteorder)
+
+
+def foreign_extensions(artifact: Path, architecture: str) -> list[str]:
+    """Native extensions under `artifact` that are not built for `architecture`."""
+    wanted = ELF_MACHINES[architecture]
+    problems: list[str] = []
+    for path in sorted(artifact.rglob("*.so*")):
+        if not path.is_file() or not SHARED_OBJECT.search(path.name):
+            continue
+        machine = elf_machine(path)
+        if machine is None:
+            problems.append(f"{path.relative_to(artifact)}: not an ELF file")
+        elif machine != wanted:
+            problems.append(
+                f"{path.relative_to(artifact)}: ELF machine {machine}, {architecture} needs {wanted}"
+            )
+    return problems
+
+
+def built_artifacts(template_path: Path) -> Iterator[tuple[str, Path, str]]:
+    """(logical id, build folder, architecture) for every function and layer that `sam build` built."""
+    template: dict[str, Any] = cfn_yaml.load_template(template_path)
+    global_architectures = template.get("Globals", {}).get("Function", {}).get("Architectures", ["x86_64"])
+    for name, resource in template.get("Resources", {}).items():
+        properties = resource.get("Properties", {})
+        metadata = resource.get("Metadata", {})
+        if resource.get("Type") == "AWS::Serverless::LayerVersion":
+            uri = properties.get("ContentUri")
+            architectures = properties.get("CompatibleArchitectures", ["x86_64"])
+        elif resource.get("Type") == "AWS::Serverless::Function":
+            uri = properties.get("CodeUri")
+            architectures = properties.get("Architectures", global_architectures)
+        else:
+            continue
+        folder = template_path.parent / uri if isinstance(uri, str) else None
+        if folder is not None and folder.is_dir():
+            yield name, folder, str(metadata.get("BuildArchitecture", architectures[0]))
+
+
+def problems_of(template_path: Path) -> list[str]:
+    """Every problem in every artifact of the build whose template is at `template_path`."""
+    problems: list[str] = []
+    artifacts = list(built_artifacts(template_path))
+    if not artifacts:
+        return [f"{template_path}: no built function or layer folder (run sam build first)"]
+    for name, folder, architecture in artifacts:
+        problems.extend(f"{name}: {problem}" for problem in foreign_extensions(folder, architecture))
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    problems = problems_of(Path(argv[1]))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"{argv[1]}: every built function and layer checked, no problem")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
