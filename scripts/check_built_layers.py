@@ -2,6 +2,9 @@
 
 - Every native extension (`*.so`) is built for the artifact's architecture (`arm64`: an aarch64 ELF),
   so a wheel for the build machine's own architecture never reaches Lambda.
+- The AWS SDK ships whole or not at all: botocore never without boto3 (Lambda puts the layer before its
+  own SDK on sys.path, so a lone botocore would run under the runtime's boto3, a pair never released
+  together), and every requirement between boto3, botocore and s3transfer holds for the versions shipped.
 
 Usage: check_built_layers.py .aws-sam/build/template.yaml   (exit 1 and one line per problem)
 """
@@ -11,8 +14,12 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
+from importlib.metadata import Distribution, distributions
 from pathlib import Path
 from typing import Any, Literal
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from fanout_local import cfn_yaml
 
@@ -49,6 +56,44 @@ def foreign_extensions(artifact: Path, architecture: str) -> list[str]:
     return problems
 
 
+# The AWS SDK for Python: the distributions that must come from one place, the layer or the runtime.
+SDK = frozenset({"boto3", "botocore", "s3transfer"})
+
+
+def shipped_distributions(artifact: Path) -> dict[str, Distribution]:
+    """Canonical name -> distribution, for every package installed in a function or layer folder
+    (a layer's packages sit in python/ or python/lib/python3.X/site-packages)."""
+    folders = [artifact, artifact / "python", *sorted(artifact.glob("python/lib/python3*/site-packages"))]
+    found = distributions(path=[str(folder) for folder in folders if folder.is_dir()])
+    return {canonicalize_name(dist.metadata["Name"]): dist for dist in found}
+
+
+def sdk_problems(artifact: Path) -> list[str]:
+    """How the AWS SDK packages in `artifact` fail to make one released set (empty when none ship)."""
+    shipped = shipped_distributions(artifact)
+    if not SDK & shipped.keys():
+        return []
+    problems: list[str] = []
+    if "botocore" in shipped and "boto3" not in shipped:
+        problems.append(
+            f"botocore {shipped['botocore'].version} without boto3: the runtime's boto3 would run on it"
+        )
+    for name, dist in sorted(shipped.items()):
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            wanted = canonicalize_name(requirement.name)
+            if wanted not in SDK or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+                continue
+            have = shipped.get(wanted)
+            if have is None:
+                problems.append(f"{name} {dist.version} needs {requirement}, which is not shipped beside it")
+            elif not requirement.specifier.contains(have.version, prereleases=True):
+                problems.append(
+                    f"{name} {dist.version} needs {requirement}, shipped: {wanted} {have.version}"
+                )
+    return problems
+
+
 def built_artifacts(template_path: Path) -> Iterator[tuple[str, Path, str]]:
     """(logical id, build folder, architecture) for every function and layer that `sam build` built."""
     template: dict[str, Any] = cfn_yaml.load_template(template_path)
@@ -77,6 +122,7 @@ def problems_of(template_path: Path) -> list[str]:
         return [f"{template_path}: no built function or layer folder (run sam build first)"]
     for name, folder, architecture in artifacts:
         problems.extend(f"{name}: {problem}" for problem in foreign_extensions(folder, architecture))
+        problems.extend(f"{name}: {problem}" for problem in sdk_problems(folder))
     return problems
 
 
