@@ -22,6 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from fanout_local import cfn_yaml
+from fanout_local.sam_deploy_prep import expand_language_extensions
 
 # Lambda's architectures -> the ELF e_machine of code built for them.
 ELF_MACHINES: dict[str, int] = {"arm64": 183, "x86_64": 62}  # EM_AARCH64, EM_X86_64
@@ -96,7 +97,8 @@ def sdk_problems(artifact: Path) -> list[str]:
 
 def built_artifacts(template_path: Path) -> Iterator[tuple[str, Path, str]]:
     """(logical id, build folder, architecture) for every function and layer that `sam build` built."""
-    template: dict[str, Any] = cfn_yaml.load_template(template_path)
+    # The built template keeps template.yaml's Fn::ForEach loops; expanded, each function is its own.
+    template: dict[str, Any] = expand_language_extensions(cfn_yaml.load_template(template_path))
     global_architectures = template.get("Globals", {}).get("Function", {}).get("Architectures", ["x86_64"])
     for name, resource in template.get("Resources", {}).items():
         properties = resource.get("Properties", {})

@@ -1,4 +1,4 @@
-"""Sender Lambda for mateo: DESTINATION in template.yaml picks the provider (fanout.entrypoints.sender)."""
+"""Sender Lambda of every destination: DESTINATION in template.yaml picks the provider (fanout.entrypoints.sender)."""
 
 from fanout.entrypoints.sender import handler
 
