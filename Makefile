@@ -71,4 +71,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .venv-checkov $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov $(SAM_VENV) .aws-sam $(EXPANDED) .pytest_cache .ruff_cache .mypy_cache .hypothesis
