@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(shell sed -n 's/^ *Runtime: python\([0-9.]*\)$$/\1/p' template.yaml | head -1)
 STAMP := $(VENV)/.installed-python$(RUNTIME)
 
-.PHONY: demo test test-slow test-all lint security bench clean
+.PHONY: demo test test-slow test-all lint security sam bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || scripts/runtime-python
@@ -39,18 +39,36 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 ## security: checkov over template.yaml (its own venv: checkov pins many packages); every skip in the
-## template carries a written reason. Offline: no guideline download.
+## template carries a written reason. Offline: no guideline download. checkov cannot read Fn::ForEach
+## (it reports a parsing error, checks nothing and exits 0), so it reads the expanded template.
 CHECKOV := .venv-checkov/bin/checkov
 $(CHECKOV):
 	$(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/pip install --quiet 'checkov==3.3.30'
 
-security: $(CHECKOV)
-	BC_SKIP_MAPPING=TRUE $(CHECKOV) -f template.yaml --framework cloudformation --quiet --compact --skip-download
+EXPANDED := build/template.expanded.json
+security: $(CHECKOV) $(STAMP)
+	$(PY) scripts/expand_template.py template.yaml $(EXPANDED)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV) -f $(EXPANDED) --framework cloudformation --quiet --compact --skip-download
+
+## sam: what `sam deploy` would ship, checked: `sam validate --lint` and `sam build` (the arm64 layer, in
+## process: no container), then scripts/check_built_layers.py over the build. SAM CLI has its own venv
+## (it pins many packages); its Python workflow builds with the runtime's interpreter, put first on PATH.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_ENV := PATH="$(dir $(PYTHON)):$$PATH" SAM_CLI_TELEMETRY=0
+$(SAM):
+	$(PYTHON) -m venv --clear $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet 'aws-sam-cli==1.170.0'
+
+sam: $(SAM) $(STAMP)
+	$(SAM_ENV) $(SAM) validate --lint
+	$(SAM_ENV) $(SAM) build
+	$(PY) scripts/check_built_layers.py .aws-sam/build/template.yaml
 
 ## bench: the benchmarks (not part of the tests); prints a table and writes bench/out/results.json
 bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .venv-checkov .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov $(SAM_VENV) .aws-sam $(EXPANDED) .pytest_cache .ruff_cache .mypy_cache .hypothesis

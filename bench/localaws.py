@@ -21,6 +21,7 @@ import boto3
 from botocore.config import Config
 
 from fanout_local.resources import TemplateResources
+from fanout_local.sam_deploy_prep import expand_language_extensions
 from fanout_local.stack import LOCAL_CREDENTIALS, free_port
 from fanout_local.template import load_template
 
@@ -86,7 +87,10 @@ def clients(endpoint: str, region: str = REGION) -> Callable[[str], Any]:
 def create_stack(endpoint: str, stack_name: str = "bench", region: str = REGION) -> TemplateResources:
     """The template's queues, table, bus, secrets and bucket on the moto server at `endpoint`."""
     resources = TemplateResources(
-        clients(endpoint, region), load_template(), stack_name=stack_name, region=region
+        clients(endpoint, region),
+        expand_language_extensions(load_template()),  # Fn::ForEach, as CloudFormation expands it
+        stack_name=stack_name,
+        region=region,
     )
     resources.create()
     return resources

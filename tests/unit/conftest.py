@@ -19,6 +19,7 @@ from moto import mock_aws
 from fanout import aws
 from fanout.config import SplitterConfig, load
 from fanout_local.resources import TemplateResources
+from fanout_local.sam_deploy_prep import expand_language_extensions
 from fanout_local.template import load_template
 
 REGION = "eu-west-1"
@@ -76,7 +77,8 @@ def stack() -> Iterator[TemplateResources]:
         _isolate(monkeypatch)
         _forget_layer_clients()
         with mock_aws():
-            resources = TemplateResources(boto, load_template(), stack_name="unit", region=REGION)
+            template = expand_language_extensions(load_template())  # Fn::ForEach, as CloudFormation
+            resources = TemplateResources(boto, template, stack_name="unit", region=REGION)
             resources.create()
             yield resources
         _forget_layer_clients()

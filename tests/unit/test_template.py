@@ -1,6 +1,10 @@
 """template.yaml keeps the promises the product rests on: least privilege, no lost messages, one
 sender per destination, private encrypted storage, and a clean cfn-lint.
 
+The rules read the template as CloudFormation hands it to the SAM transform: with its
+AWS::LanguageExtensions expanded (fanout_local.sam_deploy_prep), so the destinations' one
+definition is checked once per destination.
+
 Each rule is a function that returns the problems it finds, so the same rule is run on the real
 template (expecting none) and on a template with a planted fault (expecting it to be found).
 """
@@ -18,10 +22,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 
 from fanout_local import cfn_yaml
+from fanout_local.sam_deploy_prep import expand_language_extensions
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +59,9 @@ VETTED_POLICY_TEMPLATES = frozenset(
 Template = dict[str, Any]
 
 
-load_template: Callable[[Path], Template] = cfn_yaml.load_template
+def load_template(path: Path) -> Template:
+    """The template at `path` as the SAM transform receives it: language extensions expanded."""
+    return expand_language_extensions(cfn_yaml.load_template(path))
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +117,21 @@ def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from walk(value, f"{path}[{index}]")
+
+
+def sub_text(value: Any) -> str | None:
+    """The text of an Fn::Sub with its literal variables filled in (CloudFormation's pseudo parameters
+    and resource attributes stay `${...}`); None when `value` is no Fn::Sub."""
+    sub = value.get("Fn::Sub") if isinstance(value, dict) else None
+    if isinstance(sub, str):
+        return sub
+    if isinstance(sub, list) and len(sub) == 2 and isinstance(sub[0], str):
+        text = sub[0]
+        for name, variable in sub[1].items():
+            if isinstance(variable, str | int):
+                text = text.replace(f"${{{name}}}", str(variable))
+        return text
+    return None
 
 
 def as_list(value: Any) -> list[Any]:
@@ -514,7 +539,7 @@ def test_sender_reads_its_own_queue_secret_and_limits(template: Template, destin
     name = f"{logical}SenderFunction"
     properties = function_properties(template, name)
     variables = properties["Environment"]["Variables"]
-    assert properties["CodeUri"] == f"functions/send_{destination.replace('-', '_')}/"
+    assert properties["CodeUri"] == "functions/sender/"
     assert properties["Handler"] == "app.handler"
     assert variables["DESTINATION"] == destination
     assert variables["QUEUE_URL"] == {"Ref": f"{logical}Queue"}
@@ -537,7 +562,7 @@ PROVIDER_BASE_URLS = {
 @pytest.mark.parametrize("destination", DESTINATIONS)
 def test_secret_placeholder_has_the_keys_the_sender_reads(template: Template, destination: str) -> None:
     properties = template["Resources"][f"{_logical(destination)}Secret"]["Properties"]
-    assert properties["Name"] == {"Fn::Sub": f"${{AWS::StackName}}/providers/{destination}"}
+    assert sub_text(properties["Name"]) == f"${{AWS::StackName}}/providers/{destination}"
     value = json.loads(properties["SecretString"])
     assert value["base_url"] == PROVIDER_BASE_URLS[destination]
     assert value["token"] == "REPLACE_ME"
@@ -695,3 +720,84 @@ def test_the_dashboard_shows_every_destination_in_every_panel(template: Template
     for widget in widgets:
         labels = {metric[-1]["label"].split(" ")[0] for metric in widget["properties"]["metrics"]}
         assert labels == set(DESTINATIONS), widget["properties"]["title"]
+
+
+# ------------------------------------------------------------------------------------------------
+# One definition per destination (Fn::ForEach over Mappings.Destinations)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw_template() -> Template:
+    """template.yaml as written, before its language extensions are expanded."""
+    return cfn_yaml.load_template(TEMPLATE_PATH)
+
+
+def _loops(section: dict[str, Any]) -> dict[str, list[Any]]:
+    return {key: value for key, value in section.items() if key.startswith("Fn::ForEach::")}
+
+
+def test_the_destinations_resources_are_written_once(raw_template: Template) -> None:
+    logicals = [_logical(destination) for destination in DESTINATIONS]
+    [(_, (identifier, collection, fragment))] = _loops(raw_template["Resources"]).items()
+    assert collection == logicals
+    assert sorted(fragment) == sorted(
+        f"${{{identifier}}}{suffix}"
+        for suffix in (
+            "DeadLetterQueue",
+            "Queue",
+            "Secret",
+            "SenderFunction",
+            "DeadLetterAlarm",
+            "OldestMessageAlarm",
+            "SenderErrorsAlarm",
+        )
+    )
+    written = [name for name in raw_template["Resources"] if name.startswith(tuple(logicals))]
+    assert written == [], f"written out per destination instead of in the loop: {written}"
+
+
+def test_every_destination_has_one_mapping_row_and_one_output_pair(raw_template: Template) -> None:
+    rows = raw_template["Mappings"]["Destinations"]
+    assert {row: rows[row]["Name"] for row in rows} == {_logical(d): d for d in DESTINATIONS}
+    [(_, (_, collection, _))] = _loops(raw_template["Outputs"]).items()
+    assert collection == list(rows)
+
+
+def test_each_destination_gets_the_whole_definition(template: Template) -> None:
+    for destination in DESTINATIONS:
+        logical = _logical(destination)
+        for suffix, resource_type in (
+            ("DeadLetterQueue", "AWS::SQS::Queue"),
+            ("Queue", "AWS::SQS::Queue"),
+            ("Secret", "AWS::SecretsManager::Secret"),
+            ("SenderFunction", "AWS::Serverless::Function"),
+            ("DeadLetterAlarm", "AWS::CloudWatch::Alarm"),
+            ("OldestMessageAlarm", "AWS::CloudWatch::Alarm"),
+            ("SenderErrorsAlarm", "AWS::CloudWatch::Alarm"),
+        ):
+            assert template["Resources"][f"{logical}{suffix}"]["Type"] == resource_type
+        assert template["Outputs"][f"{logical}QueueUrl"]["Value"] == {"Ref": f"{logical}Queue"}
+        assert template["Outputs"][f"{logical}DeadLetterQueueUrl"]["Value"] == {
+            "Ref": f"{logical}DeadLetterQueue"
+        }
+
+
+def test_sams_translator_turns_the_expanded_template_into_cloudformation(template: Template) -> None:
+    packaged = copy.deepcopy(template)  # code locations as `sam package` leaves them: S3 URIs
+    for name, resource in packaged["Resources"].items():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = f"s3://artifacts/{name}.zip"
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name="eu-west-1"))
+    translated = translator.translate(packaged, parameter_values={}, get_managed_policy_map=dict)
+    functions = resources_of(translated, "AWS::Lambda::Function")
+    senders_found = {
+        function["Properties"]["Environment"]["Variables"].get("DESTINATION")
+        for function in functions.values()
+    }
+    assert set(DESTINATIONS) <= senders_found
+    mappings = resources_of(translated, "AWS::Lambda::EventSourceMapping").values()
+    sources = {target_of(mapping["Properties"]["EventSourceArn"]) for mapping in mappings}
+    assert {f"{_logical(d)}Queue" for d in DESTINATIONS} <= sources
+    assert {f"{_logical(d)}DeadLetterQueue" for d in DESTINATIONS} <= sources
