@@ -35,7 +35,7 @@ from pathlib import Path
 from bench.localaws import aws_env, create_stack, moto_server
 from bench.report import BenchResult, Row
 from bench.session import Session
-from fanout_local.template import REPO
+from fanout_local.deploy import REPO
 
 TARGET_RATIO = 2.0
 REFERENCE_MODULE = "boto3"

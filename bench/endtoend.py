@@ -71,8 +71,7 @@ def run_end_to_end(session: Session) -> dict[str, Any]:
     )
     profile_dir = session.out / "profile-e2e" if session.profile else None
     with MeasuredStack(settings, session.out / "usage-e2e", profile_dir, MATEO_FUNCTIONS) as stack:
-        assert stack.resolver is not None
-        queue = stack.resolver.refs["MateoQueue"]
+        queue = stack.physical("MateoQueue")
         esm = event_source_counter({"mateo": queue}).install()
         started = time.time()
         job_id = stack.drop(path, "mateo", JOURNEY)

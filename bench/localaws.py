@@ -1,4 +1,5 @@
-"""A moto server of the benchmarks' own, with the stack's resources created from template.yaml.
+"""A moto server of the benchmarks' own, with template.yaml deployed into it as the local stack deploys it
+(SAM's translator, CloudFormation), IAM not enforced.
 
 The splitter benchmarks run the splitter in process against it, exactly as the Lambda would run against
 AWS: only `AWS_ENDPOINT_URL` differs.
@@ -20,10 +21,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from fanout_local.resources import TemplateResources
-from fanout_local.sam_deploy_prep import expand_language_extensions
-from fanout_local.stack import LOCAL_CREDENTIALS, free_port
-from fanout_local.template import load_template
+from fanout_local.deploy import deploy_stack
+from fanout_local.deployed import DeployedStack
+from fanout_local.stack import free_port
+
+# moto accepts any keys while IAM is not enforced, as here.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 
 REGION = "eu-west-1"
 
@@ -84,16 +87,14 @@ def clients(endpoint: str, region: str = REGION) -> Callable[[str], Any]:
     return make
 
 
-def create_stack(endpoint: str, stack_name: str = "bench", region: str = REGION) -> TemplateResources:
-    """The template's queues, table, bus, secrets and bucket on the moto server at `endpoint`."""
-    resources = TemplateResources(
-        clients(endpoint, region),
-        expand_language_extensions(load_template()),  # Fn::ForEach, as CloudFormation expands it
-        stack_name=stack_name,
-        region=region,
+def create_stack(endpoint: str, stack_name: str = "bench", region: str = REGION) -> DeployedStack:
+    """template.yaml deployed on the moto server at `endpoint`."""
+    session = boto3.session.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=region,
     )
-    resources.create()
-    return resources
+    return deploy_stack(session, stack_name, endpoint_url=endpoint)
 
 
 def upload(endpoint: str, bucket: str, key: str, path: Path, region: str = REGION) -> None:

@@ -59,11 +59,11 @@ class MeasuredStack(LocalStack):
         self.start()
         return self
 
-    def function_specs(self) -> dict[str, tuple[FunctionSpec, dict[str, Any]]]:
-        """The template's functions, each loaded through the shim."""
+    def function_specs(self) -> dict[str, FunctionSpec]:
+        """The stack's functions, each loaded through the shim."""
         return {
-            logical: (self._measured(spec), props)
-            for logical, (spec, props) in super().function_specs().items()
+            logical: self._measured(spec)
+            for logical, spec in super().function_specs().items()
             if self.functions is None or logical in self.functions
         }
 
@@ -80,7 +80,7 @@ class MeasuredStack(LocalStack):
 
     def memory_mb(self) -> dict[str, int]:
         """Configured memory per function name, from the template."""
-        return {spec.name: spec.memory for spec, _props in super().function_specs().values()}
+        return {spec.name: spec.memory for spec in super().function_specs().values()}
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds (user + system) each live process of the stack has used so far: moto, the

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fanout_local.template import REPO
+from fanout_local.deploy import REPO
 
 OUT = REPO / "bench" / "out"
 JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"  # a published journey of the emulators' default fixture

@@ -16,7 +16,7 @@ from bench.data import FORMATS, data_file
 from bench.localaws import aws_env, create_stack, moto_server, upload
 from bench.report import BenchResult, Row
 from bench.session import JOURNEY, Session
-from fanout_local.template import REPO
+from fanout_local.deploy import REPO
 
 THROUGHPUT_TARGET = 1 / 3
 MEMORY_TARGET = 1.1

@@ -196,7 +196,7 @@ def local_up(faults: FaultsOption = "", seed: SeedOption = None, rate_limit: Rat
     Example: fanout local up --faults "5xx=0.1" --seed 7
     """
     with LocalStack(settings_for(faults, seed, rate_limit)) as stack:
-        operations.write_local_state(stack.endpoint, stack.settings.region, stack.resources.outputs())
+        operations.write_local_state(stack.endpoint, stack.settings.region, stack.outputs())
         console.print(f"AWS endpoint:  {stack.endpoint}   (export AWS_ENDPOINT_URL={stack.endpoint})")
         console.print(f"Inbox bucket:  {stack.bucket}")
         for name, url in stack.emulators.items():

@@ -1,5 +1,7 @@
 """Deploys template.yaml into the local AWS the way `sam deploy` deploys it into AWS.
 
+0. language extensions: `Fn::ForEach` and `Fn::FindInMap` expanded as CloudFormation's
+   `AWS::LanguageExtensions` transform does (`fanout_local.sam_deploy_prep`);
 1. package: each function's `CodeUri` and the layer's `ContentUri` are zipped and uploaded to an
    artifacts bucket, and the template is rewritten to point at them (what `sam package` does);
 2. transform: AWS SAM's own translator (`aws-sam-translator`, the library inside the `sam` CLI and
@@ -29,6 +31,8 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
 from fanout_local import cfn_yaml
+from fanout_local.deployed import DeployedStack
+from fanout_local.sam_deploy_prep import expand_language_extensions
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
@@ -42,9 +46,10 @@ class DeployError(RuntimeError):
     """CloudFormation did not reach CREATE_COMPLETE; the message carries the failed resources' reasons."""
 
 
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """The SAM template as plain data, short tags (`!Ref`, `!Sub`, ...) turned into their long form."""
-    return cfn_yaml.load_template(path)
+def load_template(path: Path = TEMPLATE, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The SAM template as plain data, short tags (`!Ref`, `!Sub`, ...) turned into their long form and
+    its language extensions (`Fn::ForEach`) expanded, as CloudFormation hands it to the SAM transform."""
+    return expand_language_extensions(cfn_yaml.load_template(path), parameters)
 
 
 def zip_folder(folder: Path, prefix: str = "") -> bytes:
@@ -127,7 +132,7 @@ def deploy(
     """package → transform → create: the whole `sam deploy`; returns the CloudFormation template used."""
     s3 = session.client("s3", endpoint_url=endpoint_url)
     region = session.region_name
-    s3.create_bucket(Bucket=artifacts_bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    s3.create_bucket(Bucket=artifacts_bucket, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
     packaged = package(template if template is not None else load_template(), s3, artifacts_bucket)
     cloudformation_template = transform(packaged, session)
     create_stack(
@@ -137,3 +142,32 @@ def deploy(
         parameters,
     )
     return cloudformation_template
+
+
+def deploy_stack(
+    session: boto3.session.Session,
+    stack_name: str,
+    parameters: Mapping[str, str] | None = None,
+    secret_values: Mapping[str, Mapping[str, str]] | None = None,
+    endpoint_url: str | None = None,
+    template: Mapping[str, Any] | None = None,
+) -> DeployedStack:
+    """`deploy`, then the created stack read back, with the provider secrets given local values: the
+    whole stack without the event runner (benchmarks, and the unit suite on moto's in-process AWS)."""
+    from fanout_local.not_emulated import put_local_secrets
+
+    deploy(
+        session,
+        stack_name,
+        parameters or {},
+        artifacts_bucket=f"{stack_name}-artifacts",
+        template=template,
+        endpoint_url=endpoint_url,
+    )
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+
+    stack = DeployedStack(client, stack_name)
+    put_local_secrets(stack, secret_values or {})
+    return stack

@@ -80,6 +80,11 @@ class DeployedStack:
         }
         self.event_sources = self._event_sources()
 
+    @property
+    def bucket(self) -> str:
+        """The inbox bucket's name (the stack's BucketName output)."""
+        return self._outputs["BucketName"]
+
     def of_type(self, kind: str) -> dict[str, str]:
         """Logical id → physical id of every created resource of `kind`."""
         return {logical: self.physical[logical] for logical, k in self.types.items() if k == kind}

@@ -32,7 +32,7 @@ class CfnSecret(CloudFormationModel):
         return "AWS::SecretsManager::Secret"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
     ) -> CfnSecret:
         properties = cloudformation_json.get("Properties", {})
@@ -71,7 +71,7 @@ class CfnEventInvokeConfig(CloudFormationModel):
         return "AWS::Lambda::EventInvokeConfig"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
     ) -> CfnEventInvokeConfig:
         properties = cloudformation_json.get("Properties", {})

@@ -27,18 +27,22 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
+from moto import settings
 from moto.awslambda.models import LambdaFunction
 from moto.cloudformation.parsing import get_model_map
+from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.utils import unix_time
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import EventBus, Rule
 from moto.events.responses import EventsHandler
-from moto.iam.access_control import IAMRequestBase
+from moto.iam.access_control import IAMRequestBase, S3IAMRequest
 from moto.iam.models import Role, iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.s3.exceptions import S3AccessDeniedError
 from moto.s3.models import FakeBucket, s3_backends
 from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.sqs.exceptions import QueueDoesNotExist
@@ -225,7 +229,7 @@ def lambda_as_a_service() -> None:
         _enqueue_async(self.account_id, self.region, self.function_name, body or "{}")
         return ""
 
-    LambdaFunction.invoke = invoke  # type: ignore[method-assign,assignment]
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
 
     original_send = Rule.send_to_targets
 
@@ -351,6 +355,10 @@ def _request_json(handler: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _constant(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
 def resources_named_for_iam() -> None:
     """IAM decides on the resource a call names, as AWS does. moto names it for SQS, S3 and IAM only and
     checks DynamoDB, Secrets Manager and EventBridge calls against "*", so a policy scoped to one table,
@@ -401,15 +409,54 @@ def resources_named_for_iam() -> None:
                 arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{item.get('TableName')}"
                 checks.add((TRANSACTION_ITEM_ACTIONS.get(kind, kind), arn))
         for action, arn in sorted(checks):
-            self._get_action = lambda action=action: action  # type: ignore[method-assign]
+            self._get_action = _constant(action)  # type: ignore[method-assign]
             try:
                 original_authorize(self, arn)
             finally:
                 del self._get_action
 
-    DynamoHandler._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign]
+    DynamoHandler._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign,assignment]
     SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
     EventsHandler._determine_resource = events_resource  # type: ignore[attr-defined]
+
+
+def presigned_urls_authorised() -> None:
+    """An S3 presigned URL (SigV4 in the query string, no Authorization header: Symplify's download) made
+    moto's IAM check fail with a 500. Here it is checked as AWS checks it for what matters to the flow:
+    the signer's key must exist and its principal must be allowed the action on the object, and the URL
+    must not have expired; the query signature itself is not recomputed (listed in not_emulated)."""
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_s3_action
+
+    def authorize(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        query = self.querystring
+        if "Authorization" in self.headers or "X-Amz-Credential" not in query:
+            original(self, bucket_name, key_name)
+            return
+        if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
+            ActionAuthenticatorMixin.request_count += 1
+            return
+        signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if (datetime.now(UTC) - signed_at).total_seconds() > int(query.get("X-Amz-Expires", ["0"])[0]):
+            raise S3AccessDeniedError()
+        headers = dict(self.headers)
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential'][0]}, SignedHeaders=host, Signature=-"
+        )
+        if "X-Amz-Security-Token" in query:
+            headers["X-Amz-Security-Token"] = query["X-Amz-Security-Token"][0]
+        arn = f"{bucket_name or '*'}/{key_name}" if key_name else (bucket_name or "*")
+        request = S3IAMRequest(
+            account_id=self.current_account,
+            method=self.method,
+            path=self.raw_path,
+            data=self.data,
+            body=self.raw_body,
+            headers=headers,
+            action=self._get_action(),
+        )
+        request.check_action_permitted(f"arn:aws:s3:::{arn}")
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = authorize  # type: ignore[method-assign]
 
 
 def bodiless_requests_signed_right() -> None:
@@ -445,16 +492,29 @@ class _QuietRequestHandler(MotoRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def main(port: int) -> None:
-    # A request moto fails on is logged with its traceback (werkzeug's logger), never silently a 500.
-    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s")
+_PATCHED = threading.Event()
+
+
+def patch_moto() -> None:
+    """Every change above that does not need the server: for the server, and for moto's in-process AWS
+    in the unit suite, so both deploy and behave alike. Applied once per process."""
+    if _PATCHED.is_set():
+        return
+    _PATCHED.set()
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     sends_without_counting()
-    backends_remembered()
     cloudformation_fixed()
     lambda_as_a_service()
     bodiless_requests_signed_right()
+    presigned_urls_authorised()
     resources_named_for_iam()
+
+
+def main(port: int) -> None:
+    # A request moto fails on is logged with its traceback (werkzeug's logger), never silently a 500.
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s")
+    patch_moto()
+    backends_remembered()
     lock = threading.Lock()
     waits_unlocked(lock)
     app = ObservedAws(serialised(DomainDispatcherApplication(create_backend_app), lock))

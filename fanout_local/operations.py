@@ -27,7 +27,7 @@ from fanout.routing import KNOWN_OPTIONS, RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
 from fanout.validation import options_problem
-from fanout_local.template import REPO
+from fanout_local.deploy import REPO
 
 
 def state_file() -> Path:

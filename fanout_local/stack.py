@@ -129,7 +129,9 @@ class LocalStack:
         self.state_dir = self.settings.state_dir or Path(self._make_tmp())
         self.log_dir = self.state_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.template = deploy.load_template(self.settings.template or deploy.TEMPLATE)
+        self.template = deploy.load_template(
+            self.settings.template or deploy.TEMPLATE, self.settings.parameters
+        )
         self._processes: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -141,6 +143,10 @@ class LocalStack:
         self.deployed: DeployedStack | None = None
         self.bucket = ""
         self.splitter_events_url = ""
+
+    @property
+    def _artifacts_bucket(self) -> str:
+        return f"{self.settings.stack_name}-artifacts"
 
     def _make_tmp(self) -> str:
         self._tmp = tempfile.TemporaryDirectory(prefix="fanout-local-")
@@ -285,7 +291,7 @@ class LocalStack:
             self.session(),
             self.settings.stack_name,
             self.settings.parameters,
-            artifacts_bucket=f"{self.settings.stack_name}-artifacts-{ACCOUNT}",
+            artifacts_bucket=self._artifacts_bucket,
             template=self.template,
             endpoint_url=self.endpoint,
         )
@@ -343,7 +349,7 @@ class LocalStack:
             body = (
                 self.client("s3")
                 .get_object(
-                    Bucket=f"{self.settings.stack_name}-artifacts-{ACCOUNT}",
+                    Bucket=self._artifacts_bucket,
                     Key=f"artifacts/{logical_id}.zip",
                 )["Body"]
                 .read()
@@ -428,9 +434,9 @@ class LocalStack:
                 )
             )
         for source in deployed.event_sources:
-            if not source.enabled:
+            source_spec = specs.get(source.function_logical_id)
+            if not source.enabled or source_spec is None:
                 continue
-            spec = specs[source.function_logical_id]
             mapping = SqsSource(
                 queue_url=source.queue_url,
                 queue_arn=source.queue_arn,
@@ -439,7 +445,7 @@ class LocalStack:
                 region=self.settings.region,
             )
             for _ in range(min(source.max_concurrency, self.settings.concurrency)):
-                worker = Worker(spec, self.log_dir)
+                worker = Worker(source_spec, self.log_dir)
                 self.workers.setdefault(source.function_logical_id, []).append(worker)
                 self._threads.append(SqsPoller(self.client("sqs"), mapping, worker, self._stop))
         for thread in self._threads:

@@ -19,7 +19,7 @@ import pytest
 from fanout.config import SplitterConfig, load
 from fanout.splitter import Splitter
 from fanout.store import DynamoJobStore
-from fanout_local.resources import TemplateResources
+from fanout_local.deployed import DeployedStack
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # corpus.py, for the test modules and `python tests/hostile/corpus.py`
@@ -58,7 +58,7 @@ def _no_sockets_outside_integration(request: pytest.FixtureRequest, monkeypatch:
 
 
 @pytest.fixture(scope="module")
-def module_config(stack: TemplateResources) -> SplitterConfig:
+def module_config(stack: DeployedStack) -> SplitterConfig:
     """The splitter's configuration, once per module (hypothesis examples share it)."""
     return load(SplitterConfig, stack.environment("SplitterFunction"))
 

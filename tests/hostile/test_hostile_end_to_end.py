@@ -52,8 +52,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def queue_depth(stack: LocalStack, logical_id: str) -> int:
-    assert stack.resolver is not None
-    url = stack.resolver.refs[logical_id]
+    url = stack.physical(logical_id)
     attributes = stack.client("sqs").get_queue_attributes(
         QueueUrl=url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],

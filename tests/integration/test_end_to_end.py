@@ -272,7 +272,7 @@ def test_a_users_eventbridge_rule_receives_job_completed_and_job_failed(
     stack: LocalStack, tmp_path: Path
 ) -> None:
     events, sqs = stack.client("events"), stack.client("sqs")
-    bus = stack.resources.outputs()["EventBusName"]
+    bus = stack.outputs()["EventBusName"]
     queue = sqs.create_queue(QueueName="user-job-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     pattern = {"source": ["journey-fanout"], "detail-type": ["JobCompleted", "JobFailed"]}

@@ -102,7 +102,7 @@ class SenderKiller(threading.Thread):
 def redeliver_some(stack: LocalStack, job_id: str, destination: str, count: int) -> int:
     """Send copies of some of the job's chunk messages again, as SQS may deliver a message twice."""
     chunks = stack.store().chunks(job_id)[:count]
-    queue = stack.resources.outputs()[f"{Destination(destination).logical_name}QueueUrl"]
+    queue = stack.outputs()[f"{Destination(destination).logical_name}QueueUrl"]
     sqs = stack.client("sqs")
     for chunk in chunks:
         sqs.send_message(QueueUrl=queue, MessageBody=chunk.message)

@@ -29,7 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         function_env={"MAX_BACKOFF_SECONDS": "1", "CHUNK_LEASE_SECONDS": "4"},
     )
     with LocalStack(settings) as running:
-        operations.write_local_state(running.endpoint, running.settings.region, running.resources.outputs())
+        operations.write_local_state(running.endpoint, running.settings.region, running.outputs())
         for name, value in running.aws_env().items():
             patch.setenv(name, value)
         yield running

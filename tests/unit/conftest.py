@@ -18,9 +18,9 @@ from moto import mock_aws
 
 from fanout import aws
 from fanout.config import SplitterConfig, load
-from fanout_local.resources import TemplateResources
-from fanout_local.sam_deploy_prep import expand_language_extensions
-from fanout_local.template import load_template
+from fanout_local.deploy import deploy_stack
+from fanout_local.deployed import DeployedStack
+from fanout_local.moto_server import patch_moto
 
 REGION = "eu-west-1"
 
@@ -68,23 +68,24 @@ def boto(service: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[TemplateResources]:
-    """Queues, table, bus, secrets and bucket created from template.yaml itself, once per module.
+def stack() -> Iterator[DeployedStack]:
+    """template.yaml deployed as the local stack deploys it (SAM's translator, CloudFormation), in moto's
+    in-process AWS, once per module.
 
     Tests sharing it keep apart by their own keys and job ids (and empty the queues they read).
     """
     with pytest.MonkeyPatch.context() as monkeypatch:
         _isolate(monkeypatch)
+        # AWS's managed policies, which the roles SAM makes attach, exist in moto only when loaded.
+        monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         _forget_layer_clients()
         with mock_aws():
-            template = expand_language_extensions(load_template())  # Fn::ForEach, as CloudFormation
-            resources = TemplateResources(boto, template, stack_name="unit", region=REGION)
-            resources.create()
-            yield resources
+            patch_moto()
+            yield deploy_stack(boto3.session.Session(region_name=REGION), "unit")
         _forget_layer_clients()
 
 
 @pytest.fixture
-def splitter_config(stack: TemplateResources) -> SplitterConfig:
+def splitter_config(stack: DeployedStack) -> SplitterConfig:
     """The splitter's configuration, read from its resolved environment in the template."""
     return load(SplitterConfig, stack.environment("SplitterFunction"))

@@ -14,7 +14,7 @@ import pytest
 
 from fanout.destinations import Destination
 from fanout.observability import NoTracer, tracing
-from fanout_local.template import REPO
+from fanout_local.deploy import REPO
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fanout.pacing import SAFETY, Pacer
-from fanout_local.resources import TemplateResources
+from fanout_local.deployed import DeployedStack
 
 pytestmark = pytest.mark.unit
 
@@ -25,10 +25,8 @@ class FakeTime:
         self.now += seconds
 
 
-def pacers(
-    stack: TemplateResources, destination: str, rate: float, count: int, time: FakeTime
-) -> list[Pacer]:
-    table = stack.resolver.refs["JobsTable"]
+def pacers(stack: DeployedStack, destination: str, rate: float, count: int, time: FakeTime) -> list[Pacer]:
+    table = stack.physical["JobsTable"]
     return [Pacer(table, destination, rate, clock=time.clock, sleep=time.sleep) for _ in range(count)]
 
 
@@ -38,7 +36,7 @@ def most_in_one_second(starts: list[float]) -> int:
     return max(sum(1 for s in ordered if t <= s < t + 1.0) for t in ordered)
 
 
-def test_calls_are_evenly_spaced_at_the_rate_less_the_margin(stack: TemplateResources) -> None:
+def test_calls_are_evenly_spaced_at_the_rate_less_the_margin(stack: DeployedStack) -> None:
     time = FakeTime()
     (pacer,) = pacers(stack, "pace-even", 4.0, 1, time)
     for _ in range(12):
@@ -49,7 +47,7 @@ def test_calls_are_evenly_spaced_at_the_rate_less_the_margin(stack: TemplateReso
     assert most_in_one_second(time.starts) == 4
 
 
-def test_instances_share_one_pace(stack: TemplateResources) -> None:
+def test_instances_share_one_pace(stack: DeployedStack) -> None:
     time = FakeTime()
     first, second = pacers(stack, "pace-shared", 2.0, 2, time)
     for _ in range(10):
@@ -62,7 +60,7 @@ def test_instances_share_one_pace(stack: TemplateResources) -> None:
     )
 
 
-def test_a_pause_does_not_bank_slots_for_a_burst(stack: TemplateResources) -> None:
+def test_a_pause_does_not_bank_slots_for_a_burst(stack: DeployedStack) -> None:
     time = FakeTime()
     (pacer,) = pacers(stack, "pace-idle", 2.0, 1, time)
     pacer.acquire()

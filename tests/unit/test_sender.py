@@ -28,7 +28,7 @@ from fanout.providers.base import ProviderSecret
 from fanout.sender import SQS_MAX_DELAY, SQS_MAX_VISIBILITY, RetryLater, Sender, SenderDeps, dead_letter
 from fanout.staging import S3Writer
 from fanout.store import Chunk, Claim, DynamoJobStore, Job
-from fanout_local.resources import TemplateResources
+from fanout_local.deployed import DeployedStack
 from tests.unit.conftest import boto
 
 pytestmark = pytest.mark.unit
@@ -66,7 +66,7 @@ def _no_metrics_left() -> Iterator[None]:
 
 
 @pytest.fixture
-def config(stack: TemplateResources) -> Callable[..., SenderConfig]:
+def config(stack: DeployedStack) -> Callable[..., SenderConfig]:
     """The destination's sender configuration from template.yaml, on a queue of the test's own."""
 
     def make(destination: Destination, **overrides: Any) -> SenderConfig:

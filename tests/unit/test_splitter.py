@@ -24,7 +24,7 @@ from fanout.models import ChunkMessage, ChunkState, JobStatus, ObjectRef, Staged
 from fanout.splitter import SplitInProgress, SplitOutcome, Splitter, object_refs
 from fanout.staging import chunk_key, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
-from fanout_local.resources import TemplateResources
+from fanout_local.deployed import DeployedStack
 
 pytestmark = pytest.mark.unit
 
@@ -53,8 +53,8 @@ def splitter(splitter_config: SplitterConfig, store: DynamoJobStore) -> Splitter
 class Dropper:
     """Puts files in the stack's bucket under keys of this test's own."""
 
-    def __init__(self, stack: TemplateResources) -> None:
-        self.bucket = stack.bucket
+    def __init__(self, stack: DeployedStack) -> None:
+        self.bucket = stack.outputs()["BucketName"]
         self.run = uuid.uuid4().hex[:8]
 
     def key(self, folder: str, name: str = "contacts.csv") -> str:
@@ -67,7 +67,7 @@ class Dropper:
 
 
 @pytest.fixture
-def drop(stack: TemplateResources) -> Dropper:
+def drop(stack: DeployedStack) -> Dropper:
     return Dropper(stack)
 
 

@@ -4,8 +4,10 @@ duplicate event, a redelivered message or two instances at once can never act tw
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from fanout.config import SplitterConfig
 from fanout.models import ChunkState, Counts, JobStatus
@@ -302,3 +304,84 @@ def test_jobs_are_listed_newest_first(store: DynamoJobStore, job_id: str) -> Non
 
     listed = [job.job_id for job in store.list_jobs(limit=1000)]
     assert [name for name in listed if name.startswith(job_id)] == [newer, older]
+
+
+# -- what AWS answers under load: only a failed condition means "someone else already did it" ----------
+
+
+def _cancelled(*reasons: str) -> ClientError:
+    """A TransactionCanceledException as DynamoDB sends it, one reason per item of the transaction."""
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": f"Transaction cancelled [{', '.join(reasons)}]"},
+            "CancellationReasons": [{"Code": reason} for reason in reasons],
+        },
+        "TransactWriteItems",
+    )
+
+
+class _Busy:
+    """The store's DynamoDB client, answering the first `times` calls of `operation` with `error`."""
+
+    def __init__(self, real: Any, operation: str, error: ClientError, times: int = 1) -> None:
+        self._real, self._operation, self._error, self.left = real, operation, error, times
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._real, name)
+        if name != self._operation:
+            return method
+
+        def call(**kwargs: Any) -> Any:
+            if self.left > 0:
+                self.left -= 1
+                raise self._error
+            return method(**kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _cancelled("None", "TransactionConflict"),
+        _cancelled("ThrottlingError", "None"),
+        ClientError({"Error": {"Code": "TransactionConflictException", "Message": "ongoing"}}, "UpdateItem"),
+    ],
+    ids=["transaction-conflict", "throttled-item", "conflict-exception"],
+)
+def test_a_settlement_that_met_a_conflict_is_retried_not_taken_as_done(
+    store: DynamoJobStore, job_id: str, error: ClientError
+) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    busy = DynamoJobStore(store._table, db=_Busy(store._db, "transact_write_items", error))
+
+    settled = busy.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+
+    assert chunk(store, job.job_id, "c00001").state is ChunkState.SENT
+    assert settled.counts.sent == 10
+    assert settled.chunks_settled == settled.chunks_total == 1  # so the job settles: nothing left open
+
+
+def test_a_failed_condition_in_a_transaction_still_means_settled_by_someone_else(
+    store: DynamoJobStore, job_id: str
+) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+
+    again = store.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.FAILED, failed=10))
+
+    assert again.counts.sent == 10 and again.counts.failed == 0
+
+
+def test_conflicts_that_never_clear_are_raised_so_the_message_comes_back(store: DynamoJobStore, job_id: str) -> None:
+    job = sending_job(store, [10], job_id)
+    store.claim_chunk(job.job_id, "c00001", LEASE)
+    busy = DynamoJobStore(
+        store._table, db=_Busy(store._db, "transact_write_items", _cancelled("TransactionConflict"), times=99)
+    )
+
+    with pytest.raises(ClientError):
+        busy.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
+    assert chunk(store, job.job_id, "c00001").state is ChunkState.IN_FLIGHT

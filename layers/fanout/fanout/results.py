@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
-from typing import TypeVar
 
 from fanout.aws import client
 from fanout.models import ChunkState, JobStatus, RowResult, RowState, StagedRow
@@ -37,8 +36,6 @@ SETTLE_LEASE_SECONDS = 300
 # A million-row Mateo job has 2,000 of them: one after the other, at 15-30 ms a GET on AWS, they alone
 # would take most of the settling sender's 60 s. Memory: this many chunks' results, a few MB at most.
 READ_AHEAD = 16
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 ROWS_HEADER = ["row", "identity", "state", "answer"]
 _NUMBER = re.compile(r"[+-]?[\d\s().-]*")  # +46 70-123 45 67, -5: a spreadsheet reads these as numbers
 
@@ -84,10 +81,10 @@ def _chunk_records(bucket: str, job: Job, chunk: Chunk) -> list[_Record]:
     return [(row.row, _fields(RowResult(row.row, row.identity, state, reason))) for row in staged]
 
 
-def read_ahead[T, R](items: Iterable[_T], fetch: Callable[[_T], _R], window: int) -> Iterator[_R]:
+def read_ahead[T, R](items: Iterable[T], fetch: Callable[[T], R], window: int) -> Iterator[R]:
     """`fetch(item)` for each item, in order, with up to `window` fetches running ahead on threads."""
     with ThreadPoolExecutor(max_workers=window, thread_name_prefix="read-ahead") as pool:
-        pending: deque[Future[_R]] = deque()
+        pending: deque[Future[R]] = deque()
         for item in items:
             pending.append(pool.submit(fetch, item))
             if len(pending) >= window:

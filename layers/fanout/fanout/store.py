@@ -23,6 +23,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+import tenacity
 from botocore.exceptions import ClientError
 
 from fanout.aws import client
@@ -285,9 +286,58 @@ def _chunk_from_item(item: dict[str, Any]) -> Chunk:
     )
 
 
+# DynamoDB's answers that say another writer, or the service, was busy: the write had no effect and can
+# simply be made again. botocore's retry modes retry throttling but not these.
+_BUSY_CODES = {"TransactionConflictException", "TransactionInProgressException"}
+_BUSY_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+BUSY_ATTEMPTS = 8  # with jittered backoff from 50 ms up to 2 s: about 8 s of contention at most
+
+
+def _cancellation_reasons(exc: ClientError) -> list[str]:
+    reasons = exc.response.get("CancellationReasons") or []  # type: ignore[typeddict-item]
+    return [str(r.get("Code", "None")) for r in reasons if isinstance(r, dict)]
+
+
 def _is_conditional_failure(exc: ClientError) -> bool:
+    """Only a failed condition means "someone else already did it"; a transaction is that only when
+    every reason it was cancelled for is a failed condition (or none)."""
     code = exc.response.get("Error", {}).get("Code", "")
-    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = _cancellation_reasons(exc)
+    return "ConditionalCheckFailed" in reasons and set(reasons) <= {"ConditionalCheckFailed", "None"}
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """A conflict with another writer, or throttling of one item: nothing was written; try again."""
+    if not isinstance(exc, ClientError):
+        return False
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code in _BUSY_CODES:
+        return True
+    return code == "TransactionCanceledException" and bool(set(_cancellation_reasons(exc)) & _BUSY_REASONS)
+
+
+class _RetryingWhenBusy:
+    """The DynamoDB client, each call made again while DynamoDB answers that it was busy (see _is_busy);
+    after BUSY_ATTEMPTS the error is raised, and the caller's message comes back later."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._db, name)
+        if not callable(method):
+            return method
+        retrying = tenacity.retry(
+            retry=tenacity.retry_if_exception(_is_busy),
+            stop=tenacity.stop_after_attempt(BUSY_ATTEMPTS),
+            wait=tenacity.wait_random_exponential(multiplier=0.05, max=2),
+            reraise=True,
+        )
+        return retrying(method)
 
 
 class DynamoJobStore(JobStore):
@@ -297,12 +347,12 @@ class DynamoJobStore(JobStore):
         self._table = table_name
         self._ttl_seconds = retention_days * 86400
         if db is not None:
-            self._db = db
+            self._db = _RetryingWhenBusy(db)
 
     @cached_property
     def _db(self) -> Any:
         """The container's DynamoDB client, made at first use rather than at cold start."""
-        return client("dynamodb")
+        return _RetryingWhenBusy(client("dynamodb"))
 
     def _expires(self) -> dict[str, str]:
         return _n(int(time.time()) + self._ttl_seconds)
