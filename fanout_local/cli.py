@@ -33,6 +33,7 @@ from fanout.destinations import Destination
 from fanout.reading import FileFormatError
 from fanout.store import Job
 from fanout_local import operations
+from fanout_local.aws_faults import parse_fault_rates
 from fanout_local.stack import LocalStack, StackSettings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode=None)
@@ -65,6 +66,13 @@ FaultsOption = Annotated[
     str, typer.Option(help='Emulator faults, e.g. "5xx=0.2,429=0.05,timeout=0.02,lost_response=0.02"')
 ]
 SeedOption = Annotated[int | None, typer.Option(help="Seed that makes the faults repeatable")]
+AwsFaultsOption = Annotated[
+    str,
+    typer.Option(
+        "--aws-faults",
+        help="AWS's own errors for a share of the functions' calls, e.g. \"dynamodb=0.1,s3=0.05,sqs=0.05\"",
+    ),
+]
 RateOption = Annotated[
     list[str] | None, typer.Option("--rate-limit", help="Emulator limit, e.g. mateo=2 (requests/s)")
 ]
@@ -93,9 +101,15 @@ def parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return pairs
 
 
-def settings_for(faults: str, seed: int | None, rate_limit: list[str] | None, **extra: Any) -> StackSettings:
+def settings_for(
+    faults: str, seed: int | None, rate_limit: list[str] | None, aws_faults: str = "", **extra: Any
+) -> StackSettings:
     rates = {k: float(v) for k, v in parse_pairs(rate_limit, "--rate-limit").items()}
-    return StackSettings(faults=faults, seed=seed, rate_limits=rates, **extra)
+    try:
+        parse_fault_rates(aws_faults)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--aws-faults") from None
+    return StackSettings(faults=faults, seed=seed, rate_limits=rates, aws_faults=aws_faults, **extra)
 
 
 def delivery(stack: LocalStack, destination: str, target: str) -> dict[str, int]:
@@ -114,6 +128,7 @@ def job_report(stack: LocalStack, job: Job) -> dict[str, Any]:
     summary["received"] = (
         {job.destination: delivery(stack, job.destination, job.target)} if job.destination else {}
     )
+    summary["aws"] = stack.aws_report()
     return summary
 
 
@@ -167,6 +182,7 @@ def local_run(
     faults: FaultsOption = "",
     seed: SeedOption = None,
     rate_limit: RateOption = None,
+    aws_faults: AwsFaultsOption = "",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job to settle")] = 600,
 ) -> None:
     """Drop FILE under inbox/DESTINATION/TARGET/ on a fresh local stack and wait until the job settles.
@@ -176,7 +192,7 @@ def local_run(
     Exits 0 when the job completed (with or without rejected rows), 1 when it failed.
     """
     destination, target = parse_to(to)
-    with LocalStack(settings_for(faults, seed, rate_limit)) as stack:
+    with LocalStack(settings_for(faults, seed, rate_limit, aws_faults)) as stack:
         job_id = stack.drop(file, destination, target, parse_pairs(option, "--option"))
         job = stack.wait(job_id, timeout)
         report = job_report(stack, job)
@@ -190,13 +206,20 @@ def local_run(
 
 
 @local.command("up")
-def local_up(faults: FaultsOption = "", seed: SeedOption = None, rate_limit: RateOption = None) -> None:
+def local_up(
+    faults: FaultsOption = "",
+    seed: SeedOption = None,
+    rate_limit: RateOption = None,
+    aws_faults: AwsFaultsOption = "",
+) -> None:
     """Start the local stack and keep it running until Ctrl-C; prints how to reach it.
 
-    Example: fanout local up --faults "5xx=0.1" --seed 7
+    Example: fanout local up --faults "5xx=0.1" --aws-faults "dynamodb=0.1" --seed 7
     """
-    with LocalStack(settings_for(faults, seed, rate_limit)) as stack:
-        operations.write_local_state(stack.endpoint, stack.settings.region, stack.outputs())
+    with LocalStack(settings_for(faults, seed, rate_limit, aws_faults)) as stack:
+        operator = stack.aws_env()
+        credentials = {k: operator[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        operations.write_local_state(stack.endpoint, stack.settings.region, stack.outputs(), credentials)
         console.print(f"AWS endpoint:  {stack.endpoint}   (export AWS_ENDPOINT_URL={stack.endpoint})")
         console.print(f"Inbox bucket:  {stack.bucket}")
         for name, url in stack.emulators.items():
@@ -204,7 +227,8 @@ def local_up(faults: FaultsOption = "", seed: SeedOption = None, rate_limit: Rat
                 console.print(f"{name:>9}:     {url}")
         console.print(f"Logs:          {stack.log_dir}")
         console.print(
-            "Try:  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=eu-west-1 "
+            f"Try:  AWS_ACCESS_KEY_ID={credentials['AWS_ACCESS_KEY_ID']} "
+            f"AWS_SECRET_ACCESS_KEY={credentials['AWS_SECRET_ACCESS_KEY']} AWS_DEFAULT_REGION=eu-west-1 "
             f"aws --endpoint-url {stack.endpoint} s3 cp examples/contacts.csv "
             f"s3://{stack.bucket}/inbox/workshop/jrn_welcome/contacts.csv"
         )

@@ -2,6 +2,10 @@
 
 The parent sends invocations over a pipe and gets back the handler's result or its error; stdout and
 stderr (Powertools' JSON log lines) go to the function's log file. Killing the process is a crash.
+
+Lambda's limits hold here too: an invocation past the function's timeout is stopped, and a container
+whose memory (resident set) grows past the function's MemorySize is killed mid-invocation, as Lambda
+kills it ("Runtime exited ... out of memory"). Each worker keeps the peak it reached.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ def _serve(spec: FunctionSpec, conn: Connection, log_path: str) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+MEMORY_POLL_SECONDS = 0.05  # how often a running invocation's memory is looked at
+
 # Lambda stops a function at its timeout; the grace only covers the pipe's round trip. A larger one would
 # let a handler that overruns its timeout succeed here and fail on AWS.
 TIMEOUT_GRACE_SECONDS = 0.5
@@ -109,6 +115,11 @@ class Worker:
     def __init__(self, spec: FunctionSpec, log_dir: Path) -> None:
         self.spec = spec
         self._log = log_dir / f"{spec.logical_id}.log"
+        self._pid_status: Path | None = None
+        self.peak_mb = (
+            0  # the most memory this worker's containers held (VmHWM), as Lambda's "Max Memory Used"
+        )
+        self.out_of_memory = 0  # invocations killed for passing MemorySize
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
 
@@ -118,6 +129,7 @@ class Worker:
         process = ctx.Process(target=_serve, args=(self.spec, child, str(self._log)), daemon=True)
         process.start()
         child.close()
+        self._pid_status = Path(f"/proc/{process.pid}/status")
         if not parent.poll(60):
             process.kill()
             raise FunctionError(f"{self.spec.logical_id}: cold start took over 60 s")
@@ -129,12 +141,25 @@ class Worker:
         return parent
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        """Run the handler on `event`; FunctionError when it raises, times out or dies."""
+        """Run the handler on `event`; FunctionError when it raises, times out, runs out of memory or
+        dies."""
         conn = self._conn if self._conn is not None and self.alive else self._start()
         conn.send(event)
-        if not conn.poll(self.spec.timeout + TIMEOUT_GRACE_SECONDS):
-            self.kill()
-            raise FunctionError(f"{self.spec.logical_id}: timed out after {self.spec.timeout} s")
+        deadline = time.monotonic() + self.spec.timeout + TIMEOUT_GRACE_SECONDS
+        while not conn.poll(min(MEMORY_POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+            used = self._resident_mb()
+            self.peak_mb = max(self.peak_mb, used)
+            if used > self.spec.memory:
+                self.kill()
+                self.out_of_memory += 1
+                raise FunctionError(
+                    f"{self.spec.logical_id}: Runtime exited: out of memory "
+                    f"({used} MB used of the function's {self.spec.memory} MB)"
+                )
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise FunctionError(f"{self.spec.logical_id}: timed out after {self.spec.timeout} s")
+        self.peak_mb = max(self.peak_mb, self._peak_resident_mb())
         try:
             status, detail = conn.recv()
         except (EOFError, ConnectionError) as exc:
@@ -143,6 +168,23 @@ class Worker:
         if status != "ok":
             raise FunctionError(f"{self.spec.logical_id}: {detail}")
         return detail
+
+    def _status_mb(self, field: str) -> int:
+        """A memory figure of the container's process from /proc (kB there), in MB; 0 once it is gone."""
+        try:
+            text = self._pid_status.read_text() if self._pid_status else ""
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) // 1024
+        return 0
+
+    def _resident_mb(self) -> int:
+        return self._status_mb("VmRSS")
+
+    def _peak_resident_mb(self) -> int:
+        return self._status_mb("VmHWM")
 
     @property
     def alive(self) -> bool:

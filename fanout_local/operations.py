@@ -63,11 +63,16 @@ class StackRef:
         return DynamoJobStore(self.table)
 
 
-def write_local_state(endpoint: str, region: str, outputs: dict[str, str]) -> None:
-    """What `fanout local up` leaves for the other commands to find it."""
+def write_local_state(
+    endpoint: str, region: str, outputs: dict[str, str], credentials: dict[str, str] | None = None
+) -> None:
+    """What `fanout local up` leaves for the other commands to find it: where it is, its outputs, and the
+    local operator's keys (IAM is enforced there; they open nothing but that local stack)."""
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"endpoint": endpoint, "region": region, "outputs": outputs}))
+    state = {"endpoint": endpoint, "region": region, "outputs": outputs, "credentials": credentials or {}}
+    path.write_text(json.dumps(state))
+    path.chmod(0o600)
 
 
 def clear_local_state() -> None:
@@ -93,8 +98,8 @@ def connect(stack_name: str | None, endpoint: str | None) -> StackRef:
     state = json.loads(state_file().read_text())
     os.environ.setdefault("AWS_ENDPOINT_URL", state["endpoint"])
     os.environ.setdefault("AWS_DEFAULT_REGION", state["region"])
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    for name, value in state.get("credentials", {}).items():
+        os.environ.setdefault(name, value)
     return StackRef.from_outputs(state["outputs"])
 
 

@@ -237,6 +237,29 @@ class LocalStack:
         stats: dict[str, Any] = answer.json()
         return stats
 
+    def peak_memory(self) -> dict[str, dict[str, int]]:
+        """Per function: the most memory any of its containers held, its MemorySize, and how many
+        invocations were killed for passing it."""
+        report: dict[str, dict[str, int]] = {}
+        for logical, workers in self.workers.items():
+            report[logical] = {
+                "peak_mb": max((w.peak_mb for w in workers), default=0),
+                "limit_mb": workers[0].spec.memory if workers else 0,
+                "killed_out_of_memory": sum(w.out_of_memory for w in workers),
+            }
+        return report
+
+    def aws_report(self) -> dict[str, Any]:
+        """The summary's `aws` object: IAM enforced, calls denied, faults injected, memory per function."""
+        stats = self.aws_stats()
+        return {
+            "iam_enforced": stats["iam_enforced"],
+            "access_denied": stats["access_denied"],
+            "access_denied_by_action": stats["access_denied_by_action"],
+            "faults_injected": stats["faults_injected"],
+            "memory": self.peak_memory(),
+        }
+
     def set_aws_faults(self, spec: str, seed: int | None = None) -> None:
         """Answer a share of the functions' AWS calls with AWS's own errors ("dynamodb=0.1,s3=0.05")."""
         rates = parse_fault_rates(spec)
@@ -491,6 +514,14 @@ class LocalStack:
             Bucket=self.bucket, Key=key, Body=path.read_bytes(), Metadata=options or {}
         )
         return ids.job_id(self.bucket, key, answer.get("VersionId") or answer["ETag"].strip('"'))
+
+    def wait_for(self, condition: Any, timeout: float = 60, every: float = 0.2) -> None:
+        """Until `condition()` holds; TimeoutError after `timeout` seconds."""
+        deadline = time.time() + timeout
+        while not condition():
+            if time.time() > deadline:
+                raise TimeoutError(f"not true after {timeout} s")
+            time.sleep(every)
 
     def wait(self, job_id: str, timeout: float = 300) -> Job:
         """Wait until the job is final; TimeoutError with its last state otherwise."""

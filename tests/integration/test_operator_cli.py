@@ -29,7 +29,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         function_env={"MAX_BACKOFF_SECONDS": "1", "CHUNK_LEASE_SECONDS": "4"},
     )
     with LocalStack(settings) as running:
-        operations.write_local_state(running.endpoint, running.settings.region, running.outputs())
+        operations.write_local_state(
+            running.endpoint,
+            running.settings.region,
+            running.outputs(),
+            {k: running.aws_env()[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+        )
         for name, value in running.aws_env().items():
             patch.setenv(name, value)
         yield running

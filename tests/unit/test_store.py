@@ -313,7 +313,10 @@ def _cancelled(*reasons: str) -> ClientError:
     """A TransactionCanceledException as DynamoDB sends it, one reason per item of the transaction."""
     return ClientError(
         {
-            "Error": {"Code": "TransactionCanceledException", "Message": f"Transaction cancelled [{', '.join(reasons)}]"},
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": f"Transaction cancelled [{', '.join(reasons)}]",
+            },
             "CancellationReasons": [{"Code": reason} for reason in reasons],
         },
         "TransactWriteItems",
@@ -375,7 +378,9 @@ def test_a_failed_condition_in_a_transaction_still_means_settled_by_someone_else
     assert again.counts.sent == 10 and again.counts.failed == 0
 
 
-def test_conflicts_that_never_clear_are_raised_so_the_message_comes_back(store: DynamoJobStore, job_id: str) -> None:
+def test_conflicts_that_never_clear_are_raised_so_the_message_comes_back(
+    store: DynamoJobStore, job_id: str
+) -> None:
     job = sending_job(store, [10], job_id)
     store.claim_chunk(job.job_id, "c00001", LEASE)
     busy = DynamoJobStore(

@@ -801,3 +801,39 @@ def test_sams_translator_turns_the_expanded_template_into_cloudformation(templat
     sources = {target_of(mapping["Properties"]["EventSourceArn"]) for mapping in mappings}
     assert {f"{_logical(d)}Queue" for d in DESTINATIONS} <= sources
     assert {f"{_logical(d)}DeadLetterQueue" for d in DESTINATIONS} <= sources
+
+
+def _role_actions(transformed: Template) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for logical, resource in transformed["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        actions = found.setdefault(logical, set())
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                listed = statement["Action"]
+                actions.update([listed] if isinstance(listed, str) else listed)
+    return found
+
+
+def test_no_function_may_delete_an_object_or_an_item() -> None:
+    """No code path deletes a file, a staged chunk, a result or a job record (retention is the bucket's
+    lifecycle rules and the table's TTL), so no role may: the roles SAM makes from template.yaml."""
+    import boto3
+
+    from fanout_local.deploy import ARTIFACT_KEYS, transform
+    from fanout_local.deploy import load_template as deploy_load
+
+    template = deploy_load()
+    for resource in template["Resources"].values():
+        key = ARTIFACT_KEYS.get(resource["Type"])
+        if key:
+            resource["Properties"][key] = "s3://artifacts/code.zip"  # what `sam package` leaves there
+    transformed = transform(template, boto3.session.Session(region_name="eu-west-1"))
+    actions = _role_actions(transformed)
+
+    assert len(actions) == 7
+    for role, granted in actions.items():
+        deleting = {a for a in granted if "Delete" in a and a != "sqs:DeleteMessage"}
+        assert not deleting, f"{role} may {sorted(deleting)}"
+        assert not any(a.endswith("*") and not a.startswith("sqs:SendMessage") for a in granted), role

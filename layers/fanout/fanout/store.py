@@ -294,7 +294,7 @@ BUSY_ATTEMPTS = 8  # with jittered backoff from 50 ms up to 2 s: about 8 s of co
 
 
 def _cancellation_reasons(exc: ClientError) -> list[str]:
-    reasons = exc.response.get("CancellationReasons") or []  # type: ignore[typeddict-item]
+    reasons = exc.response.get("CancellationReasons") or []
     return [str(r.get("Code", "None")) for r in reasons if isinstance(r, dict)]
 
 
