@@ -109,6 +109,9 @@ class StackSettings:
     aws_faults: str = ""  # e.g. "dynamodb=0.1,s3=0.05,sqs=0.05": AWS's own errors for that share of calls
     aws_seed: int | None = None  # which calls fail (defaults to `seed`)
     template: Path | None = None  # another template (a test's mutated copy); template.yaml by default
+    # Function timeouts changed after the deploy, as an operator would (UpdateFunctionConfiguration):
+    # logical id -> seconds. A short splitter timeout makes a small file need what a huge one needs.
+    function_timeouts: dict[str, int] = field(default_factory=dict)
 
 
 def _layer_logical_id(template: dict[str, Any]) -> str:
@@ -319,6 +322,9 @@ class LocalStack:
             endpoint_url=self.endpoint,
         )
         self.deployed = deployed = DeployedStack(self.client, self.settings.stack_name)
+        if self.settings.function_timeouts:
+            self._update_timeouts(self.settings.function_timeouts)
+            self.deployed = deployed = DeployedStack(self.client, self.settings.stack_name)
         secrets = {
             dest: {"base_url": self.emulators[EMULATOR_OF[dest]], **values}
             for dest, values in LOCAL_SECRETS.items()
@@ -346,6 +352,14 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
             "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
         }
+
+    def _update_timeouts(self, timeouts: dict[str, int]) -> None:
+        assert self.deployed is not None
+        awslambda = self.client("lambda")
+        for logical, seconds in timeouts.items():
+            awslambda.update_function_configuration(
+                FunctionName=self.deployed.physical[logical], Timeout=seconds
+            )
 
     def _shorten_visibility(self, seconds: int) -> None:
         """Fast tests: every queue's visibility timeout set to `seconds` after the deploy, as an operator

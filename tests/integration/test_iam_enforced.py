@@ -71,3 +71,32 @@ def test_the_other_destinations_are_untouched_by_the_mutation(mutated_stack: Loc
     job = mutated_stack.wait(job_id, timeout=90)
 
     assert job.status.value == "completed", job.summary()
+
+
+# -- a split whose retries are spent ends its job, not left splitting ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_splitter_stack() -> Iterator[LocalStack]:
+    settings = StackSettings(
+        stack_name="slowsplit",
+        function_timeouts={"SplitterFunction": 1},
+        async_retry_delays=(1, 1),
+    )
+    with LocalStack(settings) as running:
+        yield running
+
+
+def test_a_split_that_times_out_three_times_fails_its_job_with_a_message(
+    slow_splitter_stack: LocalStack, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.csv"
+    big.write_text("email\n" + "".join(f"user{n}@example.com\n" for n in range(400_000)))
+
+    job_id = slow_splitter_stack.drop(big, "workshop", WORKSHOP_TARGET)
+    job = slow_splitter_stack.wait(job_id, timeout=120)
+
+    assert job.status.value == "failed"
+    assert "could not be split" in job.message and "drop the file again" in job.message
+    assert job.counts.sent == 0
+    assert slow_splitter_stack.received("workshop").get("targets", {}).get(WORKSHOP_TARGET) is None

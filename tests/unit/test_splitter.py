@@ -21,9 +21,9 @@ from fanout import ids
 from fanout.config import SplitterConfig
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, JobStatus, ObjectRef, StagedRow
-from fanout.splitter import SplitInProgress, SplitOutcome, Splitter, object_refs
+from fanout.splitter import SplitInProgress, SplitOutcome, Splitter, fail_unfinished_split, object_refs
 from fanout.staging import chunk_key, result_key, symplify_file_key
-from fanout.store import DynamoJobStore, Job
+from fanout.store import Chunk, DynamoJobStore, Job
 from fanout_local.deployed import DeployedStack
 
 pytestmark = pytest.mark.unit
@@ -540,3 +540,90 @@ def test_an_event_for_a_file_being_split_comes_back_later_and_a_dead_split_is_re
     assert (outcome.job_id, outcome.status, outcome.duplicate) == (job_id, JobStatus.SENDING, False)
     assert outcome.counts.read == 4
     assert [(m.job_id, m.rows) for m in queued(splitter_config, Destination.MATEO)] == [(job_id, 4)]
+
+
+# --- a split whose retries are spent ------------------------------------------------------------------
+
+
+def _destination_record(ref: ObjectRef, error: str) -> dict[str, Any]:
+    """Lambda's on-failure destination record for the splitter's event about `ref`."""
+    version = aws("s3").head_object(Bucket=ref.bucket, Key=ref.key)["VersionId"]
+    event = {
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "detail": {
+            "bucket": {"name": ref.bucket},
+            "object": {"key": quote_plus(ref.key, safe="/"), "version-id": version},
+        },
+    }
+    return {
+        "version": "1.0",
+        "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": event,
+        "responsePayload": {"errorMessage": error},
+    }
+
+
+def test_a_split_whose_retries_are_spent_fails_its_job_with_a_message(
+    drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(3))
+    version = aws("s3").head_object(Bucket=ref.bucket, Key=ref.key)["VersionId"]
+    job = Job(
+        job_id=ids.job_id(ref.bucket, ref.key, version, 0),
+        status=JobStatus.SPLITTING,
+        bucket=ref.bucket,
+        key=ref.key,
+        version=version,
+        destination="mateo",
+        target=JOURNEY,
+    )
+    assert store.create_job(job, 1)  # a split that started, staged one chunk, and then died three times
+    store.put_chunk(Chunk(job.job_id, "c00001", chunk_key(job.job_id, "c00001"), 2))
+
+    failed = fail_unfinished_split(
+        store,
+        splitter_config.bucket_name,
+        splitter_config.event_bus_name,
+        _destination_record(ref, "Task timed out"),
+    )
+
+    final = store.get_job(job.job_id)
+    assert failed == [job.job_id]
+    assert final is not None and final.status is JobStatus.FAILED
+    assert "Task timed out" in final.message and "drop the file again" in final.message
+    assert final.counts.read == final.counts.failed == 2
+    assert [c.state for c in store.chunks(job.job_id)] == [ChunkState.FAILED]
+    assert queued(splitter_config, Destination.MATEO) == []
+
+
+def test_a_split_that_never_made_its_job_still_leaves_a_failed_job(
+    drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    ref = drop.put(drop.key(f"inbox/workshop/{JOURNEY}"), contacts_csv(1))
+
+    (job_id,) = fail_unfinished_split(
+        store,
+        splitter_config.bucket_name,
+        splitter_config.event_bus_name,
+        _destination_record(ref, "Runtime exited"),
+    )
+
+    job = store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.FAILED and "Runtime exited" in job.message
+
+
+def test_a_finished_split_is_left_alone_by_a_late_failure_record(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(3))
+    outcome = split_one(splitter, ref)
+    queued(splitter_config, Destination.MATEO)
+
+    failed = fail_unfinished_split(
+        store, splitter_config.bucket_name, splitter_config.event_bus_name, _destination_record(ref, "late")
+    )
+
+    assert failed == []
+    job = store.get_job(outcome.job_id)
+    assert job is not None and job.status is JobStatus.SENDING

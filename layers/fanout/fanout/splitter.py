@@ -131,6 +131,82 @@ def object_refs(event: dict[str, Any]) -> Iterator[ObjectRef]:
         )
 
 
+def fail_job(store: JobStore, bucket: str, bus: str, job: Job, message: str) -> SplitOutcome:
+    """Record the job as failed at the split with `message`; staged rows (never sent) are settled as
+    failed, rows.csv and summary.json are written and the JobFailed event is sent."""
+    job.message = message
+    logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": message})
+    if job.chunks_total:
+        job.status = JobStatus.SENDING
+        store.finish_split(job)
+        for chunk in store.chunks(job.job_id):
+            store.settle_chunk(
+                job.job_id, chunk.chunk_id, Settlement(ChunkState.FAILED, failed=chunk.rows, error=message)
+            )
+        settled = settle_job(store, bucket, bus, job.job_id)
+        if settled is not None:
+            return SplitOutcome(
+                job.job_id, settled.status, counts=settled.counts, chunks=job.chunks_total, message=message
+            )
+    job.status = JobStatus.FAILED
+    if job.counts.read and not job.chunks_total:
+        # Rows were read but none staged (every one rejected): rows.csv still has a line for each.
+        write_rows_file(bucket, job, [])
+    store.finish_split(job)
+    publish(bucket, bus, job)
+    return SplitOutcome(
+        job.job_id, JobStatus.FAILED, counts=job.counts, chunks=job.chunks_total, message=message
+    )
+
+
+def _failed_split_event(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The splitter event inside an entry of SplitterFailureQueue, and why it failed: Lambda's on-failure
+    destination record (retries spent), or the event itself (EventBridge could not invoke the splitter)."""
+    if "requestPayload" in record:
+        response = record.get("responsePayload") or {}
+        error = response.get("errorMessage") if isinstance(response, dict) else None
+        attempts = record.get("requestContext", {}).get("approximateInvokeCount", "several")
+        return record["requestPayload"], f"{error or 'the splitter failed'} ({attempts} attempts)"
+    return record, "EventBridge could not invoke the splitter"
+
+
+def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[str, Any]) -> list[str]:
+    """A splitter event whose retries are spent (an entry of SplitterFailureQueue): each job of its object
+    still `splitting` ends `failed` with a message, its staged rows failed and nothing sent; an object
+    whose split never made a job gets a failed one, so no drop goes unanswered. Returns those job ids."""
+    event, why = _failed_split_event(record)
+    failed: list[str] = []
+    for ref in object_refs(event):
+        message = (
+            f"the file could not be split: {why}; nothing was sent. Rows staged before the split stopped are"
+            " marked failed (see rows.csv); fix the cause and drop the file again"
+        )
+        index = 0
+        while (job := store.get_job(ids.job_id(ref.bucket, ref.key, ref.identity, index))) is not None:
+            index += 1
+            if job.status is not JobStatus.SPLITTING:
+                continue  # the split finished (or failed) after all: its own outcome stands
+            chunks = store.chunks(job.job_id)
+            job.chunks_total = len(chunks)
+            job.counts = Counts(read=sum(c.rows for c in chunks))
+            fail_job(store, bucket, bus, job, message)
+            failed.append(job.job_id)
+        if index == 0:
+            job = Job(
+                job_id=ids.job_id(ref.bucket, ref.key, ref.identity, 0),
+                status=JobStatus.SPLITTING,
+                bucket=ref.bucket,
+                key=ref.key,
+                version=ref.identity,
+                destination="",
+                target="",
+            )
+            if store.create_job(job, 0):
+                fail_job(store, bucket, bus, job, message)
+                failed.append(job.job_id)
+    return failed
+
+
 class Splitter:
     """Splits objects for one deployed stack (its bucket, table, queues and bus)."""
 
@@ -225,35 +301,7 @@ class Splitter:
 
     def _fail(self, job: Job, message: str) -> SplitOutcome:
         """Record the job as failed with `message`; staged rows (never sent) are settled as failed."""
-        job.message = message
-        logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": message})
-        if job.chunks_total:
-            job.status = JobStatus.SENDING
-            self._store.finish_split(job)
-            for chunk in self._store.chunks(job.job_id):
-                self._store.settle_chunk(
-                    job.job_id,
-                    chunk.chunk_id,
-                    Settlement(ChunkState.FAILED, failed=chunk.rows, error=message),
-                )
-            settled = settle_job(self._store, self._cfg.bucket_name, self._cfg.event_bus_name, job.job_id)
-            if settled is not None:
-                return SplitOutcome(
-                    job.job_id,
-                    settled.status,
-                    counts=settled.counts,
-                    chunks=job.chunks_total,
-                    message=message,
-                )
-        job.status = JobStatus.FAILED
-        if job.counts.read and not job.chunks_total:
-            # Rows were read but none staged (every one rejected): rows.csv still has a line for each.
-            write_rows_file(self._cfg.bucket_name, job, [])
-        self._store.finish_split(job)
-        publish(self._cfg.bucket_name, self._cfg.event_bus_name, job)
-        return SplitOutcome(
-            job.job_id, JobStatus.FAILED, counts=job.counts, chunks=job.chunks_total, message=message
-        )
+        return fail_job(self._store, self._cfg.bucket_name, self._cfg.event_bus_name, job, message)
 
     def _split_route(self, ref: ObjectRef, index: int, route: Route) -> SplitOutcome:
         job = self._new_job(ref, index, route)

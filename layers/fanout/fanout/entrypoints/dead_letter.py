@@ -1,13 +1,16 @@
-"""Dead-letter entry point: chunk messages that exhausted their deliveries become failed chunks."""
+"""Dead-letter entry point: chunk messages that exhausted their deliveries become failed chunks, and
+splitter events whose retries are spent (SplitterFailureQueue) end their jobs failed."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from fanout.config import DeadLetterConfig, load
 from fanout.entrypoints.sqs_batch import process_sqs_batch
 from fanout.observability import logger, metrics, tracer
 from fanout.sender import dead_letter
+from fanout.splitter import fail_unfinished_split
 from fanout.store import DynamoJobStore
 
 if TYPE_CHECKING:
@@ -19,7 +22,23 @@ CONFIG = load(DeadLetterConfig)
 STORE = DynamoJobStore(CONFIG.table_name, CONFIG.retention_days)
 
 
+def _splitter_failure(body: str) -> dict[str, Any] | None:
+    """An entry of SplitterFailureQueue (Lambda's destination record, or an event EventBridge could not
+    deliver), or None for a chunk message."""
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(parsed, dict) and ({"requestPayload", "detail-type", "Records"} & parsed.keys()):
+        return parsed
+    return None
+
+
 def record_handler(record: SQSRecord) -> None:
+    failure = _splitter_failure(record.body)
+    if failure is not None:
+        fail_unfinished_split(STORE, CONFIG.bucket_name, CONFIG.event_bus_name, failure)
+        return
     count = int(record.attributes.approximate_receive_count or 1)
     dead_letter(STORE, CONFIG.bucket_name, CONFIG.event_bus_name, record.body, count)
 
