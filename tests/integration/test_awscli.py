@@ -24,16 +24,10 @@ VALID_CONTACTS = {"ada@example.com", "grace@example.com", "alan@example.com", "k
 
 
 def aws(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """The AWS CLI, pointed at the local stack by the environment alone, as a user would."""
+    """The AWS CLI, pointed at the local stack by the environment alone, with the operator's keys that
+    `fanout local up` prints (IAM is enforced), as a user would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        {
-            "AWS_ENDPOINT_URL": stack.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-        }
-    )
+    env.update(stack.aws_env())
     return subprocess.run(
         [str(AWS), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
@@ -59,3 +53,18 @@ def test_aws_s3_cp_into_the_inbox_enrols_each_valid_contact_once_with_a_result_p
     assert rows.returncode == 0, rows.stderr
     states = [row["state"] for row in csv.DictReader(io.StringIO(rows.stdout))]
     assert sorted(states) == ["rejected", "rejected", "sent", "sent", "sent", "sent"]
+
+
+def test_keys_that_iam_does_not_know_are_refused(local_stack: LocalStack) -> None:
+    env = {**local_stack.aws_env(), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    denied = subprocess.run(
+        [str(AWS), "s3", "ls", f"s3://{local_stack.bucket}/"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert denied.returncode != 0
+    assert "InvalidAccessKeyId" in denied.stderr or "InvalidToken" in denied.stderr or "403" in denied.stderr

@@ -13,12 +13,13 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from fanout.destinations import Destination
+from fanout.store import Job
 from fanout_local.stack import LocalStack, StackSettings
 from tests.support import EMULATOR_OF, leaked_log_lines, rows_csv
 
@@ -61,7 +62,7 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-def write_contacts(path: Path, destination: str, count: int) -> None:
+def write_contacts(path: Path, destination: str, count: int, prefix: str = "storm") -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         header = ["email", "first_name", "last_name", "city"]
@@ -69,7 +70,7 @@ def write_contacts(path: Path, destination: str, count: int) -> None:
             header += ["subject", "text"]
         writer.writerow(header)
         for i in range(count):
-            row = [f"storm-{destination}.{i}@example.com", f"F{i}", f"L{i}", "Malmö"]
+            row = [f"{prefix}-{destination}.{i}@example.com", f"F{i}", f"L{i}", "Malmö"]
             if destination == "mateo-message":
                 row += ["Hello", f"Message {i}"]
             writer.writerow(row)
@@ -138,6 +139,42 @@ def replay_object_created(stack: LocalStack, key: str) -> None:
         stack.client("sqs").send_message(QueueUrl=stack.splitter_events_url, MessageBody=json.dumps(body))
 
 
+def assert_every_row_once(
+    stack: LocalStack, settled: dict[str, Job], rows_of: Callable[[str], int], prefix: str
+) -> None:
+    """Every row of every job in exactly one state, the results file agreeing with each provider row by
+    row, one job per file, and nobody enrolled or messaged twice."""
+    for destination, job in settled.items():
+        rows_in_file = rows_of(destination)
+        summary = job.summary()
+        assert summary["rows_read"] == rows_in_file, summary
+        parts = (
+            summary["rows_sent"]
+            + summary["rows_rejected"]
+            + summary["rows_failed"]
+            + summary["rows_uncertain"]
+        )
+        assert parts == rows_in_file, summary
+        same_key = [j for j in stack.store().list_jobs(500) if j.key == job.key]
+        assert len(same_key) == 1, "a duplicate event made a second job"
+        received = stack.received(EMULATOR_OF[destination])["targets"].get(TARGETS[destination], {})
+        mine = {who: n for who, n in received.items() if who.startswith(f"{prefix}-{destination}.")}
+        assert max(mine.values()) == 1, f"{destination}: someone was enrolled twice"
+        rows = {r["row"]: r for r in rows_csv(stack, job.job_id)}
+        assert len(rows) == rows_in_file
+        for row in rows.values():
+            got = mine.get(row["identity"], 0)
+            if row["state"] == "sent":
+                assert got == 1, (destination, row)
+            elif row["state"] == "failed":
+                assert got == 0, (destination, row)
+            else:  # uncertain: the provider may or may not have it, never twice
+                assert row["state"] == "uncertain"
+                # where the provider de-duplicates, only a chunk given up on (dead-lettered) leaves a row
+                # uncertain; everywhere else a lost answer is simply resent
+                assert destination not in DEDUPLICATING or "gave up" in row["answer"], row
+
+
 def test_fault_storm_every_job_settles_and_nobody_is_enrolled_twice(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -163,38 +200,54 @@ def test_fault_storm_every_job_settles_and_nobody_is_enrolled_twice(
     killer.halt.set()
     assert killer.kills >= 1
 
-    for destination, job in settled.items():
-        rows_in_file = ROWS_OF.get(destination, ROWS)
-        summary = job.summary()
-        assert summary["rows_read"] == rows_in_file, summary
-        parts = (
-            summary["rows_sent"]
-            + summary["rows_rejected"]
-            + summary["rows_failed"]
-            + summary["rows_uncertain"]
-        )
-        assert parts == rows_in_file, summary
-        same_key = [j for j in stack.store().list_jobs(500) if j.key == job.key]
-        assert len(same_key) == 1, "a duplicate event made a second job"
-        received = stack.received(EMULATOR_OF[destination])["targets"].get(TARGETS[destination], {})
-        mine = {who: n for who, n in received.items() if who.startswith(f"storm-{destination}.")}
-        assert max(mine.values()) == 1, f"{destination}: someone was enrolled twice"
-        rows = {r["row"]: r for r in rows_csv(stack, job.job_id)}
-        assert len(rows) == rows_in_file
-        for row in rows.values():
-            got = mine.get(row["identity"], 0)
-            if row["state"] == "sent":
-                assert got == 1, (destination, row)
-            elif row["state"] == "failed":
-                assert got == 0, (destination, row)
-            else:  # uncertain: the provider may or may not have it, never twice
-                assert row["state"] == "uncertain"
-                # where the provider de-duplicates, only a chunk given up on (dead-lettered) leaves a row
-                # uncertain; everywhere else a lost answer is simply resent
-                assert destination not in DEDUPLICATING or "gave up" in row["answer"], row
+    assert_every_row_once(stack, settled, lambda d: ROWS_OF.get(d, ROWS), prefix="storm")
 
 
 def test_no_log_line_of_the_storm_holds_a_contact_or_a_token(stack: LocalStack) -> None:
     scanned, leaks = leaked_log_lines(stack.log_dir)
     assert leaks == []
     assert scanned > 100
+
+
+# -- chaos: AWS's own errors as well as the providers' --------------------------------------------------
+
+CHAOS_ROWS = 5_000
+CHAOS_ROWS_OF = {"mateo-message": 300}
+AWS_CHAOS = "dynamodb=0.1,s3=0.05,sqs=0.05"
+
+
+@pytest.fixture(scope="module")
+def chaos_stack() -> Iterator[LocalStack]:
+    settings = StackSettings(
+        stack_name="chaos",
+        visibility_timeout=3,
+        concurrency=2,
+        parameters={f"RatePerSecond{d.logical_name}": "0" for d in Destination},
+        function_env={"MAX_BACKOFF_SECONDS": "2", "CHUNK_LEASE_SECONDS": "15"},
+        aws_faults=AWS_CHAOS,
+        seed=11,
+    )
+    with LocalStack(settings) as running:
+        for emulator in ("mateo", "symplify", "workshop", "altcraft"):
+            running.set_faults(emulator, {**STORM, "seed": 11})
+        yield running
+
+
+def test_chaos_with_aws_errors_every_row_ends_once_and_no_job_stays_unfinished(
+    chaos_stack: LocalStack, tmp_path: Path
+) -> None:
+    jobs: dict[str, str] = {}
+    for destination, target in TARGETS.items():
+        path = tmp_path / f"chaos-{destination}.csv"
+        write_contacts(path, destination, CHAOS_ROWS_OF.get(destination, CHAOS_ROWS), prefix="chaos")
+        options = {"subject": "Hello"} if destination == "mateo-message" else {}
+        jobs[destination] = chaos_stack.drop(path, destination, target, options)
+
+    settled = {d: chaos_stack.wait(job_id, timeout=1200) for d, job_id in jobs.items()}
+
+    faults = chaos_stack.aws_stats()["faults_injected"]
+    assert faults.get("dynamodb", 0) > 0 and faults.get("s3", 0) > 0 and faults.get("sqs", 0) > 0, faults
+    assert chaos_stack.aws_stats()["access_denied"] == 0
+    assert_every_row_once(chaos_stack, settled, lambda d: CHAOS_ROWS_OF.get(d, CHAOS_ROWS), prefix="chaos")
+    scanned, leaks = leaked_log_lines(chaos_stack.log_dir)
+    assert leaks == [] and scanned > 10
