@@ -71,6 +71,13 @@ def test_local_run_prints_a_summary_whose_counts_add_up_and_match_what_the_provi
     assert report["chunks_total"] >= 1
     assert report["received"]["altcraft"]["contacts"] == report["rows_sent"]
     assert report["received"]["altcraft"]["max_per_contact"] == 1
+    # Deployed as AWS deploys it: IAM enforced, nothing denied, every function within its memory.
+    assert report["aws"]["iam_enforced"] is True
+    assert report["aws"]["access_denied"] == 0
+    memory = report["aws"]["memory"]
+    assert memory["SplitterFunction"]["peak_mb"] > 0 and memory["AltcraftSenderFunction"]["peak_mb"] > 0
+    for function, used in memory.items():
+        assert used["peak_mb"] <= used["limit_mb"] and used["killed_out_of_memory"] == 0, function
 
 
 def test_a_failed_job_exits_non_zero_and_says_why(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from fanout_local.lambda_worker import FunctionSpec, Worker
+from fanout_local.lambda_worker import FunctionError, FunctionSpec, Worker
 from fanout_local.runner import AsyncInvoker, SqsPoller, SqsSource
 
 pytestmark = pytest.mark.integration
@@ -360,3 +360,15 @@ def test_async_invocation_that_succeeds_runs_once_and_s3_test_events_are_skipped
 
     assert [call["event"] for call in recorder.invocations()] == [event]
     assert "Messages" not in sqs.receive_message(QueueUrl=on_failure.url)
+
+
+def test_a_function_that_outgrows_its_memory_is_killed_as_lambda_kills_it(make_recorder: Any) -> None:
+    recorder = make_recorder(timeout=10)  # MemorySize 128
+
+    with pytest.raises(FunctionError, match="out of memory"):
+        recorder.worker.invoke({"hold_mb": 300})
+
+    assert recorder.worker.out_of_memory == 1
+    assert recorder.worker.peak_mb > 128
+    recorder.worker.invoke({"hold_mb": 10})  # a fresh container takes the next invocation
+    assert recorder.worker.out_of_memory == 1
