@@ -12,6 +12,12 @@ sees the call (so the call had no effect, as with AWS's throttling and conflicts
 | s3       | 503 SlowDown, 500 InternalError                                                           |
 | sqs      | 500 InternalError, ThrottlingException                                                    |
 
+`dynamodb_conflict_ms=M` adds conflicts where two writers really collide: a TransactWriteItems holds
+its items for M milliseconds after it is answered, as a transaction in progress does on AWS, and any
+other write that touches one of them meanwhile (another transaction: TransactionCanceledException with a
+TransactionConflict reason at that item; a single-item write: TransactionConflictException) is refused.
+moto serves one request at a time, so without it two writers never overlap.
+
 Only calls signed with a function's role credentials (temporary keys, as Lambda hands a function) are
 faulted: the event runner stands in for Lambda's own pollers, and the CLI and tests for an operator.
 Every call is counted per service, and every call IAM refused (403 AccessDenied), per action, at
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -35,14 +42,24 @@ TEMPORARY_KEY_PREFIX = "ASIA"  # what STS hands an assumed role (Lambda's functi
 DYNAMODB_SINGLE_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 
 
+CONFLICT_WINDOW = "dynamodb_conflict_ms"
+
+
 def parse_fault_rates(spec: str) -> dict[str, float]:
     """`"dynamodb=0.1,s3=0.05"` → `{"dynamodb": 0.1, "s3": 0.05}`; ValueError naming what is wrong."""
     rates: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         service, sep, value = part.partition("=")
+        if sep and service == CONFLICT_WINDOW:
+            try:
+                rates[CONFLICT_WINDOW] = float(value)
+            except ValueError:
+                raise ValueError(f"--aws-faults: {CONFLICT_WINDOW}={value!r} is not milliseconds") from None
+            continue
         if not sep or service not in SERVICES:
             raise ValueError(
-                f"--aws-faults: {part!r} is not SERVICE=SHARE with SERVICE one of {', '.join(SERVICES)}"
+                f"--aws-faults: {part!r} is not SERVICE=SHARE with SERVICE one of {', '.join(SERVICES)},"
+                f" or {CONFLICT_WINDOW}=MILLISECONDS"
             )
         try:
             share = float(value)
@@ -190,7 +207,12 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
+    _held: dict[str, float] = field(default_factory=dict)  # item → until when a transaction holds it
+
     def error_for(self, caller: Caller, environ: Mapping[str, Any], body: bytes) -> AwsError | None:
+        conflict = self._conflict(caller, body)
+        if conflict is not None:
+            return conflict
         share = self.rates.get(caller.service, 0.0)
         if share <= 0 or self._random.random() >= share:
             return None
@@ -203,6 +225,60 @@ class FaultPlan:
         else:
             return None
         return self._random.choice(choices)
+
+    def _conflict(self, caller: Caller, body: bytes) -> AwsError | None:
+        """A write that meets an item another transaction still holds (see CONFLICT_WINDOW)."""
+        window = self.rates.get(CONFLICT_WINDOW, 0.0) / 1000
+        if window <= 0 or caller.service != "dynamodb":
+            return None
+        if caller.operation != "TransactWriteItems" and caller.operation not in DYNAMODB_SINGLE_WRITES:
+            return None
+        items = _written_items(caller.operation, body)
+        now = time.monotonic()
+        busy = [self._held.get(item, 0.0) > now for item in items]
+        if any(busy):
+            if caller.operation != "TransactWriteItems":
+                return _json_error(
+                    400,
+                    "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
+                    "Transaction is ongoing for the item",
+                )
+            reasons = [
+                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                if b
+                else {"Code": "None"}
+                for b in busy
+            ]
+            names = ", ".join(r["Code"] for r in reasons)
+            return _json_error(
+                400,
+                "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                f"Transaction cancelled, please refer cancellation reasons for specific reasons [{names}]",
+                {"CancellationReasons": reasons},
+            )
+        if caller.operation == "TransactWriteItems":
+            for item in items:
+                self._held[item] = now + window
+            if len(self._held) > 10_000:
+                self._held = {k: v for k, v in self._held.items() if v > now}
+        return None
+
+
+def _written_items(operation: str, body: bytes) -> list[str]:
+    """The items a DynamoDB write names, as "table|key" strings, in request order."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return []
+    if operation == "TransactWriteItems":
+        entries = [next(iter(e.values())) for e in request.get("TransactItems", []) if e]
+    else:
+        entries = [request]
+    found = []
+    for entry in entries:
+        key = entry.get("Key") or {k: v for k, v in (entry.get("Item") or {}).items() if k in ("pk", "sk")}
+        found.append(f"{entry.get('TableName')}|{json.dumps(key, sort_keys=True)}")
+    return found
 
 
 @dataclass

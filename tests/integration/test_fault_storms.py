@@ -213,7 +213,7 @@ def test_no_log_line_of_the_storm_holds_a_contact_or_a_token(stack: LocalStack) 
 
 CHAOS_ROWS = 5_000
 CHAOS_ROWS_OF = {"mateo-message": 300}
-AWS_CHAOS = "dynamodb=0.1,s3=0.05,sqs=0.05"
+AWS_CHAOS = "dynamodb=0.1,s3=0.05,sqs=0.05,dynamodb_conflict_ms=50"
 
 
 @pytest.fixture(scope="module")
