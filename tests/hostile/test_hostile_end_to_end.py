@@ -121,3 +121,14 @@ def test_the_nastiest_files_settle_as_promised(stack: LocalStack, files: dict[st
     time.sleep(3)
     assert store.get_job(folder_job) is None
     assert {q: queue_depth(stack, q) for q in DEAD_LETTER_QUEUES} == dict.fromkeys(DEAD_LETTER_QUEUES, 0)
+
+
+def test_no_function_outgrew_its_memory_on_the_hostile_files(stack: LocalStack) -> None:
+    """Runs after the corpus above: every worker stayed within its function's MemorySize, as it must on
+    Lambda (a worker past it is killed, as Lambda kills it)."""
+    memory = stack.peak_memory()
+
+    assert memory["SplitterFunction"]["peak_mb"] > 0
+    for function, used in memory.items():
+        assert used["killed_out_of_memory"] == 0, (function, used)
+        assert used["peak_mb"] <= used["limit_mb"], (function, used)
