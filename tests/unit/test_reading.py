@@ -205,7 +205,7 @@ def test_json_lone_surrogate_escapes_are_rejected_but_pairs_kept() -> None:
 def test_json_array_is_read_incrementally(monkeypatch: pytest.MonkeyPatch) -> None:
     objs = [{"i": i, "email": f"u{i}@x.se", "s": "é" * (i % 13), "f": i / 7} for i in range(3000)]
     data = json.dumps(objs).encode()
-    monkeypatch.setattr(reading, "_CHUNK", 97)
+    monkeypatch.setattr(reading.bytelayer, "_CHUNK", 97)
     source = ChunkedSource([data], max_request=4096)
     info, rows = open_rows(source)  # type: ignore[arg-type]
     assert info.format == "json-array"
@@ -331,7 +331,7 @@ def test_invalid_utf8_later_in_ndjson_and_json_array() -> None:
 def test_characters_split_across_reads_are_not_errors(
     monkeypatch: pytest.MonkeyPatch, chunk: int, encoding: str
 ) -> None:
-    monkeypatch.setattr(reading, "_CHUNK", chunk)
+    monkeypatch.setattr(reading.bytelayer, "_CHUNK", chunk)
     rows = [{"email": f"u{i}@x.se", "name": "Å😀é" * (i % 4) + "x" * (i % 3)} for i in range(300)]
     text = "email,name\n" + "".join(f"{r['email']},{r['name']}\n" for r in rows)
     _, got = read(text.encode(encoding))
@@ -755,12 +755,12 @@ def test_property_dictwriter_round_trip(data: st.DataObject, delimiter: str, chu
     writer = csv.DictWriter(buf, fieldnames=header, delimiter=delimiter)
     writer.writeheader()
     writer.writerows(rows)
-    saved = reading._CHUNK
-    reading._CHUNK = chunk
+    saved = reading.bytelayer._CHUNK
+    reading.bytelayer._CHUNK = chunk
     try:
         info, got = read(buf.getvalue().encode("utf-8"))
     finally:
-        reading._CHUNK = saved
+        reading.bytelayer._CHUNK = saved
     assert info.columns == header
     if len(header) > 1:
         assert info.delimiter == delimiter
@@ -789,12 +789,12 @@ def test_property_json_any_chunking(
         data = "\n".join(json.dumps(o, ensure_ascii=False) for o in objs).encode()
     else:
         data = json.dumps(objs, indent=indent, ensure_ascii=False).encode()
-    saved = reading._CHUNK
-    reading._CHUNK = chunk
+    saved = reading.bytelayer._CHUNK
+    reading.bytelayer._CHUNK = chunk
     try:
         info, got = read(data)
     finally:
-        reading._CHUNK = saved
+        reading.bytelayer._CHUNK = saved
     assert info.format == ("ndjson" if ndjson else "json-array")
     assert [row.error for row in got] == [None] * len(objs)
     assert fields_of(got) == objs
@@ -836,8 +836,8 @@ def test_property_damaged_files_never_raise_from_the_iterator(
     if compress:
         raw = gzip.compress(raw)
         raw = raw[: max(1, int(len(raw) * cut))]
-    saved = reading._CHUNK
-    reading._CHUNK = chunk
+    saved = reading.bytelayer._CHUNK
+    reading.bytelayer._CHUNK = chunk
     try:
         try:
             _, rows = open_rows(io.BytesIO(raw), max_row_bytes=limit)
@@ -854,4 +854,4 @@ def test_property_damaged_files_never_raise_from_the_iterator(
                 text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                 assert not LONE_SURROGATE.search(key + text), row
     finally:
-        reading._CHUNK = saved
+        reading.bytelayer._CHUNK = saved

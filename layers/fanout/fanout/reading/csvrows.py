@@ -1,0 +1,141 @@
+"""CSV rows: the header, then one RawRow per record."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from fanout.reading.bytelayer import _clean, _escapes, _Guard, _GzipBroken, _LineTooLong, _not_valid
+from fanout.reading.detection import _check_header, _sniff_delimiter
+from fanout.reading.model import _ROW_SLOTS, FileFormatError, FileInfo, LostRows, RawRow
+
+
+def _open_csv(
+    text: TextIO,
+    guard: _Guard,
+    head_text: str,
+    name: str,
+    label: str,
+    compressed: bool,
+    max_row_bytes: int,
+) -> tuple[FileInfo, Iterator[RawRow]]:
+    delimiter, sep_line = _sniff_delimiter(head_text, name)
+    csv.field_size_limit(max(max_row_bytes, 1))  # process-wide; caps a runaway quoted field
+    reader = csv.reader(text, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+    try:
+        for cells in reader:
+            if cells and (cells[0] or any(cells)):
+                if sep_line:  # Excel's "sep=;" line comes before the header
+                    sep_line = False
+                    continue
+                break
+        else:
+            raise FileFormatError("the file is empty")
+    except _LineTooLong:
+        raise FileFormatError(
+            f"the header line is longer than {max_row_bytes} bytes; is this really a CSV file?"
+        ) from None
+    except csv.Error as exc:
+        if "field limit" in str(exc):
+            raise FileFormatError(
+                f"the header row is longer than {max_row_bytes} bytes; check for an unclosed quote"
+            ) from None
+        raise FileFormatError(f"the header row is not valid CSV ({exc}); check its quotes") from None
+    except _GzipBroken as exc:
+        raise FileFormatError(f"{exc.reason}; upload the complete file") from None
+    if cells[0].startswith("\ufeff"):  # a second BOM
+        cells[0] = cells[0][1:]
+    if guard.bad[0]:  # UTF-8 with a few damaged bytes in the prefix: never leak escapes
+        found, _ = _escapes(cells)
+        guard.bad[0] = max(guard.bad[0] - found, 0)
+        cells = [_clean(c) for c in cells]
+    header = _check_header(cells)
+    info = FileInfo("csv", label, compressed, delimiter, header)
+    return info, _csv_rows(reader, header, guard, max_row_bytes)
+
+
+def _csv_rows(reader: Any, header: list[str], guard: _Guard, max_row_bytes: int) -> Iterator[RawRow]:
+    ncols = len(header)
+    number = 0
+    bad = guard.bad
+    encoding_name = guard.encoding_name
+    join = "".join
+    new_row, set_number, set_fields, set_error, set_size = _ROW_SLOTS
+    too_large = f"row is larger than {max_row_bytes} bytes"
+    while True:
+        try:
+            for number, cells in enumerate(reader, number + 1):  # noqa: B020 (resumes the count)
+                n = len(cells)
+                if bad[0]:
+                    found, byte = _escapes(cells)
+                    if found:
+                        bad[0] = max(bad[0] - found, 0)
+                        yield RawRow(
+                            number,
+                            dict(zip(header, map(_clean, cells), strict=False)),
+                            _not_valid(number, byte, encoding_name),
+                            sum(map(len, cells)) + n,
+                        )
+                        continue
+                if n != ncols:
+                    if n < ncols:
+                        cells.extend([""] * (ncols - n))
+                    elif any(cells[ncols:]):
+                        yield RawRow(
+                            number,
+                            dict(zip(header, cells, strict=False)),
+                            f"row has {n} cells but the header has {ncols}",
+                            sum(map(len, cells)) + n,
+                        )
+                        continue
+                    else:
+                        del cells[ncols:]  # empty cells after the last column: trailing delimiters
+                    n = ncols
+                size = len(join(cells)) + n  # characters plus delimiters and line break
+                if size == n:
+                    continue  # every cell empty: a blank line, or only delimiters
+                if size > max_row_bytes:
+                    yield RawRow(number, {}, too_large, size)
+                    continue
+                # RawRow(number, dict(zip(header, cells)), None, size), without the frozen __init__
+                row = new_row(RawRow)
+                set_number(row, number)
+                set_fields(row, dict(zip(header, cells)))  # noqa: B905 (lengths checked above)
+                set_error(row, None)
+                set_size(row, size)
+                yield row
+            return
+        except _LineTooLong:
+            number += 1
+            yield RawRow(number, {}, too_large, max_row_bytes + 1)
+        except csv.Error as exc:
+            number += 1
+            message = str(exc)
+            line = reader.line_num
+            error: str
+            if "field limit" in message:
+                error = LostRows(
+                    f"{too_large} (it ends near line {line}); a quote that is never closed may have "
+                    "swallowed the lines after it"
+                )
+            elif "expected after" in message:
+                error = (
+                    f"row {number} has a stray quote near line {line}: a quoted value must end with a "
+                    'quote followed by the delimiter or the line end (write a quote inside it as "")'
+                )
+            elif "unexpected end of data" in message:
+                error = LostRows(
+                    f"row {number} has a quote that is never closed, so the rest of the file (to line "
+                    f"{line}) was read into it"
+                )
+            else:
+                error = f"row {number} is not valid CSV near line {line}: {message}"
+            yield RawRow(number, {}, error, 0)
+        except _GzipBroken as exc:
+            yield RawRow(
+                number + 1,
+                {},
+                LostRows(f"{exc.reason} after row {number}; the rest of the file could not be read"),
+            )
+            return
