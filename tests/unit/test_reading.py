@@ -326,6 +326,75 @@ def test_invalid_utf8_later_in_ndjson_and_json_array() -> None:
     assert rows[-1].fields == {"email": "z@x.se"}
 
 
+def _cp1252_rows(count: int) -> bytes:
+    return b"".join(b"user%d@example.com,Bj\xf6rn %d\n" % (i, i) for i in range(count))
+
+
+@pytest.mark.parametrize("chunk", [3, 4096, 64 * 1024])
+def test_utf8_rows_after_a_cp1252_prefix_are_rejected_not_garbled(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # Decided cp1252 on the first 64 KiB; the rest is UTF-8 (two exports pasted together). Today every
+    # later row came out as mojibake ("Ã" and a C1 control for each letter) and was sent. Each such row is rejected with the reason instead.
+    monkeypatch.setattr(reading.bytelayer, "_CHUNK", chunk)
+    head = b"email,name\n" + _cp1252_rows(4000)
+    assert len(head) > reading.PREFIX_BYTES
+    tail = "asa@x.se,Åsa Öberg\nplain@x.se,Anna\n".encode() + b"late@x.se,Jos\xe9\n"
+    info, rows = read(head + tail)
+    assert info.encoding == "cp1252"
+    assert all(row.error is None and row.fields["name"].startswith("Björn") for row in rows[:4000])
+    asa, plain, late = rows[4000:]
+    assert asa.number == 4001
+    assert asa.error == (
+        "row 4001 is UTF-8 text, but the file's first 64 KiB are Windows-1252 (cp1252); "
+        "save the whole file as UTF-8"
+    )
+    assert "Ã" not in str(asa.fields) and "Åsa Öberg" in str(asa.fields)  # shown as written
+    assert (plain.error, plain.fields["name"]) == (None, "Anna")
+    assert (late.error, late.fields["name"]) == (None, "José")  # cp1252 goes on being read as cp1252
+
+
+def test_nul_byte_after_the_prefix_rejects_its_row() -> None:
+    # A NUL in the first 64 KiB refuses the file as binary; later, it reached the provider.
+    head = b"email,name\n" + _ascii_rows(4000)
+    data = head + b"nul@x.se,Ann\x00a\nok@x.se,Ok\n"
+    info, rows = read(data)
+    assert info.encoding == "utf-8"
+    nul, ok = rows[-2:]
+    assert (
+        nul.error == "row 4001 holds a NUL byte (binary data, not text); remove it or export the file again"
+    )
+    assert "\x00" not in str(nul.fields)
+    assert (ok.error, ok.fields) == (None, {"email": "ok@x.se", "name": "Ok"})
+    assert all(row.error is None for row in rows[:-2])
+
+
+def test_nul_byte_after_the_prefix_of_a_cp1252_file_rejects_its_row() -> None:
+    data = b"email,name\n" + _cp1252_rows(4000) + b"nul@x.se,Ann\x00\xe9\nok@x.se,Ok\n"
+    info, rows = read(data)
+    assert info.encoding == "cp1252"
+    assert rows[-2].error is not None and "NUL byte" in rows[-2].error
+    assert rows[-1].error is None
+
+
+@pytest.mark.parametrize("blank", [b"\n", b"\r\n", b"\r"])
+def test_any_number_of_blank_lines_before_the_header_are_skipped(blank: bytes) -> None:
+    data = blank * 70_000 + b"email,name\na@x.se,A\nb@x.se,B\n"
+    info, rows = read(data)
+    assert info.columns == ["email", "name"]
+    assert fields_of(rows) == [{"email": "a@x.se", "name": "A"}, {"email": "b@x.se", "name": "B"}]
+    assert [row.number for row in rows] == [1, 2]
+    info, rows = read(gzip.compress(data))
+    assert info.compressed and len(rows) == 2
+
+
+def test_blank_lines_before_ndjson_still_count_as_lines() -> None:
+    _, rows = read(b"\n" * 70_000 + b'{"email": "a@x.se"}\n{"email": 1\n')
+    assert rows[0].number == 70_001
+    assert rows[1].error is not None and rows[1].error.startswith("line 70002 ")
+    assert refusal(b"\n" * 70_000) == "the file is empty"
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 4096])
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-be"])
 def test_characters_split_across_reads_are_not_errors(

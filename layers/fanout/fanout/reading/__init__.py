@@ -13,6 +13,8 @@ caller can retry the file.
 
 Decisions, in one place:
 
+* Blank lines before the first record are skipped however many there are (beyond the 64 KiB prefix
+  too); NDJSON still counts them as lines.
 * Rows are numbered as a person sees them. CSV: data records after the header, counting blank records,
   so row N is spreadsheet row N + 1 (a record with quoted line breaks is one row). NDJSON: the physical
   line number (blank lines are skipped but still counted, as an editor counts them). JSON array: the
@@ -35,6 +37,13 @@ Decisions, in one place:
   without a BOM is UTF-16 too; otherwise UTF-8 if the prefix is valid UTF-8 (or if its valid multi-byte
   characters outnumber its invalid bytes, i.e. UTF-8 with a few damaged bytes), else cp1252 (the five
   bytes cp1252 leaves undefined map to the same code points, as Windows does).
+* The decision holds for the whole file, and what contradicts it later is never read silently: a row
+  holding a NUL byte (binary data; in the prefix it refuses the file) or, in a cp1252 file, a line that
+  is valid UTF-8 with multi-byte characters (a UTF-8 export pasted after a Windows one) is rejected with
+  the reason, and the rows around it are read as before. Rejected, not the file failed: the row is
+  counted, listed in rejected.csv with its text as written, and the tolerated-invalid share decides the
+  file, as for any bad row, so a few odd rows do not stop a large file and a file that is mostly the
+  other encoding fails with every row listed.
 * Invalid bytes after that decision (UTF-8 damaged later in the file) are never replaced silently. See
   `_Guard`: it validates each decoded piece before `TextIOWrapper` sees it and counts the invalid bytes;
   the wrapper decodes them to lone surrogates (U+DC00 + byte); while that count is non-zero each row is
@@ -104,6 +113,7 @@ def open_rows(
         gz = gzip.GzipFile(fileobj=cast(Any, _Replay(raw_head, src)), mode="rb")
         try:
             head, at_eof = _read_upto(gz, PREFIX_BYTES)
+            head, at_eof, blank_lines = _skip_blank_lines(head, at_eof, gz)
         except EOFError:
             raise FileFormatError("the gzip data is truncated; upload the complete file") from None
         except (gzip.BadGzipFile, zlib.error):
@@ -112,7 +122,7 @@ def open_rows(
         if not head:
             raise FileFormatError("the file is empty")
     else:
-        head = raw_head
+        head, at_eof, blank_lines = _skip_blank_lines(raw_head, at_eof, src)
 
     kind = _binary_kind(head, name)
     if kind is not None:
@@ -132,14 +142,16 @@ def open_rows(
 
     fmt = "json-array" if start[0] == "[" else "ndjson" if start[0] == "{" else "csv"
     guard = _Guard(_Replay(body, src), codec, None if fmt == "json-array" else max_row_bytes)
-    text: TextIO = io.TextIOWrapper(cast(Any, guard), encoding=codec, errors=errors, newline="")
+    # cp1252 reaches the text layer transcoded to UTF-8 by the guard (which can then mark UTF-8 lines)
+    text_codec = "utf-8" if codec == "cp1252" else codec
+    text: TextIO = io.TextIOWrapper(cast(Any, guard), encoding=text_codec, errors=_ESCAPE, newline="")
     text._CHUNK_SIZE = bytelayer._CHUNK  # type: ignore[attr-defined]
 
     if fmt == "csv":
         info, rows = _open_csv(text, guard, head_text, name, label, compressed, max_row_bytes)
     elif fmt == "ndjson":
         info = FileInfo("ndjson", label, compressed, None, [])
-        rows = _ndjson_rows(text, guard, max_row_bytes)
+        rows = _ndjson_rows(text, guard, max_row_bytes, blank_lines)
     else:
         info = FileInfo("json-array", label, compressed, None, [])
         rows = _array_rows(text, guard, max_row_bytes)
@@ -158,3 +170,22 @@ def open_rows(
     if fmt == "ndjson" and first.error is not None and first.number == 1:
         _refuse_pretty_json(head_text)
     return info, chain((first,), rows)
+
+
+_BLANK = b"\r\n"  # blank lines; a line of spaces is a record (csv reads it as a cell " ")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _skip_blank_lines(head: bytes, at_eof: bool, src: _Readable) -> tuple[bytes, bool, int]:
+    """`head` with as many leading blank lines dropped as it takes for text to start within the prefix
+    (any number of them: an export with 70,000 empty lines before its header is still a file), the new
+    end-of-input flag, and how many line breaks were dropped (NDJSON numbers rows by line)."""
+    bom = _UTF8_BOM if head.startswith(_UTF8_BOM) else b""
+    dropped = 0
+    while not at_eof and not head[len(bom) :].strip(_BLANK):
+        body = head[len(bom) :]
+        gone = body[:-1] if body.endswith(b"\r") else body  # a CR may pair with an LF still to come
+        dropped += gone.count(b"\n") + gone.count(b"\r") - gone.count(b"\r\n")
+        more, at_eof = _read_upto(src, PREFIX_BYTES)
+        head = bom + body[len(gone) :] + more
+    return head, at_eof, dropped

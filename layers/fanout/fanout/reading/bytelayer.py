@@ -43,26 +43,54 @@ codecs.register_error(_ESCAPE, _escape_handler)
 codecs.register_error(_CP1252, _cp1252_handler)
 
 
+# Bytes the guard puts in place of what contradicts the encoding chosen on the first 64 KiB, so the
+# text layer escapes them like any invalid byte and the row holding them is rejected (never sent):
+_NUL_MARK = b"\xc0\x80"  # a NUL byte (binary data): the overlong form of NUL, never valid UTF-8
+_NUL_ESCAPED = "\udcc0\udc80"
+_UTF8_MARK = b"\xf8"  # put before a UTF-8 line in a cp1252 file (0xF8 is never valid UTF-8)
+_UTF8_ESCAPED = "\udcf8"
+WINDOWS_1252 = "Windows-1252"
+
+
 def _not_valid(number: int, byte: int, encoding_name: str) -> str:
-    """The error of a row holding bytes that are not valid in the file's encoding."""
+    """The error of a row holding bytes that are not valid in the file's encoding (`byte` -1: a NUL)."""
+    if byte < 0:
+        return f"row {number} holds a NUL byte (binary data, not text); remove it or export the file again"
+    if encoding_name == WINDOWS_1252:
+        return (
+            f"row {number} is UTF-8 text, but the file's first 64 KiB are Windows-1252 (cp1252); "
+            "save the whole file as UTF-8"
+        )
     if encoding_name == "UTF-8":
         return f"row {number} is not valid UTF-8 (byte 0x{byte:02X}); save the file as UTF-8"
     return f"row {number} is not valid {encoding_name} text; save the file as UTF-8"
 
 
-def _clean(value: str) -> str:
-    """A value safe to show a person: escaped invalid bytes become U+FFFD."""
-    return _ESCAPED.sub("\ufffd", value)
+def _clean(value: str, marked: bool = False) -> str:
+    """A value safe to show a person: escaped invalid bytes become U+FFFD (a NUL one U+FFFD); with
+    `marked` (a cp1252 file), the marks before UTF-8 text go, so the row shows as it was written."""
+    if marked:
+        value = value.replace(_UTF8_ESCAPED, "")
+    return _ESCAPED.sub("\ufffd", value.replace(_NUL_ESCAPED, "\udc80"))
+
+
+def _first_bad(text: str, start: int = 0, end: int | None = None) -> int:
+    """The first escaped byte in `text[start:end]` (-1 for a NUL; callers know there is one)."""
+    hit = _ESCAPED.search(text, start, len(text) if end is None else end)
+    assert hit is not None
+    if text.startswith(_NUL_ESCAPED, hit.start()):
+        return -1
+    return ord(hit.group()) - 0xDC00
 
 
 def _escapes(values: list[str]) -> tuple[int, int]:
-    """How many escaped invalid bytes `values` hold, and the first such byte."""
-    count, first = 0, -1
+    """How many escaped invalid bytes `values` hold, and the first such byte (-1: a NUL)."""
+    count, first = 0, 0
     for value in values:
         found = _ESCAPED.findall(value)
         if found:
-            if first < 0:
-                first = ord(found[0]) - 0xDC00
+            if not count:
+                first = _first_bad(value)
             count += len(found)
     return count, first
 
@@ -130,6 +158,7 @@ class _Guard(io.BufferedIOBase):
         super().__init__()
         self._src = src
         self._encoding = encoding  # "utf-8" | "utf-16-le" | "utf-16-be" | "cp1252"
+        self._cp1252 = encoding == "cp1252"  # handed out transcoded to UTF-8 (the text layer decodes UTF-8)
         self._unit = 2 if encoding.startswith("utf-16") else 1
         if encoding == "utf-16-le":
             self._newlines: tuple[bytes, ...] = (b"\n\x00", b"\r\x00")
@@ -144,7 +173,7 @@ class _Guard(io.BufferedIOBase):
         self._run = 0  # bytes since the last line break
         self._skipping = False  # inside a line that was cut off
         self.bad = [0]  # invalid bytes handed out and not yet found in a row
-        self.encoding_name = "UTF-16" if self._unit == 2 else "UTF-8"
+        self.encoding_name = "UTF-16" if self._unit == 2 else WINDOWS_1252 if self._cp1252 else "UTF-8"
 
     def readable(self) -> bool:
         return True
@@ -195,8 +224,7 @@ class _Guard(io.BufferedIOBase):
                     continue
             if self._limit is not None:
                 self._check_lines(data)
-            self._validate(data)
-            return data
+            return self._validate(data)
 
     def _cut(self, data: bytes) -> int:
         """Length of the longest prefix of `data` that ends on a character boundary."""
@@ -208,7 +236,7 @@ class _Guard(io.BufferedIOBase):
                 if 0xD8 <= high <= 0xDB:  # a high surrogate waits for its pair
                     n -= 2
             return n
-        if self._encoding != "utf-8" or data[-1] < 0x80:
+        if data[-1] < 0x80:  # UTF-8, and cp1252 (whose lines may turn out to be UTF-8)
             return n
         for back in range(1, min(4, n) + 1):
             byte = data[n - back]
@@ -260,11 +288,47 @@ class _Guard(io.BufferedIOBase):
             raise _LineTooLong
         self._run = len(data) - self._last_newline(data) - self._unit
 
-    def _validate(self, data: bytes) -> None:
-        encoding = self._encoding
-        if encoding == "cp1252" or (self._unit == 1 and data.isascii()):
-            return
+    def _validate(self, data: bytes) -> bytes:
+        """`data` as the text layer is to decode it; what is not text in the file's encoding is counted.
+
+        Decisions taken on the first 64 KiB are held to here, for the whole file: a NUL byte (binary data)
+        and, in a cp1252 file, a line that is valid UTF-8 with multi-byte characters (a UTF-8 export
+        pasted after a Windows one) are marked so that their row is rejected with the reason rather than
+        sent as NUL or as "Ã…sa". A cp1252 line is transcoded to UTF-8 here, so one text codec serves.
+        """
+        if self._unit == 2:
+            try:
+                data.decode(self._encoding)
+            except UnicodeDecodeError:
+                self.bad[0] += len(_ESCAPED.findall(data.decode(self._encoding, _ESCAPE)))
+            return data
+        if data.isascii():
+            if b"\x00" in data:
+                self.bad[0] += 2 * data.count(b"\x00")
+                return data.replace(b"\x00", _NUL_MARK)
+            return data
+        if self._cp1252:
+            data = self._transcode(data)
+        elif b"\x00" in data:
+            data = data.replace(b"\x00", _NUL_MARK)
         try:
-            data.decode(encoding)
+            data.decode("utf-8")
         except UnicodeDecodeError:
-            self.bad[0] += len(_ESCAPED.findall(data.decode(encoding, _ESCAPE)))
+            self.bad[0] += len(_ESCAPED.findall(data.decode("utf-8", _ESCAPE)))
+        return data
+
+    @staticmethod
+    def _transcode(data: bytes) -> bytes:
+        """cp1252 bytes as UTF-8, line by line; a line that is UTF-8 already keeps its bytes, marked."""
+        out: list[bytes] = []
+        for line in data.splitlines(keepends=True):
+            if line.isascii():
+                out.append(line.replace(b"\x00", _NUL_MARK))
+                continue
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                out.append(line.decode("cp1252", _CP1252).encode("utf-8").replace(b"\x00", _NUL_MARK))
+            else:
+                out.append(_UTF8_MARK + line.replace(b"\x00", _NUL_MARK))
+        return b"".join(out)

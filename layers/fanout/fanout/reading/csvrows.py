@@ -6,7 +6,15 @@ import csv
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from fanout.reading.bytelayer import _clean, _escapes, _Guard, _GzipBroken, _LineTooLong, _not_valid
+from fanout.reading.bytelayer import (
+    WINDOWS_1252,
+    _clean,
+    _escapes,
+    _Guard,
+    _GzipBroken,
+    _LineTooLong,
+    _not_valid,
+)
 from fanout.reading.detection import _check_header, _sniff_delimiter
 from fanout.reading.model import _ROW_SLOTS, FileFormatError, FileInfo, LostRows, RawRow
 
@@ -49,7 +57,7 @@ def _open_csv(
     if guard.bad[0]:  # UTF-8 with a few damaged bytes in the prefix: never leak escapes
         found, _ = _escapes(cells)
         guard.bad[0] = max(guard.bad[0] - found, 0)
-        cells = [_clean(c) for c in cells]
+        cells = [_clean(c, guard.encoding_name == WINDOWS_1252) for c in cells]
     header = _check_header(cells)
     info = FileInfo("csv", label, compressed, delimiter, header)
     return info, _csv_rows(reader, header, guard, max_row_bytes)
@@ -60,6 +68,7 @@ def _csv_rows(reader: Any, header: list[str], guard: _Guard, max_row_bytes: int)
     number = 0
     bad = guard.bad
     encoding_name = guard.encoding_name
+    clean, marked = _clean, encoding_name == WINDOWS_1252
     join = "".join
     new_row, set_number, set_fields, set_error, set_size = _ROW_SLOTS
     too_large = f"row is larger than {max_row_bytes} bytes"
@@ -73,7 +82,7 @@ def _csv_rows(reader: Any, header: list[str], guard: _Guard, max_row_bytes: int)
                         bad[0] = max(bad[0] - found, 0)
                         yield RawRow(
                             number,
-                            dict(zip(header, map(_clean, cells), strict=False)),
+                            dict(zip(header, [clean(c, marked) for c in cells], strict=False)),
                             _not_valid(number, byte, encoding_name),
                             sum(map(len, cells)) + n,
                         )

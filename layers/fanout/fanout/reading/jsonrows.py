@@ -9,7 +9,15 @@ from collections.abc import Iterator
 from typing import Any, TextIO, cast
 
 from fanout.reading import bytelayer
-from fanout.reading.bytelayer import _ESCAPED, _escapes, _Guard, _GzipBroken, _LineTooLong, _not_valid
+from fanout.reading.bytelayer import (
+    _ESCAPED,
+    _escapes,
+    _first_bad,
+    _Guard,
+    _GzipBroken,
+    _LineTooLong,
+    _not_valid,
+)
 from fanout.reading.model import LostRows, RawRow
 
 # ---------------------------------------------------------------------------------------------------
@@ -88,11 +96,12 @@ def _json_reason(exc: ValueError, column: bool = True) -> str:
     return str(exc)
 
 
-def _ndjson_rows(text: TextIO, guard: _Guard, max_row_bytes: int) -> Iterator[RawRow]:
+def _ndjson_rows(text: TextIO, guard: _Guard, max_row_bytes: int, first_line: int = 0) -> Iterator[RawRow]:
+    """NDJSON rows numbered by physical line; `first_line` blank lines were dropped before `text`."""
     decode = _DECODER.decode
     encoding_name = guard.encoding_name
     bad = guard.bad
-    number = 0
+    number = first_line
     while True:
         try:
             for line in text:
@@ -309,13 +318,13 @@ class _ArrayReader:
                     continue
                 size = end - start
                 self._pos = end
-                if bad[0] and (hit := _ESCAPED.search(self._buf, start, end)):
+                if bad[0] and _ESCAPED.search(self._buf, start, end):
                     found = len(_ESCAPED.findall(self._buf, start, end))
                     bad[0] = max(bad[0] - found, 0)
                     yield RawRow(
                         number,
                         {},
-                        _not_valid(number, ord(hit.group()) - 0xDC00, self._encoding_name),
+                        _not_valid(number, _first_bad(self._buf, start, end), self._encoding_name),
                         size,
                     )
                 elif size > self._max:
