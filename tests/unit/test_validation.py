@@ -3,10 +3,7 @@ the row, the column and the value at fault and says what to do about it."""
 
 from __future__ import annotations
 
-import tracemalloc
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
 
 import pytest
 
@@ -14,7 +11,7 @@ from fanout.destinations import Destination
 from fanout.models import Contact, Rejection, Route
 from fanout.providers import provider_for
 from fanout.reading import RawRow
-from fanout.validation import MAX_VALUE_CHARS, RowValidator, SeenContacts, duplicate, options_problem
+from fanout.validation import MAX_VALUE_CHARS, RowValidator, duplicate, options_problem
 
 pytestmark = pytest.mark.unit
 
@@ -332,111 +329,8 @@ def test_workable_file_options_pass() -> None:
     assert options_problem(provider_for(Destination.ALTCRAFT), options, ["email", "CRM_ID"]) is None
 
 
-# --- duplicates ---------------------------------------------------------------------------------------
+# --- duplicates (the check itself: tests/unit/test_dedup.py) ----------------------------------------
 
 
-@pytest.fixture
-def seen(tmp_path: Path) -> Iterator[SeenContacts]:
-    contacts = SeenContacts(str(tmp_path))
-    yield contacts
-    contacts.close()
-
-
-def test_duplicate_of_earlier_row_is_rejected_with_its_row_number(seen: SeenContacts) -> None:
-    assert seen.first_row("c", "ada@example.com", 3) is None
-    assert seen.first_row("c", "bob@example.com", 4) is None
-
-    first = seen.first_row("c", "ada@example.com", 9)
-
-    assert first == 3
-    assert duplicate(9, first) == Rejection(9, "duplicate of row 3")
-
-
-def test_every_later_duplicate_points_at_the_first_row(seen: SeenContacts) -> None:
-    seen.first_row("c", "ada@example.com", 2)
-    assert [seen.first_row("c", "ada@example.com", row) for row in (5, 8)] == [2, 2]
-
-
-def test_the_same_address_as_a_contact_and_as_a_list_is_not_a_duplicate(seen: SeenContacts) -> None:
-    assert seen.first_row("c", "team@company.com", 1) is None
-    assert seen.first_row("l", "team@company.com", 2) is None
-    assert seen.first_row("l", "team@company.com", 6) == 2
-    assert seen.first_row("c", "team@company.com", 7) == 1
-
-
-class _Colliding:
-    """Stands in for hashlib: every key hashes to the same 64 bits."""
-
-    @staticmethod
-    def blake2b(data: bytes, digest_size: int) -> Any:
-        return _Colliding()
-
-    def digest(self) -> bytes:
-        return b"\x00" * 8
-
-
-@pytest.fixture
-def colliding_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fanout.validation.hashlib", _Colliding)
-
-
-@pytest.mark.usefixtures("colliding_hashes")
-def test_different_contacts_are_never_duplicates_even_when_their_hashes_collide(seen: SeenContacts) -> None:
-    assert seen.first_row("c", "ada@example.com", 1) is None
-    assert seen.first_row("c", "bob@example.com", 2) is None
-    assert seen.first_row("c", "ada@example.com", 3) == 1
-
-
-def test_a_batch_of_rows_gets_the_answers_one_call_a_row_would(tmp_path: Path) -> None:
-    entries = [
-        ("c", "ada", 1),
-        ("c", "bob", 2),
-        ("c", "ada", 3),
-        ("l", "ada", 4),
-        ("c", "bob", 5),
-        ("l", "ada", 6),
-    ]
-    one_by_one, batched = SeenContacts(str(tmp_path)), SeenContacts(str(tmp_path))
-    try:
-        expected = [one_by_one.first_row(*entry) for entry in entries]
-        answers = batched.first_rows(entries[:3]) + batched.first_rows(entries[3:])
-    finally:
-        one_by_one.close()
-        batched.close()
-    assert answers == expected == [None, None, 1, None, 2, 4]
-
-
-@pytest.mark.usefixtures("colliding_hashes")
-def test_a_batch_never_takes_colliding_contacts_for_duplicates(seen: SeenContacts) -> None:
-    assert seen.first_rows([("c", "ada", 1), ("c", "bob", 2)]) == [None, None]
-    assert seen.first_rows([("c", "ada", 3), ("c", "bob", 4)]) == [1, None]
-
-
-def test_seen_contacts_hold_no_python_object_per_contact(seen: SeenContacts) -> None:
-    tracemalloc.start()
-    try:
-        for row in range(1, 20_001):
-            seen.first_row("c", f"contact-{row:08d}@example.com", row)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-
-    # A set of these 20,000 addresses alone would hold about 2 MB of Python objects.
-    assert peak < 500_000
-    assert seen.first_row("c", "contact-00000001@example.com", 20_001) == 1
-
-
-def test_seen_contacts_spill_to_disk_beyond_sqlites_page_cache(tmp_path: Path) -> None:
-    contacts = SeenContacts(str(tmp_path))
-    padding = "x" * 300
-    try:
-        for row in range(1, 70_001):
-            contacts.first_row("c", f"{padding}{row:08d}@example.com", row)
-        on_disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
-        assert contacts.first_row("c", f"{padding}{1:08d}@example.com", 70_001) == 1
-    finally:
-        contacts.close()
-
-    # ~22 MB of identities: more than the 4 MB page cache, so memory stays bounded and the rest is on disk.
-    assert on_disk > 16 * 1024 * 1024
-    assert not any(tmp_path.iterdir())
+def test_a_duplicate_is_rejected_with_the_row_it_repeats() -> None:
+    assert duplicate(9, 3) == Rejection(9, "duplicate of row 3")

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fanout.chunking import ChunkPlanner
+from fanout.dedup import SeenContacts
 from fanout.models import Contact, Rejection, Route, StagedRow
 from fanout.providers.base import Provider
 from fanout.reading import RawRow
-from fanout.validation import RowValidator, SeenContacts, duplicate
+from fanout.validation import RowValidator, duplicate
 
-BATCH_ROWS = 256  # rows validated before their duplicate check runs as one SQLite query
+BATCH_ROWS = 256  # rows validated before their duplicate check runs as one call
 
 
 def plan_rows(
@@ -28,16 +29,18 @@ def plan_rows(
     accept: Callable[[Any], None] | None = None,
     progress: Callable[[int], None] | None = None,
     progress_every: int = 10_000,
+    seen: SeenContacts | None = None,
 ) -> int:
     """Plan every row; each ends either staged in a chunk (and passed to `accept`) or rejected.
 
     `progress(rows_read)` is called every `progress_every` rows (the splitter renews its lease there).
     Returns how many rows were read. Memory stays flat: rows stream through (a batch of BATCH_ROWS at a
     time, handled in file order), chunks go to the planner's writers as they fill, and the duplicate
-    check lives on disk.
+    check spills to disk. `seen`: the duplicate state to go on with (a continued split), kept open.
     """
     validator = RowValidator(route, provider, columns)
-    seen = SeenContacts()
+    own_seen = seen is None
+    seen = seen if seen is not None else SeenContacts()
     batch: list[Contact | Rejection] = []
 
     def stage_batch() -> None:
@@ -76,5 +79,6 @@ def plan_rows(
         planner.finish()
     finally:
         planner.close()
-        seen.close()
+        if own_seen:
+            seen.close()
     return read

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
-import tempfile
 import unicodedata
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from fanout import fields
@@ -133,76 +129,6 @@ def _invisible_hint(value: str) -> str:
         if unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn"):
             return f" (it holds the invisible character U+{ord(char):04X})"
     return ""
-
-
-class SeenContacts:
-    """Which identities a file has had so far, on disk so memory stays flat for any file size.
-
-    A later duplicate of the same contact is rejected as "duplicate of row N".
-    """
-
-    def __init__(self, directory: str | None = None) -> None:
-        self._dir = tempfile.TemporaryDirectory(dir=directory)
-        self._db = sqlite3.connect(Path(self._dir.name) / "seen.db", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        # 4 MB page cache at most: the table's inner pages stay cached, its leaves come from the OS page
-        # cache. A bigger cache saves ~1 us a row but grows with the file up to its size (16 MB cost a
-        # million-row split 12 MB more peak memory than a 100,000-row one).
-        self._db.execute("PRAGMA cache_size=-4000")
-        self._db.execute("BEGIN")
-        self._db.execute(
-            "CREATE TABLE seen (k INTEGER PRIMARY KEY, row INTEGER NOT NULL, ident TEXT NOT NULL)"
-        )
-
-    def first_row(self, lane: str, identity: str, row: int) -> int | None:
-        """None when `identity` is new (and remember it at `row`); else the row that had it first."""
-        key = f"{lane}\0{identity}"
-        digest = _digest(key)
-        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", (digest, row, key))
-        if cursor.rowcount == 1:
-            return None
-        found = self._db.execute("SELECT row, ident FROM seen WHERE k = ?", (digest,)).fetchone()
-        # A 64-bit hash collision between different contacts is not a duplicate.
-        return int(found[0]) if found and found[1] == key else None
-
-    def first_rows(self, entries: Sequence[tuple[str, str, int]]) -> list[int | None]:
-        """`first_row(lane, identity, row)` for each entry, in order, with the same answers as one call
-        each, but in two SQLite statements a batch instead of one or two a row."""
-        keys = [f"{lane}\0{identity}" for lane, identity, _row in entries]
-        digests = [_digest(key) for key in keys]
-        known: dict[int, tuple[int, str]] = {}
-        unique = list(dict.fromkeys(digests))
-        for start in range(0, len(unique), _SQL_PARAMETERS):
-            part = unique[start : start + _SQL_PARAMETERS]
-            marks = ",".join("?" * len(part))
-            query = f"SELECT k, row, ident FROM seen WHERE k IN ({marks})"  # noqa: S608 - placeholders only
-            for digest, row, ident in self._db.execute(query, part):
-                known[digest] = (int(row), ident)
-        answers: list[int | None] = []
-        new: list[tuple[int, int, str]] = []
-        for key, digest, (_lane, _identity, row) in zip(keys, digests, entries, strict=True):
-            found = known.get(digest)
-            if found is None:
-                known[digest] = (row, key)
-                new.append((digest, row, key))
-                answers.append(None)
-            else:  # a 64-bit hash collision between different contacts is not a duplicate
-                answers.append(found[0] if found[1] == key else None)
-        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", new)
-        return answers
-
-    def close(self) -> None:
-        self._db.close()
-        self._dir.cleanup()
-
-
-_SQL_PARAMETERS = 500  # host parameters per statement, well under SQLite's limit
-
-
-def _digest(key: str) -> int:
-    """The 64-bit key the table is indexed on."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def duplicate(row: int, first: int, identity: str = "") -> Rejection:
