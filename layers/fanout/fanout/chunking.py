@@ -167,6 +167,15 @@ class ChunkPlanner:
         writer.close()
         self._on_chunk(chunk)
 
+    def lane_counts(self) -> dict[str, int]:
+        """Chunks cut in each lane so far (a checkpoint keeps them; call after `finish`)."""
+        return {lane: state.count for lane, state in self._lanes.items()}
+
+    def resume_counts(self, counts: dict[str, int]) -> None:
+        """Go on numbering each lane's chunks after those a checkpoint recorded."""
+        for lane, count in counts.items():
+            self._lanes.setdefault(lane, _Lane()).count = count
+
     def finish(self) -> None:
         """Stage the last, partly filled chunk of every lane (and wait until every chunk is staged)."""
         for lane, state in sorted(self._lanes.items()):

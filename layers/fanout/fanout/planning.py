@@ -5,6 +5,7 @@ chunk. The splitter runs it against S3; `fanout validate` runs it on a local fil
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from fanout.chunking import ChunkPlanner
@@ -17,7 +18,21 @@ from fanout.validation import RowValidator, duplicate
 BATCH_ROWS = 256  # rows validated before their duplicate check runs as one call
 
 
-def plan_rows(
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What `plan_some` did: rows read, the number of the last one, and whether it stopped early."""
+
+    read: int
+    last_row: int
+    stopped: bool
+
+
+def plan_rows(rows: Iterable[RawRow], **kwargs: Any) -> int:
+    """Plan every row (see `plan_some`); how many rows were read."""
+    return plan_some(rows, **kwargs).read
+
+
+def plan_some(
     rows: Iterable[RawRow],
     *,
     route: Route,
@@ -30,8 +45,12 @@ def plan_rows(
     progress: Callable[[int], None] | None = None,
     progress_every: int = 10_000,
     seen: SeenContacts | None = None,
-) -> int:
-    """Plan every row; each ends either staged in a chunk (and passed to `accept`) or rejected.
+    stop: Callable[[], bool] | None = None,
+) -> Planned:
+    """Plan rows; each ends either staged in a chunk (and passed to `accept`) or rejected.
+
+    `stop()` is asked after each batch: when True, planning ends there, at a chunk boundary (every open
+    chunk is cut and staged), and `Planned.stopped` says rows may remain (a split that must continue).
 
     `progress(rows_read)` is called every `progress_every` rows (the splitter renews its lease there).
     Returns how many rows were read. Memory stays flat: rows stream through (a batch of BATCH_ROWS at a
@@ -66,19 +85,24 @@ def plan_rows(
                 accept(item)
         batch.clear()
 
-    read = 0
+    read = last = 0
+    stopped = False
     try:
         for raw in rows:
             read += 1
+            last = raw.number
             if progress is not None and read % progress_every == 0:
                 progress(read)
             batch.append(validator.validate(raw))
             if len(batch) >= BATCH_ROWS:
                 stage_batch()
+                if stop is not None and stop():
+                    stopped = True
+                    break
         stage_batch()
         planner.finish()
     finally:
         planner.close()
         if own_seen:
             seen.close()
-    return read
+    return Planned(read, last, stopped)

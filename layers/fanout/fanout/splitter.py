@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -20,9 +22,11 @@ from fanout import ids
 from fanout.aws import client
 from fanout.chunking import Background, ChunkPlanner, StagedChunk
 from fanout.config import SplitterConfig
+from fanout.continuation import Checkpoint, Continuation, Invoker, object_payload, stopper
+from fanout.dedup import SeenContacts
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
 from fanout.observability import logger
-from fanout.planning import plan_rows
+from fanout.planning import plan_some
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, LostRows, open_rows
@@ -36,12 +40,14 @@ from fanout.routing import (
     routes_for_key,
 )
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
-from fanout.store import Chunk, Job, JobStore, Settlement
+from fanout.store import Chunk, Job, JobStore, Settlement, SplitLost
 from fanout.validation import options_problem
 
-# A live split renews its claim on the job every RENEW_EVERY_SECONDS; one that died (out of memory, timed
-# out) lets it lapse, and the next delivery of the event (Lambda retries asynchronous invocations after
-# about one and two minutes) splits the file again from the start.
+# A live split renews its claim on the job every RENEW_EVERY_SECONDS; one that died (out of memory, killed)
+# lets it lapse, and the next delivery of its event (Lambda retries asynchronous invocations after about
+# one and two minutes) goes on from the job's last checkpoint (fanout.continuation), or splits the file
+# again from the start when there is none yet. A split never runs into the function's timeout: it hands
+# over to a new invocation before (fanout.continuation).
 SPLIT_LEASE_SECONDS = 90
 RENEW_EVERY_SECONDS = 20
 
@@ -69,12 +75,23 @@ class SplitOutcome:
 class _Rejections:
     """rejected.jsonl (for the merge) and results/<job>/rejected.csv (for people), streamed."""
 
-    def __init__(self, bucket: str, job_id: str) -> None:
+    def __init__(self, bucket: str, job_id: str, checkpoint: Checkpoint | None = None) -> None:
         self.count = 0
         self.lost: str | None = None  # the first row after which rows of the file went unread
+        if checkpoint is not None:
+            self.count, self.lost = checkpoint.rejected, checkpoint.lost
+            self._jsonl = S3Writer.resume(bucket, checkpoint.writers["rejected_jsonl"])
+            self._csv = S3Writer.resume(bucket, checkpoint.writers["rejected_csv"], content_type="text/csv")
+            return
         self._jsonl = S3Writer(bucket, rejected_jsonl_key(job_id))
         self._csv = S3Writer(bucket, result_key(job_id, "rejected.csv"), content_type="text/csv")
         self._csv.write(REJECTED_CSV_HEADER.encode())
+
+    def suspend(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return {
+            "rejected_jsonl": self._jsonl.suspend(f"{prefix}/rejected-jsonl.tail"),
+            "rejected_csv": self._csv.suspend(f"{prefix}/rejected-csv.tail"),
+        }
 
     def add(self, rejection: Rejection) -> None:
         self.count += 1
@@ -210,19 +227,25 @@ def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[s
 class Splitter:
     """Splits objects for one deployed stack (its bucket, table, queues and bus)."""
 
-    def __init__(self, config: SplitterConfig, store: JobStore) -> None:
+    def __init__(self, config: SplitterConfig, store: JobStore, invoker: Invoker | None = None) -> None:
         self._cfg = config
         self._store = store
+        # Without an invoker (tests, tools) a split never stops early: it reads the whole file at once.
+        self._invoker = invoker
 
     @cached_property
     def _s3(self) -> Any:
         """The container's S3 client, made at first use rather than at cold start."""
         return client("s3")
 
-    def split(self, ref: ObjectRef) -> list[SplitOutcome]:
+    def split(
+        self, ref: ObjectRef, remaining_ms: Callable[[], int] | None = None, route_from: int = 0
+    ) -> list[SplitOutcome]:
         """Split one object into one job per route; a duplicate event returns the existing jobs.
 
         A "folder" the S3 console creates (a key ending in "/") is no file: it makes no job.
+        `remaining_ms`: the invocation's time left (Lambda's context), so a long split continues in a new
+        invocation instead of running out; `route_from`: the routes before it were handed to others.
         """
         if ref.key.endswith("/"):
             logger.info("folder placeholder ignored", extra={"size": ref.size})
@@ -252,7 +275,73 @@ class Splitter:
             routes = routes_for_key(ref.key, options, self._routes())
         except RouteError as exc:
             return [self._fail_unroutable(ref, str(exc))]
-        return [self._split_route(ref, index, route) for index, route in enumerate(routes)]
+        outcomes: list[SplitOutcome] = []
+        for index, route in enumerate(routes):
+            if index < route_from:
+                continue
+            outcome = self._split_route(ref, index, route, remaining_ms)
+            outcomes.append(outcome)
+            if outcome.status is JobStatus.SPLITTING and index + 1 < len(routes) and self._invoker:
+                # this invocation's time went to that route: the next ones start in a new invocation
+                self._invoker.invoke(object_payload(ref, index + 1))
+                break
+        return outcomes
+
+    def resume(
+        self, continuation: Continuation, remaining_ms: Callable[[], int] | None = None
+    ) -> SplitOutcome:
+        """Go on with a split from the job's current checkpoint (a continuation's payload names it).
+
+        A continuation for a checkpoint that is no longer current, or for a job no longer splitting, is
+        a duplicate and does nothing; one for the current checkpoint while another invocation holds the
+        job raises SplitInProgress, so Lambda delivers it again (and it takes over if that one died).
+        """
+        job = self._store.get_job(continuation.job_id)
+        if job is None or job.status is not JobStatus.SPLITTING:
+            status = job.status if job else JobStatus.FAILED
+            logger.info("continuation for a job no longer splitting", extra={"job_id": continuation.job_id})
+            return SplitOutcome(continuation.job_id, status, duplicate=True)
+        outcome = self._continue(job, remaining_ms)
+        if outcome is not None:
+            return outcome
+        if continuation.generation >= job.split_generation:
+            raise SplitInProgress(f"job {job.job_id} is being split by another invocation")
+        logger.info("stale continuation", extra={"job_id": job.job_id, "generation": continuation.generation})
+        return SplitOutcome(job.job_id, JobStatus.SPLITTING, duplicate=True)
+
+    def _continue(self, job: Job, remaining_ms: Callable[[], int] | None) -> SplitOutcome | None:
+        """Take the job at its current checkpoint and go on; None when another invocation holds it."""
+        owner = uuid.uuid4().hex
+        if not self._store.claim_split(job.job_id, job.split_generation, owner, SPLIT_LEASE_SECONDS):
+            return None
+        job.split_owner = owner
+        job.split_invocations += 1
+        body = self._s3.get_object(Bucket=self._cfg.bucket_name, Key=job.checkpoint_key)["Body"].read()
+        checkpoint = Checkpoint.from_json(body)
+        job.counts.read, job.counts.rejected = checkpoint.read, checkpoint.rejected
+        logger.info(
+            "split continues",
+            extra={
+                "job_id": job.job_id,
+                "generation": job.split_generation,
+                "after_row": checkpoint.last_row,
+            },
+        )
+        return self._guarded(
+            job, lambda: self._stream(checkpoint.ref, job, checkpoint.route, remaining_ms, checkpoint)
+        )
+
+    def _guarded(self, job: Job, work: Callable[[], SplitOutcome]) -> SplitOutcome:
+        """Run a split; a file that cannot be read fails the job, a split taken over ends quietly."""
+        try:
+            return work()
+        except FileFormatError as exc:
+            return self._fail(job, str(exc))
+        except SplitLost as exc:
+            logger.warning(
+                "split taken over by another invocation", extra={"job_id": job.job_id, "reason": str(exc)}
+            )
+            return SplitOutcome(job.job_id, JobStatus.SPLITTING, duplicate=True)
 
     def _head(self, ref: ObjectRef) -> dict[str, Any] | None:
         """The object's metadata; None when no such object (or version) exists."""
@@ -303,55 +392,91 @@ class Splitter:
         """Record the job as failed with `message`; staged rows (never sent) are settled as failed."""
         return fail_job(self._store, self._cfg.bucket_name, self._cfg.event_bus_name, job, message)
 
-    def _split_route(self, ref: ObjectRef, index: int, route: Route) -> SplitOutcome:
+    def _split_route(
+        self, ref: ObjectRef, index: int, route: Route, remaining_ms: Callable[[], int] | None = None
+    ) -> SplitOutcome:
         job = self._new_job(ref, index, route)
+        job.split_owner = uuid.uuid4().hex
         if not self._store.create_job(job, SPLIT_LEASE_SECONDS):
             existing = self._store.get_job(job.job_id)
             status = existing.status if existing else JobStatus.SPLITTING
+            if existing is not None and status is JobStatus.SPLITTING and existing.split_generation > 0:
+                # Past its first checkpoint the split goes on from there: take it over if nobody holds it
+                # (its continuation was lost), else it is in hand and this event is a duplicate.
+                outcome = self._continue(existing, remaining_ms)
+                return outcome or SplitOutcome(job.job_id, status, duplicate=True)
             if status is JobStatus.SPLITTING:
                 raise SplitInProgress(f"job {job.job_id} is being split by another invocation")
             logger.info("duplicate event: job exists", extra={"job_id": job.job_id})
             return SplitOutcome(job.job_id, status, duplicate=True)
-        try:
-            return self._stream(ref, job, route)
-        except FileFormatError as exc:
-            return self._fail(job, str(exc))
+        job.split_invocations = 1
+        return self._guarded(job, lambda: self._stream(ref, job, route, remaining_ms, None, index))
 
-    def _stream(self, ref: ObjectRef, job: Job, route: Route) -> SplitOutcome:
-        provider = provider_for(route.destination)
+    def _open_object(self, ref: ObjectRef) -> Any:
+        """The object's body: that version, or (unversioned) only while its ETag is still the one split."""
         get_args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version:
             get_args["VersionId"] = ref.version
-        body = self._s3.get_object(**get_args)["Body"]
-        info, rows = open_rows(body, name=ref.key)
+        elif ref.etag:
+            get_args["IfMatch"] = ref.etag
+        try:
+            return self._s3.get_object(**get_args)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise FileFormatError(
+                    f"the object {ref.key} was replaced while it was being split; nothing was sent: "
+                    "drop the file again"
+                ) from None
+            raise
+
+    def _stream(
+        self,
+        ref: ObjectRef,
+        job: Job,
+        route: Route,
+        remaining_ms: Callable[[], int] | None,
+        checkpoint: Checkpoint | None,
+        route_index: int = 0,
+    ) -> SplitOutcome:
+        provider = provider_for(route.destination)
+        info, rows = open_rows(self._open_object(ref), name=ref.key)
         job.encoding, job.file_format = info.encoding, info.format
-        problem = options_problem(provider, route.options, info.columns)
-        if problem:
-            return self._fail(job, problem)
+        if checkpoint is None:
+            problem = options_problem(provider, route.options, info.columns)
+            if problem:
+                return self._fail(job, problem)
+        else:
+            route_index = checkpoint.route_index
+            after = checkpoint.last_row  # rows up to it were planned by earlier invocations
+            rows = (row for row in rows if row.number > after)
 
-        chunks: list[ChunkMessage] = []
-        envelope = self._envelope(job, route)
-
-        def staged(chunk: StagedChunk) -> None:
-            message = ChunkMessage(
-                job.job_id, chunk.chunk_id, route.destination, route.target, chunk.key, chunk.rows, envelope
+        staged: list[StagedChunk] = []
+        if checkpoint is not None:
+            staged.extend(StagedChunk(cid, key, count) for cid, key, count in checkpoint.chunks)
+        # Chunks are put to S3 on a background thread while the file is read on; their records are
+        # written when the whole file is read (a checkpoint keeps the list until then).
+        planner = ChunkPlanner(
+            provider, job.job_id, self._cfg.bucket_name, staged.append, background=Background()
+        )
+        if checkpoint is not None:
+            planner.resume_counts(checkpoint.lanes)
+        rejections = _Rejections(self._cfg.bucket_name, job.job_id, checkpoint)
+        whole_file: S3Writer | None = None
+        if getattr(provider, "whole_file", False):
+            whole_file = (
+                S3Writer.resume(self._cfg.bucket_name, checkpoint.writers["whole_file"])
+                if checkpoint is not None
+                else S3Writer(self._cfg.bucket_name, symplify_file_key(job.job_id))
             )
-            chunks.append(message)
-            self._store.put_chunk(
-                Chunk(job.job_id, chunk.chunk_id, chunk.key, chunk.rows, message=message.to_json())
-            )
-
-        # Chunks are put to S3 and recorded on a background thread while the file is read on.
-        planner = ChunkPlanner(provider, job.job_id, self._cfg.bucket_name, staged, background=Background())
-        rejections = _Rejections(self._cfg.bucket_name, job.job_id)
-        whole_file = (
-            S3Writer(self._cfg.bucket_name, symplify_file_key(job.job_id))
-            if getattr(provider, "whole_file", False)
-            else None
+        seen_keys: dict[str, str] = dict(checkpoint.seen) if checkpoint is not None else {}
+        seen = (
+            SeenContacts.restore(list(seen_keys), self._seen_getter(seen_keys))
+            if checkpoint is not None
+            else SeenContacts()
         )
         counts = job.counts
         try:
-            counts.read = plan_rows(
+            planned = plan_some(
                 rows,
                 route=route,
                 provider=provider,
@@ -362,14 +487,34 @@ class Splitter:
                 accept=(lambda item: whole_file.write_line(json.dumps(item, ensure_ascii=False)))
                 if whole_file
                 else None,
-                progress=self._lease_keeper(job.job_id),
+                progress=self._lease_keeper(job),
+                seen=seen,
+                stop=stopper(remaining_ms) if self._invoker is not None else None,
             )
+            counts.read += planned.read
+            counts.rejected = rejections.count
+            if planned.stopped:
+                state = Checkpoint(
+                    ref=ObjectRef(ref.bucket, ref.key, ref.version, ref.etag, ref.size),
+                    route_index=route_index,
+                    route=route,
+                    last_row=planned.last_row,
+                    read=counts.read,
+                    rejected=counts.rejected,
+                    lost=rejections.lost,
+                    lanes=planner.lane_counts(),
+                    chunks=[(c.chunk_id, c.key, c.rows) for c in staged],
+                    writers={},
+                    seen=seen_keys,
+                    columns=info.columns,
+                )
+                return self._checkpoint(job, state, rejections, whole_file, seen)
         finally:
-            rejections.close()
-            if whole_file is not None:
-                whole_file.close()
-        counts.rejected = rejections.count
-        job.chunks_total = len(chunks)
+            seen.close()
+        rejections.close()
+        if whole_file is not None:
+            whole_file.close()
+        messages = self._record_chunks(job, route, staged)
         if rejections.lost is not None:
             # Rows went unread (gzip or a JSON array cut off) or were swallowed by a quote never closed:
             # the counts cannot cover the file, and sending part of it would enrol people twice once the
@@ -377,7 +522,68 @@ class Splitter:
             return self._fail(
                 job, f"{rejections.lost}; nothing was sent: drop the complete, corrected file again"
             )
-        return self._conclude(job, route, chunks)
+        return self._conclude(job, route, messages)
+
+    def _record_chunks(self, job: Job, route: Route, staged: list[StagedChunk]) -> list[ChunkMessage]:
+        """Record every staged chunk as pending (and only those: records an interrupted invocation
+        left for chunks cut differently are removed), with the message that will send it."""
+        envelope = self._envelope(job, route)
+        messages = [
+            ChunkMessage(job.job_id, c.chunk_id, route.destination, route.target, c.key, c.rows, envelope)
+            for c in staged
+        ]
+        self._store.replace_chunks(
+            [Chunk(job.job_id, m.chunk_id, m.key, m.rows, message=m.to_json()) for m in messages]
+        )
+        self._store.prune_chunks(job.job_id, {m.chunk_id for m in messages})
+        job.chunks_total = len(messages)
+        return messages
+
+    def _seen_getter(self, keys: dict[str, str]) -> Callable[[str, Path], None]:
+        def get(name: str, path: Path) -> None:
+            self._s3.download_file(self._cfg.bucket_name, keys[name], str(path))
+
+        return get
+
+    def _checkpoint(
+        self,
+        job: Job,
+        state: Checkpoint,
+        rejections: _Rejections,
+        whole_file: S3Writer | None,
+        seen: SeenContacts,
+    ) -> SplitOutcome:
+        """Keep the split's state, make it the job's current checkpoint and hand over to a new invocation."""
+        assert self._invoker is not None
+        generation = job.split_generation + 1
+        prefix = f"jobs/{job.job_id}/checkpoints/{generation:05d}-{job.split_owner}"
+        state.writers = rejections.suspend(prefix)
+        if whole_file is not None:
+            state.writers["whole_file"] = whole_file.suspend(f"{prefix}/whole-file.tail")
+
+        def put(name: str, path: Path) -> None:
+            key = f"jobs/{job.job_id}/seen/{job.split_owner}-{name}"
+            self._s3.upload_file(str(path), self._cfg.bucket_name, key)
+            state.seen[name] = key
+
+        names = seen.snapshot(put)
+        state.seen = {name: state.seen[name] for name in names}
+        key = f"{prefix}/state.json"
+        self._s3.put_object(Bucket=self._cfg.bucket_name, Key=key, Body=state.to_json().encode())
+        if not self._store.record_checkpoint(job.job_id, job.split_generation, job.split_owner, key):
+            raise SplitLost(f"job {job.job_id}: another invocation took the split over")
+        self._invoker.invoke(Continuation(job.job_id, generation, key).payload())
+        logger.info(
+            "split continues in a new invocation",
+            extra={"job_id": job.job_id, "generation": generation, "after_row": state.last_row},
+        )
+        return SplitOutcome(
+            job.job_id,
+            JobStatus.SPLITTING,
+            counts=job.counts,
+            chunks=len(state.chunks),
+            message=f"continued after row {state.last_row} (invocation {job.split_invocations + 1})",
+        )
 
     def _conclude(self, job: Job, route: Route, chunks: list[ChunkMessage]) -> SplitOutcome:
         counts = job.counts
@@ -420,14 +626,15 @@ class Splitter:
                 return SplitOutcome(job.job_id, settled.status, counts=settled.counts)
         return SplitOutcome(job.job_id, job.status, counts=counts, chunks=len(chunks))
 
-    def _lease_keeper(self, job_id: str) -> Callable[[int], None]:
-        """A progress callback that renews the split lease at most every RENEW_EVERY_SECONDS."""
+    def _lease_keeper(self, job: Job) -> Callable[[int], None]:
+        """A progress callback that renews the split lease at most every RENEW_EVERY_SECONDS (SplitLost
+        when another invocation has taken the job over meanwhile)."""
         last = time.monotonic()
 
         def renew(_rows: int) -> None:
             nonlocal last
             if time.monotonic() - last >= RENEW_EVERY_SECONDS:
-                self._store.renew_split_lease(job_id, SPLIT_LEASE_SECONDS)
+                self._store.renew_split_lease(job.job_id, SPLIT_LEASE_SECONDS, job.split_owner)
                 last = time.monotonic()
 
         return renew

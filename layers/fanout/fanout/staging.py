@@ -101,6 +101,31 @@ class S3Writer:
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
         )
 
+    def suspend(self, tail_key: str) -> dict[str, Any]:
+        """What `resume` needs to go on writing in another invocation: the multipart upload so far, and
+        the bytes not yet in a part, kept at `tail_key` (parts but the last must be 5 MiB at least)."""
+        self._s3.put_object(Bucket=self.bucket, Key=tail_key, Body=self._buffer.getvalue())
+        return {
+            "key": self.key,
+            "upload_id": self._upload_id,
+            "parts": list(self._parts),
+            "bytes_written": self.bytes_written,
+            "tail_key": tail_key,
+        }
+
+    @classmethod
+    def resume(
+        cls, bucket: str, state: dict[str, Any], content_type: str = "application/x-ndjson"
+    ) -> S3Writer:
+        """The writer `suspend` described, the kept tail back in its buffer. Parts an interrupted
+        invocation uploaded after the suspension are written again under the same numbers."""
+        writer = cls(bucket, state["key"], content_type)
+        writer._upload_id = state["upload_id"]
+        writer._parts = list(state["parts"])
+        writer.bytes_written = int(state["bytes_written"])
+        writer._buffer.write(writer._s3.get_object(Bucket=bucket, Key=state["tail_key"])["Body"].read())
+        return writer
+
     def abort(self) -> None:
         if self._upload_id is not None:
             self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)

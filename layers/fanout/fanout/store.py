@@ -60,6 +60,12 @@ class Job:
     dry_run: bool = False
     finished_at: str = ""
     options: dict[str, str] = field(default_factory=dict)
+    # A split that continues over several invocations (fanout.continuation): how many ran, which
+    # checkpoint is current, where it is kept, and the invocation holding the split (its token).
+    split_invocations: int = 0
+    split_generation: int = 0
+    checkpoint_key: str = ""
+    split_owner: str = ""
 
     def summary(self) -> dict[str, Any]:
         """The job as users see it (summary.json, events, `fanout status --json`): no contact data."""
@@ -76,6 +82,7 @@ class Job:
             "rows_uncertain": self.counts.uncertain,
             "chunks_total": self.chunks_total,
             "chunks_settled": self.chunks_settled,
+            "split_invocations": self.split_invocations,
             "encoding": self.encoding,
             "format": self.file_format,
             "message": self.message,
@@ -135,11 +142,31 @@ class JobStore(ABC):
         """Store a new job; False when it exists already and is not an abandoned split."""
 
     @abstractmethod
-    def renew_split_lease(self, job_id: str, lease_seconds: int) -> None:
-        """Keep a live split's claim on its job (a split whose lease lapses is redone by the next event)."""
+    def renew_split_lease(self, job_id: str, lease_seconds: int, owner: str = "") -> None:
+        """Keep a live split's claim on its job (a split whose lease lapses is redone by the next event);
+        with `owner`, only while that invocation holds it (SplitLost otherwise)."""
 
     @abstractmethod
     def get_job(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    def claim_split(self, job_id: str, generation: int, owner: str, lease_seconds: int) -> bool:
+        """Take a splitting job at checkpoint `generation` for invocation `owner`, when no live
+        invocation holds it (its lease lapsed or a checkpoint freed it); counts the invocation."""
+
+    @abstractmethod
+    def record_checkpoint(self, job_id: str, generation: int, owner: str, key: str) -> bool:
+        """Make the checkpoint kept at `key` the job's current one (`generation` + 1) and free the job for
+        the invocation that continues from it; False when `owner` no longer holds the job."""
+
+    @abstractmethod
+    def replace_chunks(self, chunks: list[Chunk]) -> None:
+        """Record a split's chunks as pending, overwriting what an interrupted invocation recorded."""
+
+    @abstractmethod
+    def prune_chunks(self, job_id: str, keep: set[str]) -> int:
+        """Delete the job's chunk records not in `keep` (left by an invocation killed while recording);
+        how many were deleted."""
 
     @abstractmethod
     def put_chunk(self, chunk: Chunk) -> None:
@@ -263,6 +290,10 @@ def job_from_item(item: dict[str, Any]) -> Job:
         dry_run=bool(item.get("dry_run", False)),
         finished_at=item.get("finished_at", ""),
         options=dict(item.get("options") or {}),
+        split_invocations=int(item.get("split_invocations", 0)),
+        split_generation=int(item.get("split_generation", 0)),
+        checkpoint_key=item.get("checkpoint_key", ""),
+        split_owner=item.get("split_owner", ""),
     )
 
 
@@ -340,6 +371,10 @@ class _RetryingWhenBusy:
         return retrying(method)
 
 
+class SplitLost(RuntimeError):
+    """This invocation no longer holds the job's split (its lease lapsed and another took it over)."""
+
+
 class DynamoJobStore(JobStore):
     """JobStore on the DynamoDB table of template.yaml."""
 
@@ -371,6 +406,9 @@ class DynamoJobStore(JobStore):
             "dry_run": {"BOOL": job.dry_run},
             "options": {"M": {k: _s(v) for k, v in job.options.items()}},
             "split_lease_until": _n(time.time() + lease_seconds),
+            "split_generation": _n(0),
+            "split_invocations": _n(1),
+            "split_owner": _s(job.split_owner),
             "gsi1pk": _s("JOBS"),
             "gsi1sk": _s(f"{job.created_at}#{job.job_id}"),
             "expires_at": self._expires(),
@@ -379,12 +417,17 @@ class DynamoJobStore(JobStore):
             self._db.put_item(
                 TableName=self._table,
                 Item=item,
-                # A duplicate event finds the job and stops; a split that died (lease lapsed) is redone.
-                ConditionExpression="attribute_not_exists(pk) OR (#s = :splitting AND split_lease_until < :now)",
+                # A duplicate event finds the job and stops; a split that died (lease lapsed) before its
+                # first checkpoint is redone; one past it is continued from its checkpoint instead.
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR (#s = :splitting AND split_lease_until < :now"
+                    " AND (attribute_not_exists(split_generation) OR split_generation = :zero))"
+                ),
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":splitting": _s(JobStatus.SPLITTING.value),
                     ":now": _n(time.time()),
+                    ":zero": _n(0),
                 },
             )
         except ClientError as exc:
@@ -393,13 +436,102 @@ class DynamoJobStore(JobStore):
             raise
         return True
 
-    def renew_split_lease(self, job_id: str, lease_seconds: int) -> None:
-        self._db.update_item(
-            TableName=self._table,
-            Key=_job_key(job_id),
-            UpdateExpression="SET split_lease_until = :lease",
-            ExpressionAttributeValues={":lease": _n(time.time() + lease_seconds)},
-        )
+    def renew_split_lease(self, job_id: str, lease_seconds: int, owner: str = "") -> None:
+        args: dict[str, Any] = {}
+        if owner:
+            args = {
+                "ConditionExpression": "split_owner = :owner",
+                "ExpressionAttributeValues": {":owner": _s(owner)},
+            }
+        values = {":lease": _n(time.time() + lease_seconds), **args.pop("ExpressionAttributeValues", {})}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_job_key(job_id),
+                UpdateExpression="SET split_lease_until = :lease",
+                ExpressionAttributeValues=values,
+                **args,
+            )
+        except ClientError as exc:
+            if owner and _is_conditional_failure(exc):
+                raise SplitLost(f"job {job_id}: another invocation took the split over") from None
+            raise
+
+    def claim_split(self, job_id: str, generation: int, owner: str, lease_seconds: int) -> bool:
+        now = time.time()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_job_key(job_id),
+                UpdateExpression=(
+                    "SET split_owner = :owner, split_lease_until = :lease,"
+                    " split_invocations = if_not_exists(split_invocations, :zero) + :one, updated_at = :iso"
+                ),
+                ConditionExpression="#s = :splitting AND split_generation = :gen AND split_lease_until < :now",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":owner": _s(owner),
+                    ":lease": _n(now + lease_seconds),
+                    ":zero": _n(0),
+                    ":one": _n(1),
+                    ":iso": _s(now_iso()),
+                    ":splitting": _s(JobStatus.SPLITTING.value),
+                    ":gen": _n(generation),
+                    ":now": _n(now),
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def record_checkpoint(self, job_id: str, generation: int, owner: str, key: str) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_job_key(job_id),
+                UpdateExpression=(
+                    "SET split_generation = :next, checkpoint_key = :key, split_owner = :nobody,"
+                    " split_lease_until = :free, updated_at = :iso"
+                ),
+                ConditionExpression="split_generation = :gen AND split_owner = :owner",
+                ExpressionAttributeValues={
+                    ":next": _n(generation + 1),
+                    ":key": _s(key),
+                    ":nobody": _s(""),
+                    ":free": _n(0),
+                    ":iso": _s(now_iso()),
+                    ":gen": _n(generation),
+                    ":owner": _s(owner),
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def replace_chunks(self, chunks: list[Chunk]) -> None:
+        requests = [{"PutRequest": {"Item": self._new_chunk_item(chunk)}} for chunk in chunks]
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self._table: requests[start : start + 25]}
+            for attempt in range(8):
+                answer = self._db.batch_write_item(RequestItems=pending)
+                pending = answer.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            if pending:
+                raise RuntimeError("DynamoDB left chunk records unwritten after 8 attempts")
+
+    def prune_chunks(self, job_id: str, keep: set[str]) -> int:
+        gone = 0
+        for chunk in self.chunks(job_id):
+            if chunk.chunk_id not in keep:
+                self._db.delete_item(TableName=self._table, Key=_chunk_key(job_id, chunk.chunk_id))
+                gone += 1
+        return gone
 
     def get_job(self, job_id: str) -> Job | None:
         raw = self._db.get_item(TableName=self._table, Key=_job_key(job_id), ConsistentRead=True).get("Item")
@@ -430,7 +562,18 @@ class DynamoJobStore(JobStore):
                 raise
 
     def finish_split(self, job: Job) -> None:
+        # A split that holds its job by a token finishes only while it still does (a continued split).
+        held: dict[str, Any] = {"ConditionExpression": "split_owner = :owner"} if job.split_owner else {}
+        try:
+            self._finish_split(job, held)
+        except ClientError as exc:
+            if held and _is_conditional_failure(exc):
+                raise SplitLost(f"job {job.job_id}: another invocation took the split over") from None
+            raise
+
+    def _finish_split(self, job: Job, held: dict[str, Any]) -> None:
         self._db.update_item(
+            **held,
             TableName=self._table,
             Key=_job_key(job.job_id),
             UpdateExpression=(
@@ -450,6 +593,7 @@ class DynamoJobStore(JobStore):
                 ":format": _s(job.file_format),
                 ":message": _s(job.message),
                 ":now": _s(now_iso()),
+                **({":owner": _s(job.split_owner)} if held else {}),
             },
         )
 
