@@ -61,15 +61,16 @@ class _Lane:
 
 
 class Background:
-    """Staging work (closing a chunk's S3 object, recording the chunk) on one thread, in order, while the
-    caller reads on: the network waits of S3 and DynamoDB overlap with parsing instead of adding to it.
+    """Staging work (closing a chunk's S3 object) on a few threads while the caller reads on: the network
+    waits of S3 overlap with parsing, and with each other, instead of adding to it.
 
     At most `depth` pieces of work wait, so memory stays bounded (a few chunks). A failure is raised to
-    the caller at its next `submit` or at `drain`, and cancels what has not started.
+    the caller at its next `submit` or at `drain`, and cancels what has not started. Work may finish in
+    any order (a chunk's `on_chunk` too): the splitter orders chunks by id when it records them.
     """
 
-    def __init__(self, depth: int = 4) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="staging")
+    def __init__(self, depth: int = 6, workers: int = 3) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="staging")
         self._pending: deque[Future[None]] = deque()
         self._depth = depth
 
@@ -98,8 +99,8 @@ class Background:
 class ChunkPlanner:
     """Accepts staged rows lane by lane and cuts a chunk whenever the next row would break a limit.
 
-    With `background`, a full chunk is closed and reported (`on_chunk`) on the background thread, in cut
-    order; `finish()` waits for all of it. Call `close()` when done (also after a failure).
+    With `background`, a full chunk is closed and reported (`on_chunk`) on a background thread;
+    `finish()` waits for all of it. Call `close()` when done (also after a failure).
     """
 
     def __init__(

@@ -18,6 +18,13 @@ def compact_json(value: Any) -> str:
     return _COMPACT(value)
 
 
+def _json_string(text: str) -> str:
+    """`compact_json(text)` for a str, without the encoder for the usual plain ASCII (an identity)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return compact_json(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where one file goes: a destination, its target id, the file's options and a column mapping."""
@@ -79,7 +86,7 @@ class StagedRow:
         """The staged line, compact JSON. `item_json`: the item already encoded by `compact_json` (the
         chunker has it from sizing the row), so a row is serialised once, not twice."""
         item = compact_json(self.item) if item_json is None else item_json
-        return f'{{"row":{self.row:d},"identity":{compact_json(self.identity)},"item":{item}}}'
+        return f'{{"row":{self.row:d},"identity":{_json_string(self.identity)},"item":{item}}}'
 
     @classmethod
     def from_json(cls, line: str | bytes) -> StagedRow:

@@ -20,7 +20,7 @@ The rules it follows are phonenumbers' (`parse`, `is_valid_number`, `format_numb
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import phonenumbers
@@ -65,9 +65,35 @@ class _Region:
     leading_digits: re.Pattern[str] | None
     general: _Desc
     types: tuple[_Desc, ...]
+    # The same rule flattened: per national-number length, one pattern that is the general description
+    # (a lookahead) and any type whose possible lengths allow that length. One regex call a number.
+    by_length: dict[int, re.Pattern[str]] = field(default_factory=dict)
+    any_length: re.Pattern[str] | None = None  # for lengths no description names (all of them "any")
 
     def is_valid(self, national: str) -> bool:
-        return self.general.matches(national) and any(desc.matches(national) for desc in self.types)
+        pattern = self.by_length.get(len(national), self.any_length)
+        return pattern is not None and pattern.fullmatch(national) is not None
+
+
+def _flattened(
+    general: _Desc, types: tuple[_Desc, ...]
+) -> tuple[dict[int, re.Pattern[str]], re.Pattern[str] | None]:
+    """`_Region.by_length` and `any_length` for these descriptions (see `_Region`)."""
+
+    def pattern_for(length: int | None) -> re.Pattern[str] | None:
+        if length is not None and general.lengths and length not in general.lengths:
+            return None
+        if length is None and general.lengths:
+            return None
+        usable = [d for d in types if not d.lengths or (length is not None and length in d.lengths)]
+        if not usable:
+            return None
+        alternatives = "|".join(f"(?:{d.pattern.pattern})" for d in usable)
+        return re.compile(f"(?=(?:{general.pattern.pattern})\\Z)(?:{alternatives})")
+
+    lengths = set(general.lengths).union(*(d.lengths for d in types))
+    by_length = {n: p for n in sorted(lengths) if (p := pattern_for(n)) is not None}
+    return by_length, pattern_for(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +130,8 @@ def _region(code: str) -> _Region | None:
         return None
     types = tuple(d for d in (_desc(getattr(metadata, name)) for name in _TYPES) if d is not None)
     leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
-    return _Region(leading, general, types)
+    by_length, any_length = _flattened(general, types)
+    return _Region(leading, general, types, by_length, any_length)
 
 
 @cache

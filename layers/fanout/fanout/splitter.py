@@ -530,7 +530,7 @@ class Splitter:
         envelope = self._envelope(job, route)
         messages = [
             ChunkMessage(job.job_id, c.chunk_id, route.destination, route.target, c.key, c.rows, envelope)
-            for c in staged
+            for c in sorted(staged, key=lambda c: c.chunk_id)  # staged on several threads: file order
         ]
         self._store.replace_chunks(
             [Chunk(job.job_id, m.chunk_id, m.key, m.rows, message=m.to_json()) for m in messages]

@@ -57,10 +57,10 @@ class Limits:
     envelope_bytes: int = 0  # room kept for the request's own fields (ids, token) around the items
 
 
-class Identification(BaseModel):
-    """The identity of a contact for this destination, or why there is none."""
-
-    model_config = ConfigDict(defer_build=True)  # built at first use: senders never make one
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """The identity of a contact for this destination, or why there is none (one a row: a plain
+    dataclass, not a validated model)."""
 
     identity: str | None = None
     problem: str | None = None
