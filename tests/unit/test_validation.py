@@ -334,3 +334,35 @@ def test_workable_file_options_pass() -> None:
 
 def test_a_duplicate_is_rejected_with_the_row_it_repeats() -> None:
     assert duplicate(9, 3) == Rejection(9, "duplicate of row 3")
+
+
+# --- the compiled path for CSV rows is the same validator ---------------------------------------------
+
+_HEADER_POOL = [
+    "email", "E-Mail", "first_name", "Vorname", "phone", "mobile", "external_id", "city", "Notes",
+    "whatsapp", "last_name", "company", "", "x y", "'quote\"d", "Telefon",
+]  # fmt: skip
+_VALUE_POOL = [
+    "", " ", "ada@example.com", " ADA@Example.COM ", "not-an-email", "+46 70-123 45 67", "0701234567",
+    "+1 (202) 555-0143", "Åsa Öberg", "\u200bzero@width.se", "x" * 50, "  padded  ", "+44 20 7946 0958",
+    "1", "bob@exa mple.com",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("destination", [Destination.MATEO, Destination.ALTCRAFT, Destination.WORKSHOP])
+@pytest.mark.parametrize("seed", range(6))
+def test_csv_rows_get_the_same_answer_from_the_compiled_path(destination: Destination, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    headers = rng.sample(_HEADER_POOL, rng.randint(1, 8))
+    region = rng.choice(["", "SE", "DE"])
+    route = Route(destination, "7", {"phone-region": region} if region else {})
+    provider = provider_for(destination)
+    plain = RowValidator(route, provider, headers)
+    compiled = RowValidator(route, provider, headers, text_rows=True)
+    for number in range(1, 300):
+        cells = [rng.choice(_VALUE_POOL) for _ in headers]
+        size = sum(map(len, cells)) + len(cells)
+        raw = RawRow(number, dict(zip(headers, cells, strict=True)), None, size)
+        assert compiled.validate(raw) == plain.validate(raw)

@@ -46,9 +46,11 @@ def plan_some(
     progress_every: int = 10_000,
     seen: SeenContacts | None = None,
     stop: Callable[[], bool] | None = None,
+    text_rows: bool = False,
 ) -> Planned:
     """Plan rows; each ends either staged in a chunk (and passed to `accept`) or rejected.
 
+    `text_rows`: every row's fields are `columns`, in order, all text (a CSV file): validated faster.
     `stop()` is asked after each batch: when True, planning ends there, at a chunk boundary (every open
     chunk is cut and staged), and `Planned.stopped` says rows may remain (a split that must continue).
 
@@ -57,7 +59,7 @@ def plan_some(
     time, handled in file order), chunks go to the planner's writers as they fill, and the duplicate
     check spills to disk. `seen`: the duplicate state to go on with (a continued split), kept open.
     """
-    validator = RowValidator(route, provider, columns)
+    validator = RowValidator(route, provider, columns, text_rows)
     own_seen = seen is None
     seen = seen if seen is not None else SeenContacts()
     batch: list[Contact | Rejection] = []

@@ -490,6 +490,7 @@ class Splitter:
                 progress=self._lease_keeper(job),
                 seen=seen,
                 stop=stopper(remaining_ms) if self._invoker is not None else None,
+                text_rows=info.format == "csv",
             )
             counts.read += planned.read
             counts.rejected = rejections.count
