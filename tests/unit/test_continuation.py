@@ -409,3 +409,38 @@ def test_a_continuation_for_a_job_another_invocation_holds_comes_back_and_a_stal
     stale = harness.splitter.resume(continuation, Clock(1))
     assert (stale.status, stale.duplicate) == (JobStatus.SPLITTING, True)
     harness.queued()
+
+
+def test_the_real_invokers_send_the_payload_where_each_runtime_takes_it(
+    stack: TemplateResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fanout import continuation
+
+    payload = Continuation("j-1", 3, "jobs/j-1/checkpoints/00003-x/state.json").payload()
+    calls: list[dict[str, Any]] = []
+
+    class FakeLambda:
+        def invoke(self, **kwargs: Any) -> None:
+            calls.append(kwargs)
+
+    monkeypatch.setattr(
+        continuation, "client", lambda service: FakeLambda() if service == "lambda" else aws(service)
+    )
+    lambda_invoker = continuation.invoker_from_environment(
+        {"AWS_LAMBDA_FUNCTION_NAME": "stack-SplitterFunction-X"}
+    )
+    lambda_invoker.invoke(payload)
+    assert calls == [
+        {
+            "FunctionName": "stack-SplitterFunction-X",
+            "InvocationType": "Event",
+            "Payload": json.dumps(payload).encode(),
+        }
+    ]
+    url = aws("sqs").create_queue(QueueName="splitter-events-test")["QueueUrl"]
+    queue_invoker = continuation.invoker_from_environment(
+        {"AWS_LAMBDA_FUNCTION_NAME": "x", continuation.LOCAL_EVENTS_QUEUE: url}
+    )
+    queue_invoker.invoke(payload)
+    (message,) = aws("sqs").receive_message(QueueUrl=url)["Messages"]
+    assert Continuation.from_event(json.loads(message["Body"])) == Continuation.from_event(payload)

@@ -12,7 +12,10 @@ The payload (what the local stack must route to the splitter function, as AWS do
 
     {"continuation": {"job_id": "j-...", "generation": 3, "checkpoint": "jobs/j-.../checkpoints/..."}}
 
-and, when one file has several routes and a route's split had to continue, the remaining routes:
+Locally (the lead's stack), the same payload is put as the event on the splitter's asynchronous event
+queue when FANOUT_SPLITTER_EVENTS_QUEUE_URL names it (`QueueInvoker`).
+
+And, when one file has several routes and a route's split had to continue, the remaining routes:
 
     {"continue_object": {"bucket": ..., "key": ..., "version": ..., "etag": ..., "route_from": 1}}
 """
@@ -20,7 +23,7 @@ and, when one file has several routes and a route's split had to continue, the r
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -49,6 +52,29 @@ class LambdaInvoker:
             InvocationType="Event",
             Payload=json.dumps(payload).encode(),
         )
+
+
+class QueueInvoker:
+    """For the local stack, which runs Lambda's asynchronous invocations of the splitter from an SQS
+    queue of events (fanout_local.runner.AsyncInvoker): the payload goes there, as the event."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def invoke(self, payload: dict[str, Any]) -> None:
+        client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(payload))
+
+
+LOCAL_EVENTS_QUEUE = "FANOUT_SPLITTER_EVENTS_QUEUE_URL"  # set by the local stack only
+
+
+def invoker_from_environment(environ: Mapping[str, str]) -> Invoker:
+    """The function's own asynchronous invocation: Lambda's (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets),
+    or the local stack's event queue when it names one."""
+    queue = environ.get(LOCAL_EVENTS_QUEUE)
+    if queue:
+        return QueueInvoker(queue)
+    return LambdaInvoker(environ.get("AWS_LAMBDA_FUNCTION_NAME", ""))
 
 
 @dataclass(frozen=True, slots=True)

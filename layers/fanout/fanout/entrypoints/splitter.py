@@ -9,18 +9,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fanout.config import SplitterConfig, load
-from fanout.continuation import Continuation, LambdaInvoker, object_from_event
+from fanout.continuation import Continuation, invoker_from_environment, object_from_event
 from fanout.models import JobStatus
 from fanout.observability import logger, metrics, tracer
 from fanout.splitter import SplitOutcome, Splitter, object_refs
 from fanout.store import DynamoJobStore
 
 CONFIG = load(SplitterConfig)
-# Lambda sets AWS_LAMBDA_FUNCTION_NAME: a split that must continue invokes this very function.
+# A split that must continue invokes this very function (Lambda sets AWS_LAMBDA_FUNCTION_NAME).
 SPLITTER = Splitter(
-    CONFIG,
-    DynamoJobStore(CONFIG.table_name, CONFIG.retention_days),
-    LambdaInvoker(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")),
+    CONFIG, DynamoJobStore(CONFIG.table_name, CONFIG.retention_days), invoker_from_environment(os.environ)
 )
 
 
