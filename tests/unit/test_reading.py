@@ -924,3 +924,74 @@ def test_property_damaged_files_never_raise_from_the_iterator(
                 assert not LONE_SURROGATE.search(key + text), row
     finally:
         reading.bytelayer._CHUNK = saved
+
+
+# --- going on from where a checkpoint stopped (a ranged read) -----------------------------------------
+
+
+def _resumable_files() -> dict[str, bytes]:
+    rng = random.Random(5)
+    people = [("Åsa Öberg", "ÅÄÖ😀"), ("Bob", "plain"), ('Quote "Q"', "line1\nline2"), ("Zoë", "a,b")]
+    csv_lines = ["email,name,note"]
+    ndjson_lines = []
+    for n in range(1, 6_000):
+        name, note = people[n % len(people)]
+        if n % 97 == 0:
+            csv_lines.append(",,")  # a blank record: skipped, still numbered
+        quoted = '"' + note.replace('"', '""') + '"'
+        csv_lines.append(f'u{n}@x.se,"{name.replace(chr(34), chr(34) * 2)}",{quoted}')
+        ndjson_lines.append(
+            json.dumps({"email": f"u{n}@x.se", "name": name, "note": note}, ensure_ascii=False)
+        )
+        if n % 89 == 0:
+            ndjson_lines.append("")
+    sep = rng.choice(["\n", "\r\n"])
+    return {
+        "csv": (sep.join(csv_lines) + sep).encode(),
+        "csv-bom-blank-lines": b"\xef\xbb\xbf" + ("\r\n" * 70_000 + "\r\n".join(csv_lines)).encode(),
+        "ndjson": ("\n" * 3 + "\n".join(ndjson_lines) + "\n").encode(),
+    }
+
+
+@pytest.mark.parametrize("name", ["csv", "csv-bom-blank-lines", "ndjson"])
+def test_rows_go_on_from_the_position_a_checkpoint_kept(name: str) -> None:
+    data = _resumable_files()[name]
+    _, everything = read(data)
+    rng = random.Random(name)
+    for stop in sorted(rng.sample(range(1, len(everything)), 6)):
+        info, rows = open_rows(io.BytesIO(data))  # type: ignore[arg-type]
+        seen = [next(rows) for _ in range(stop)]
+        offset = info.position()
+        assert offset is not None
+        more_info, more = reading.open_rows_at(
+            io.BytesIO(data[offset:]),  # type: ignore[arg-type]
+            info=info,
+            offset=offset,
+            after_row=seen[-1].number,
+        )
+        half = [next(more) for _ in range((len(everything) - stop) // 2)]
+        # and again from the resumed reader's own position
+        again = more_info.position()
+        assert again is not None
+        _, rest = reading.open_rows_at(
+            io.BytesIO(data[again:]),  # type: ignore[arg-type]
+            info=more_info,
+            offset=again,
+            after_row=half[-1].number if half else seen[-1].number,
+        )
+        assert seen + half + list(rest) == everything
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        gzip.compress(b"email\na@x.se\nb@x.se\n"),
+        b'[{"email": "a@x.se"}, {"email": "b@x.se"}]',
+        b"email,name\na@x.se,Jos\xe9\nb@x.se,B\n",  # cp1252
+        b"email,name\n" + b"x@y.se,C\n" * 8000 + b"a@x.se,A\x00\n",  # a NUL (after the prefix) was marked
+    ],
+)
+def test_no_position_where_the_text_is_not_the_file_as_it_is(data: bytes) -> None:
+    info, rows = open_rows(io.BytesIO(data))  # type: ignore[arg-type]
+    list(rows)
+    assert info.position() is None

@@ -134,6 +134,11 @@ class Checkpoint:
     writers: dict[str, dict[str, Any]]  # S3Writer.suspend() states by name
     seen: dict[str, str]  # duplicate-state file name -> S3 key
     columns: list[str] = field(default_factory=list)
+    # Where the next row starts in the object (bytes), when the reader knows (uncompressed UTF-8 CSV or
+    # NDJSON): the next invocation reads from there with a ranged GET; otherwise it reads from the
+    # start and skips the rows up to `last_row`.
+    offset: int | None = None
+    file: dict[str, Any] = field(default_factory=dict)  # format, encoding, delimiter (FileInfo)
 
     def to_json(self) -> str:
         data = asdict(self)

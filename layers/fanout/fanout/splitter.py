@@ -7,6 +7,7 @@ in S3 while streaming (memory stays flat), and only then does one small message 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import time
 import uuid
@@ -29,7 +30,7 @@ from fanout.observability import logger
 from fanout.planning import plan_some
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
-from fanout.reading import FileFormatError, LostRows, open_rows
+from fanout.reading import FileFormatError, FileInfo, LostRows, RawRow, open_rows, open_rows_at
 from fanout.results import publish, settle_job, spreadsheet_safe, write_rows_file
 from fanout.routing import (
     RouteError,
@@ -412,22 +413,45 @@ class Splitter:
         job.split_invocations = 1
         return self._guarded(job, lambda: self._stream(ref, job, route, remaining_ms, None, index))
 
-    def _open_object(self, ref: ObjectRef) -> Any:
-        """The object's body: that version, or (unversioned) only while its ETag is still the one split."""
+    def _open_object(self, ref: ObjectRef, offset: int = 0) -> Any:
+        """The object's body (from byte `offset`): that version, or (unversioned) only while its ETag is
+        still the one split."""
         get_args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version:
             get_args["VersionId"] = ref.version
         elif ref.etag:
             get_args["IfMatch"] = ref.etag
+        if offset:
+            get_args["Range"] = f"bytes={offset}-"
         try:
             return self._s3.get_object(**get_args)["Body"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412"):
                 raise FileFormatError(
                     f"the object {ref.key} was replaced while it was being split; nothing was sent: "
                     "drop the file again"
                 ) from None
+            if offset and code in ("InvalidRange", "416"):  # the checkpoint was at the very end
+                return io.BytesIO(b"")
             raise
+
+    def _reopen(self, ref: ObjectRef, checkpoint: Checkpoint) -> tuple[FileInfo, Iterator[RawRow]]:
+        """The rows after the checkpoint's: read from its offset (a ranged GET) when it kept one, else
+        the whole object again, skipping the rows read before."""
+        after = checkpoint.last_row
+        if checkpoint.offset is not None:
+            known = FileInfo(
+                checkpoint.file["format"],
+                checkpoint.file["encoding"],
+                False,
+                checkpoint.file["delimiter"],
+                list(checkpoint.columns),
+            )
+            body = self._open_object(ref, checkpoint.offset)
+            return open_rows_at(body, info=known, offset=checkpoint.offset, after_row=after)
+        info, rows = open_rows(self._open_object(ref), name=ref.key)
+        return info, (row for row in rows if row.number > after)
 
     def _stream(
         self,
@@ -439,7 +463,10 @@ class Splitter:
         route_index: int = 0,
     ) -> SplitOutcome:
         provider = provider_for(route.destination)
-        info, rows = open_rows(self._open_object(ref), name=ref.key)
+        if checkpoint is None:
+            info, rows = open_rows(self._open_object(ref), name=ref.key)
+        else:
+            info, rows = self._reopen(ref, checkpoint)
         job.encoding, job.file_format = info.encoding, info.format
         if checkpoint is None:
             problem = options_problem(provider, route.options, info.columns)
@@ -447,8 +474,6 @@ class Splitter:
                 return self._fail(job, problem)
         else:
             route_index = checkpoint.route_index
-            after = checkpoint.last_row  # rows up to it were planned by earlier invocations
-            rows = (row for row in rows if row.number > after)
 
         staged: list[StagedChunk] = []
         if checkpoint is not None:
@@ -508,6 +533,8 @@ class Splitter:
                     writers={},
                     seen=seen_keys,
                     columns=info.columns,
+                    offset=info.position(),
+                    file={"format": info.format, "encoding": info.encoding, "delimiter": info.delimiter},
                 )
                 return self._checkpoint(job, state, rejections, whole_file, seen)
         finally:

@@ -72,7 +72,7 @@ import codecs
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import Any, BinaryIO, TextIO, cast
 
@@ -81,17 +81,27 @@ from fanout.reading.bytelayer import (
     _CP1252,
     _ESCAPE,
     PREFIX_BYTES,
+    _Counted,
     _Guard,
     _read_upto,
     _Readable,
     _Replay,
 )
-from fanout.reading.csvrows import _open_csv
+from fanout.reading.csvrows import _open_csv, _resume_csv
 from fanout.reading.detection import _binary_kind, _detect_encoding, _refuse_pretty_json
 from fanout.reading.jsonrows import MAX_JSON_DEPTH, _array_rows, _ndjson_rows
 from fanout.reading.model import FileFormatError, FileInfo, LostRows, RawRow
 
-__all__ = ["MAX_JSON_DEPTH", "PREFIX_BYTES", "FileFormatError", "FileInfo", "LostRows", "RawRow", "open_rows"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "PREFIX_BYTES",
+    "FileFormatError",
+    "FileInfo",
+    "LostRows",
+    "RawRow",
+    "open_rows",
+    "open_rows_at",
+]
 
 # ---------------------------------------------------------------------------------------------------
 # entry point
@@ -113,7 +123,7 @@ def open_rows(
         gz = gzip.GzipFile(fileobj=cast(Any, _Replay(raw_head, src)), mode="rb")
         try:
             head, at_eof = _read_upto(gz, PREFIX_BYTES)
-            head, at_eof, blank_lines = _skip_blank_lines(head, at_eof, gz)
+            head, at_eof, blank_lines, _ = _skip_blank_lines(head, at_eof, gz)
         except EOFError:
             raise FileFormatError("the gzip data is truncated; upload the complete file") from None
         except (gzip.BadGzipFile, zlib.error):
@@ -122,7 +132,7 @@ def open_rows(
         if not head:
             raise FileFormatError("the file is empty")
     else:
-        head, at_eof, blank_lines = _skip_blank_lines(raw_head, at_eof, src)
+        head, at_eof, blank_lines, dropped = _skip_blank_lines(raw_head, at_eof, src)
 
     kind = _binary_kind(head, name)
     if kind is not None:
@@ -146,15 +156,18 @@ def open_rows(
     text_codec = "utf-8" if codec == "cp1252" else codec
     text: TextIO = io.TextIOWrapper(cast(Any, guard), encoding=text_codec, errors=_ESCAPE, newline="")
     text._CHUNK_SIZE = bytelayer._CHUNK  # type: ignore[attr-defined]
+    lines = _Counted(text)
 
     if fmt == "csv":
-        info, rows = _open_csv(text, guard, head_text, name, label, compressed, max_row_bytes)
+        info, rows = _open_csv(lines, guard, head_text, name, label, compressed, max_row_bytes)
     elif fmt == "ndjson":
         info = FileInfo("ndjson", label, compressed, None, [])
-        rows = _ndjson_rows(text, guard, max_row_bytes, blank_lines)
+        rows = _ndjson_rows(lines, guard, max_row_bytes, blank_lines)
     else:
         info = FileInfo("json-array", label, compressed, None, [])
         rows = _array_rows(text, guard, max_row_bytes)
+    if not compressed and fmt != "json-array":
+        info.position = _position(guard, lines, dropped + bom)
 
     # Peek the first data row so a file without any is refused up front.
     try:
@@ -176,16 +189,47 @@ _BLANK = b"\r\n"  # blank lines; a line of spaces is a record (csv reads it as a
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def _skip_blank_lines(head: bytes, at_eof: bool, src: _Readable) -> tuple[bytes, bool, int]:
+def _skip_blank_lines(head: bytes, at_eof: bool, src: _Readable) -> tuple[bytes, bool, int, int]:
     """`head` with as many leading blank lines dropped as it takes for text to start within the prefix
     (any number of them: an export with 70,000 empty lines before its header is still a file), the new
-    end-of-input flag, and how many line breaks were dropped (NDJSON numbers rows by line)."""
+    end-of-input flag, how many line breaks were dropped (NDJSON numbers rows by line) and how many
+    bytes (after a BOM, which stays)."""
     bom = _UTF8_BOM if head.startswith(_UTF8_BOM) else b""
-    dropped = 0
+    dropped = dropped_bytes = 0
     while not at_eof and not head[len(bom) :].strip(_BLANK):
         body = head[len(bom) :]
         gone = body[:-1] if body.endswith(b"\r") else body  # a CR may pair with an LF still to come
         dropped += gone.count(b"\n") + gone.count(b"\r") - gone.count(b"\r\n")
+        dropped_bytes += len(gone)
         more, at_eof = _read_upto(src, PREFIX_BYTES)
         head = bom + body[len(gone) :] + more
-    return head, at_eof, dropped
+    return head, at_eof, dropped, dropped_bytes
+
+
+def _position(guard: _Guard, lines: _Counted, base: int) -> Callable[[], int | None]:
+    """`FileInfo.position`: the source offset right after the last row handed out, when known."""
+
+    def position() -> int | None:
+        offset = guard.byte_offset(lines.chars)
+        return None if offset is None else base + offset
+
+    return position
+
+
+def open_rows_at(
+    stream: BinaryIO, *, info: FileInfo, offset: int, after_row: int, max_row_bytes: int = 1_000_000
+) -> tuple[FileInfo, Iterator[RawRow]]:
+    """The rows after row `after_row` of a file `open_rows` read before, from `stream`: the file's bytes
+    from `offset` on (a ranged GET), where `FileInfo.position` said that row ended. Only for what
+    `position` answered for: uncompressed UTF-8 CSV or NDJSON. Rows keep their numbers."""
+    if info.compressed or info.format == "json-array" or info.encoding not in ("utf-8", "utf-8-sig"):
+        raise ValueError(f"a {info.format} file in {info.encoding} cannot be read from an offset")
+    guard = _Guard(stream, "utf-8", max_row_bytes)
+    text: TextIO = io.TextIOWrapper(cast(Any, guard), encoding="utf-8", errors=_ESCAPE, newline="")
+    text._CHUNK_SIZE = bytelayer._CHUNK  # type: ignore[attr-defined]
+    lines = _Counted(text)
+    resumed = FileInfo(info.format, info.encoding, False, info.delimiter, list(info.columns))
+    resumed.position = _position(guard, lines, offset)
+    if info.format == "csv":
+        return resumed, _resume_csv(lines, guard, resumed, max_row_bytes, after_row)
+    return resumed, _ndjson_rows(lines, guard, max_row_bytes, after_row)

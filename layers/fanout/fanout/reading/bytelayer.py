@@ -8,6 +8,8 @@ import gzip
 import io
 import re
 import zlib
+from collections import deque
+from collections.abc import Iterator
 from typing import Protocol
 
 PREFIX_BYTES = 64 * 1024  # what encoding and format are decided on
@@ -174,6 +176,11 @@ class _Guard(io.BufferedIOBase):
         self._skipping = False  # inside a line that was cut off
         self.bad = [0]  # invalid bytes handed out and not yet found in a row
         self.encoding_name = "UTF-16" if self._unit == 2 else WINDOWS_1252 if self._cp1252 else "UTF-8"
+        # Where in the source a character offset of the text is (a checkpoint's resume point): known while
+        # the text is the source's UTF-8 unchanged (nothing marked, escaped, transcoded or cut off).
+        self.tracking = encoding == "utf-8"
+        self._pieces: deque[tuple[int, int, bytes]] = deque(maxlen=8)  # (byte start, char start, bytes)
+        self._handed = (0, 0)  # bytes and characters handed out so far
 
     def readable(self) -> bool:
         return True
@@ -224,7 +231,29 @@ class _Guard(io.BufferedIOBase):
                     continue
             if self._limit is not None:
                 self._check_lines(data)
-            return self._validate(data)
+            data = self._validate(data)
+            if self.tracking:
+                self._note(data)
+            return data
+
+    def _note(self, data: bytes) -> None:
+        byte_start, char_start = self._handed
+        chars = len(data) if data.isascii() else len(data.decode("utf-8"))
+        self._pieces.append((byte_start, char_start, data))
+        self._handed = (byte_start + len(data), char_start + chars)
+
+    def byte_offset(self, chars: int) -> int | None:
+        """How many bytes of the source the first `chars` characters handed out are; None when unknown
+        (the text is not the source unchanged, or that point is no longer among the recent pieces)."""
+        if not self.tracking:
+            return None
+        if chars == self._handed[1]:
+            return self._handed[0]
+        for byte_start, char_start, data in self._pieces:
+            text = data.decode("utf-8")
+            if char_start <= chars <= char_start + len(text):
+                return byte_start + len(text[: chars - char_start].encode("utf-8"))
+        return None
 
     def _cut(self, data: bytes) -> int:
         """Length of the longest prefix of `data` that ends on a character boundary."""
@@ -280,11 +309,13 @@ class _Guard(io.BufferedIOBase):
             self._run += len(data)
             if self._run > self._limit:
                 self._skipping = True
+                self.tracking = False
                 raise _LineTooLong
             return
         if self._run + first > self._limit:  # the line this piece finishes is too long
             self._pending = data[self._after_newline(data, first) :]
             self._run = 0
+            self.tracking = False
             raise _LineTooLong
         self._run = len(data) - self._last_newline(data) - self._unit
 
@@ -304,16 +335,19 @@ class _Guard(io.BufferedIOBase):
             return data
         if data.isascii():
             if b"\x00" in data:
+                self.tracking = False
                 self.bad[0] += 2 * data.count(b"\x00")
                 return data.replace(b"\x00", _NUL_MARK)
             return data
         if self._cp1252:
             data = self._transcode(data)
         elif b"\x00" in data:
+            self.tracking = False
             data = data.replace(b"\x00", _NUL_MARK)
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:
+            self.tracking = False
             self.bad[0] += len(_ESCAPED.findall(data.decode("utf-8", _ESCAPE)))
         return data
 
@@ -332,3 +366,23 @@ class _Guard(io.BufferedIOBase):
             else:
                 out.append(_UTF8_MARK + line.replace(b"\x00", _NUL_MARK))
         return b"".join(out)
+
+
+class _Counted:
+    """The text's lines as the row parsers take them, counting the characters handed on (where the
+    last row read ends). An iterator, not a generator: the guard's exceptions pass through it and
+    reading goes on after them."""
+
+    __slots__ = ("_next", "chars")
+
+    def __init__(self, text: Iterator[str]) -> None:
+        self._next = text.__next__
+        self.chars = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> str:
+        line = self._next()
+        self.chars += len(line)
+        return line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from fanout.reading.bytelayer import (
     WINDOWS_1252,
@@ -20,7 +20,7 @@ from fanout.reading.model import _ROW_SLOTS, FileFormatError, FileInfo, LostRows
 
 
 def _open_csv(
-    text: TextIO,
+    text: Iterator[str],
     guard: _Guard,
     head_text: str,
     name: str,
@@ -63,9 +63,21 @@ def _open_csv(
     return info, _csv_rows(reader, header, guard, max_row_bytes)
 
 
-def _csv_rows(reader: Any, header: list[str], guard: _Guard, max_row_bytes: int) -> Iterator[RawRow]:
+def _resume_csv(
+    lines: Iterator[str], guard: _Guard, info: FileInfo, max_row_bytes: int, after_row: int
+) -> Iterator[RawRow]:
+    """CSV rows from a record boundary of a file read before (its header and delimiter known)."""
+    csv.field_size_limit(max(max_row_bytes, 1))
+    assert info.delimiter is not None
+    reader = csv.reader(lines, delimiter=info.delimiter, quotechar='"', doublequote=True, strict=True)
+    return _csv_rows(reader, info.columns, guard, max_row_bytes, after_row)
+
+
+def _csv_rows(
+    reader: Any, header: list[str], guard: _Guard, max_row_bytes: int, after_row: int = 0
+) -> Iterator[RawRow]:
     ncols = len(header)
-    number = 0
+    number = after_row
     bad = guard.bad
     encoding_name = guard.encoding_name
     clean, marked = _clean, encoding_name == WINDOWS_1252

@@ -96,7 +96,9 @@ def _json_reason(exc: ValueError, column: bool = True) -> str:
     return str(exc)
 
 
-def _ndjson_rows(text: TextIO, guard: _Guard, max_row_bytes: int, first_line: int = 0) -> Iterator[RawRow]:
+def _ndjson_rows(
+    text: Iterator[str], guard: _Guard, max_row_bytes: int, first_line: int = 0
+) -> Iterator[RawRow]:
     """NDJSON rows numbered by physical line; `first_line` blank lines were dropped before `text`."""
     decode = _DECODER.decode
     encoding_name = guard.encoding_name

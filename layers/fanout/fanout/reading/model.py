@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -47,3 +48,6 @@ class FileInfo:
     compressed: bool  # gzip detected by content (magic bytes 1f 8b), not by name
     delimiter: str | None  # CSV only
     columns: list[str]  # header names as in the file (CSV) or keys seen in the first object (JSON)
+    # Where in the file the last row handed out ends (bytes), for a ranged read that goes on from there
+    # (`open_rows_at`); None when it cannot be known (gzip, a JSON array, text not UTF-8 as it is).
+    position: Callable[[], int | None] = field(default=lambda: None, compare=False, repr=False)
