@@ -455,3 +455,33 @@ def test_the_real_invokers_send_the_payload_where_each_runtime_takes_it(
     queue_invoker.invoke(payload)
     (message,) = aws("sqs").receive_message(QueueUrl=url)["Messages"]
     assert Continuation.from_event(json.loads(message["Body"])) == Continuation.from_event(payload)
+
+
+def test_a_file_with_several_routes_hands_the_next_route_to_a_new_invocation(harness: Harness) -> None:
+    prefix = f"inbox/vip-{uuid.uuid4().hex[:8]}/"
+    routes = {
+        "routes": [
+            {
+                "prefix": prefix,
+                "destinations": [
+                    {"destination": "mateo", "target": JOURNEY},
+                    {"destination": "altcraft", "target": "12"},
+                ],
+            }
+        ]
+    }
+    key = harness.config.routes_key
+    aws("s3").put_object(Bucket=harness.bucket, Key=key, Body=json.dumps(routes).encode())
+    try:
+        rows = contacts(1_500, duplicate_every=10**9, bad_every=10**9)
+        ref = put(harness.bucket, f"{prefix}weekly.csv", as_csv(rows))
+        _, outcomes = harness.run(ref, batches=2)
+    finally:
+        aws("s3").delete_object(Bucket=harness.bucket, Key=key)
+    final = [o for o in outcomes if o.status is JobStatus.SENDING]
+    assert len({o.job_id for o in final}) == 2  # both routes' jobs were split to the end
+    for outcome in final:
+        job = harness.store.get_job(outcome.job_id)
+        assert job is not None and job.counts.read == 1_500 and job.split_invocations > 1
+    harness.queued()
+    aws("sqs").purge_queue(QueueUrl=harness.config.queue_url(Destination.ALTCRAFT))
