@@ -68,9 +68,9 @@ class _Run:
         return None
 
     @staticmethod
-    def write(base: Path, entries: list[tuple[int, int]]) -> None:
-        base.with_suffix(".h").write_bytes(array("q", [h for h, _ in entries]).tobytes())
-        base.with_suffix(".r").write_bytes(array("I", [r for _, r in entries]).tobytes())
+    def write(base: Path, keys: list[int], rows: list[int]) -> None:
+        base.with_suffix(".h").write_bytes(array("q", keys).tobytes())
+        base.with_suffix(".r").write_bytes(array("I", rows).tobytes())
 
     def close(self) -> None:
         self.hashes.release()
@@ -152,12 +152,13 @@ class SeenContacts:
         if not self._recent:
             return
         base = self._dir / f"run-{len(self._runs):05d}"
-        entries = sorted(self._recent.items())
-        _Run.write(base, entries)
+        recent = self._recent
+        keys = sorted(recent)  # a list of the keys only: a few MB more while spilling, no tuples
+        _Run.write(base, keys, [recent[key] for key in keys])
         if self._bloom is None:
             self._bloom = _Bloom()
         add = self._bloom.add
-        for key, _row in entries:
+        for key in keys:
             add(key)
         self._runs.append(_Run(base))
         self._recent = {}
