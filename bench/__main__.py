@@ -26,11 +26,12 @@ from bench.endtoend import cost, end_to_end
 from bench.pacing import pacing
 from bench.report import BenchResult, markdown, show, write
 from bench.session import Session
-from bench.throughput import memory, throughput
+from bench.throughput import continued, memory, throughput
 
 BENCHMARKS: dict[str, Callable[[Session], BenchResult]] = {
     "throughput": throughput,
     "memory": memory,
+    "continued": continued,
     "end_to_end": end_to_end,
     "cost": cost,
     "pacing": pacing,

@@ -23,7 +23,7 @@ class Session:
     out: Path = OUT
     quick: bool = False
     profile: bool = False
-    split_runs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    split_runs: dict[tuple[int, str, float], dict[str, Any]] = field(default_factory=dict)
     end_to_end: dict[str, Any] | None = None
 
     @property

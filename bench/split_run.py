@@ -63,6 +63,31 @@ def reset_peak_rss() -> bool:
     return True
 
 
+class _Continuations:
+    """The splitter's self-invocations, run here one after the other, each as if its function's timeout
+    were `every` seconds (it checkpoints when a third of that is left: fanout.continuation.stopper)."""
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+
+    def invoke(self, payload: dict[str, Any]) -> None:
+        self.pending.append(payload)
+
+    def run(self, splitter: Any, ref: Any, every: float) -> list[Any]:
+        from fanout.continuation import Continuation
+
+        def clock() -> Callable[[], int]:
+            deadline = time.monotonic() + every
+            return lambda: int((deadline - time.monotonic()) * 1000)
+
+        outcomes = splitter.split(ref, clock())
+        while self.pending:
+            continuation = Continuation.from_event(self.pending.pop(0))
+            assert continuation is not None
+            outcomes = [splitter.resume(continuation, clock())]
+        return list(outcomes)
+
+
 def split_once(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the measurement `spec` describes; the result as a JSON-ready dict."""
     os.environ.update(spec["environment"])
@@ -75,7 +100,9 @@ def split_once(spec: dict[str, Any]) -> dict[str, Any]:
     path = Path(spec["path"])
     reference_rows, reference_seconds, reference_cpu = timed(lambda: reference_pass(path, spec["format"]))
     config = load(SplitterConfig)
-    splitter = Splitter(config, DynamoJobStore(config.table_name, config.retention_days))
+    every = float(spec.get("continue_every_seconds") or 0)
+    invoker = _Continuations() if every else None
+    splitter = Splitter(config, DynamoJobStore(config.table_name, config.retention_days), invoker)
     counter = CallCounter().install()
     rss_before = _status_kb("VmRSS")
     peak_reset = reset_peak_rss()
@@ -86,12 +113,16 @@ def split_once(spec: dict[str, Any]) -> dict[str, Any]:
         profiler = cProfile.Profile()
         outcomes, split_seconds, split_cpu = timed(lambda: profiler.runcall(splitter.split, ref))
         profiler.dump_stats(spec["profile"])
+    elif invoker is not None:
+        outcomes, split_seconds, split_cpu = timed(lambda: invoker.run(splitter, ref, every))
     else:
         outcomes, split_seconds, split_cpu = timed(lambda: splitter.split(ref))
     peak_kb = _status_kb("VmHWM")
     counter.uninstall()
     (outcome,) = outcomes
+    job = splitter._store.get_job(outcome.job_id)
     return {
+        "split_invocations": job.split_invocations if job else 0,
         "format": spec["format"],
         "rows": reference_rows,
         "reference_seconds": reference_seconds,

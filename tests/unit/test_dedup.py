@@ -89,11 +89,12 @@ def test_state_survives_a_snapshot_and_a_restore_elsewhere(tmp_path: Path) -> No
     names_again = first.snapshot(put)
     first.close()
     # a run already kept is never put again; the second snapshot still names the first one's runs
-    runs = [name for name in puts if not name.startswith("bloom-")]
-    assert len(runs) == len(set(runs))
-    assert {n for n in names if not n.startswith("bloom-")} <= set(names_again)
+    runs = [name for name in puts if name.startswith("run-")]
+    assert runs and len(runs) == len(set(runs))
+    assert {n for n in names if n.startswith("run-")} <= set(names_again)
 
     resumed = SeenContacts.restore(names, get, str(tmp_path), memory_rows=500)
+    assert resumed.size == 1_800 - len([a for a in answers if a is not None])  # runs and memory both back
     try:
         answers += resumed.first_rows(entries[1_800:])
     finally:
@@ -121,3 +122,14 @@ def test_a_contact_costs_a_few_bytes_once_spilled(tmp_path: Path, monkeypatch: p
     # the dict holds at most 20,000 (~2.2 MB); the 180,000+ spilled cost 12 B each on disk, ~0 in memory
     assert current < 20_000 * 130 + (1 << 20) // 8 + 1_000_000
     assert on_disk <= 12 * rows
+
+
+def test_a_checkpoint_of_a_small_file_keeps_no_run_and_no_filter(tmp_path: Path) -> None:
+    puts: list[str] = []
+    seen = SeenContacts(str(tmp_path))
+    try:
+        seen.first_rows([("c", f"u{n}@x.se", n) for n in range(1, 1_000)])
+        names = seen.snapshot(lambda name, path: puts.append(name))
+    finally:
+        seen.close()
+    assert names == puts and all(name.startswith("recent-") for name in names)

@@ -117,6 +117,7 @@ class SeenContacts:
         self._runs: list[_Run] = []
         self._bloom: _Bloom | None = None
         self._kept: set[str] = set()  # runs already handed to `put` (immutable, never put again)
+        self._snapshots = 0
 
     @property
     def size(self) -> int:
@@ -164,9 +165,10 @@ class SeenContacts:
         self._recent = {}
 
     def snapshot(self, put: Put) -> list[str]:
-        """Spill what is in memory and keep every run not yet kept, and the Bloom filter; returns the
-        names `restore` needs."""
-        self._spill()
+        """Keep every run not yet kept, the Bloom filter (once there are runs) and the hashes still in
+        memory (a file of their own: a checkpoint does not spill them, so a small file never makes a
+        run or a filter); returns the names `restore` needs."""
+        self._snapshots += 1
         names: list[str] = []
         for run in self._runs:
             for suffix in (".h", ".r"):
@@ -178,10 +180,17 @@ class SeenContacts:
         if self._bloom is not None:
             bloom_file = self._dir / "bloom"
             bloom_file.write_bytes(self._bloom.bits)
-            name = f"bloom-{len(self._runs):05d}"
+            name = f"bloom-{self._snapshots:05d}"
             put(name, bloom_file)
             bloom_file.unlink()
             names.append(name)
+        base = self._dir / f"recent-{self._snapshots:05d}"
+        keys = sorted(self._recent)
+        _Run.write(base, keys, [self._recent[key] for key in keys])
+        for suffix in (".h", ".r"):
+            put(base.name + suffix, base.with_suffix(suffix))
+            base.with_suffix(suffix).unlink()
+            names.append(base.name + suffix)
         return names
 
     @classmethod
@@ -191,18 +200,29 @@ class SeenContacts:
         seen = cls(directory, memory_rows)
         bases: list[str] = []
         for name in names:
+            path = seen._dir / name
+            get(name, path)
             if name.startswith("bloom-"):
-                path = seen._dir / "bloom"
-                get(name, path)
                 seen._bloom = _Bloom(bytearray(path.read_bytes()))
                 path.unlink()
                 continue
-            get(name, seen._dir / name)
-            seen._kept.add(name)
             base = name.rsplit(".", 1)[0]
+            if base.startswith("recent-"):
+                continue
+            seen._kept.add(name)
             if base not in bases:
                 bases.append(base)
         seen._runs = [_Run(seen._dir / base) for base in bases]
+        for base in {n.rsplit(".", 1)[0] for n in names if n.startswith("recent-")}:
+            keys = array("q", (seen._dir / f"{base}.h").read_bytes())
+            rows = array("I", (seen._dir / f"{base}.r").read_bytes())
+            seen._recent.update(zip(keys, rows, strict=True))
+            (seen._dir / f"{base}.h").unlink()
+            (seen._dir / f"{base}.r").unlink()
+        seen._snapshots = max(
+            [int(n.split("-", 1)[1].split(".")[0]) for n in names if n.startswith(("recent-", "bloom-"))]
+            or [0]
+        )
         return seen
 
     def close(self) -> None:
