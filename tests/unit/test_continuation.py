@@ -30,7 +30,7 @@ from fanout.reading import RawRow
 from fanout.splitter import SplitInProgress, SplitOutcome, Splitter
 from fanout.staging import rejected_jsonl_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job, _job_key, _n
-from fanout_local.resources import TemplateResources
+from fanout_local.deployed import DeployedStack
 
 pytestmark = pytest.mark.unit
 
@@ -254,7 +254,7 @@ def killing_at(row: int | None) -> Iterator[None]:
 
 
 @pytest.fixture
-def harness(splitter_config: SplitterConfig, stack: TemplateResources) -> Harness:
+def harness(splitter_config: SplitterConfig, stack: DeployedStack) -> Harness:
     store = DynamoJobStore(splitter_config.table_name, splitter_config.retention_days)
     made = Harness(splitter_config, store, stack.bucket)
     made.queued()  # the stack is shared by the module: start with an empty queue
@@ -423,7 +423,7 @@ def test_a_continuation_for_a_job_another_invocation_holds_comes_back_and_a_stal
 
 
 def test_the_real_invokers_send_the_payload_where_each_runtime_takes_it(
-    stack: TemplateResources, monkeypatch: pytest.MonkeyPatch
+    stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fanout import continuation
 
