@@ -3,6 +3,7 @@ keep file order, and no row is lost or staged twice."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.destinations import Destination
-from fanout.models import Contact, Rejection, StagedRow
+from fanout.models import Contact, Rejection, StagedRow, compact_json
 from fanout.providers import provider_for
 from fanout.providers.altcraft import MAX_BODY_BYTES, MAX_PROFILES, Altcraft
 from fanout.providers.base import Limits, Provider, ProviderSecret, encode_body
@@ -238,3 +239,16 @@ def test_mateo_chunks_are_full_but_the_last(bucket: str, count: int) -> None:
 def test_sizes_are_measured_on_the_bytes_as_sent() -> None:
     item: dict[str, Any] = {"data": {"name": "Åsa Öberg"}}
     assert len(encode_body(item)) > len('{"data":{"name":"Åsa Öberg"}}'.encode())
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSON_VALUES)
+def test_compact_json_is_exactly_what_the_standard_encoder_writes(value: object) -> None:
+    # the prebuilt C encoder must give the bytes json.dumps gives with the same options
+    assert compact_json(value) == json.dumps(value, separators=(",", ":"))

@@ -30,7 +30,6 @@ from phonenumbers.phonemetadata import PhoneNumberDesc
 # `+`, then digits and the separators people type; 6 to 17 digits in all (the parser takes more: those
 # go to it). A separator may not end the number, and nothing may come before the `+`.
 _INTERNATIONAL = re.compile(r"\+[1-9][0-9 ().\-]*[0-9]")
-_SEPARATORS = str.maketrans("", "", " ().-")
 _MIN_DIGITS, _MAX_DIGITS = 6, 17
 _NON_GEO = "001"
 _TYPES = (  # every number type phonenumbers' _number_type_helper checks; any match makes a number valid
@@ -155,7 +154,9 @@ def _fast_e164(value: str) -> str | None:
     """E.164, or None (invalid), when decided here; _UNDECIDED when phonenumbers must decide."""
     if not _INTERNATIONAL.fullmatch(value):
         return _UNDECIDED
-    digits = value.translate(_SEPARATORS)[1:]
+    digits = value[1:]
+    if not digits.isdigit():  # drop the separators (str.translate costs ~2 us a call; five replaces far less)
+        digits = digits.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace(".", "")
     if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS:
         return _UNDECIDED
     for size in (1, 2, 3):
