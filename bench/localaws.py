@@ -52,7 +52,8 @@ def moto_server(log: Path) -> Iterator[str]:
             [sys.executable, "-m", "fanout_local.moto_server", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **LOCAL_CREDENTIALS},
+            # the template's roles attach AWS managed policies, which moto loads only when asked
+            env={**os.environ, **LOCAL_CREDENTIALS, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
         )
     try:
         _wait_for_port(port)
