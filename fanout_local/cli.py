@@ -183,6 +183,14 @@ def local_run(
     seed: SeedOption = None,
     rate_limit: RateOption = None,
     aws_faults: AwsFaultsOption = "",
+    splitter_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--splitter-timeout",
+            help="The splitter's timeout in seconds (the template's is 900): a small file then needs several"
+            " continuations, as a huge one does",
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job to settle")] = 600,
 ) -> None:
     """Drop FILE under inbox/DESTINATION/TARGET/ on a fresh local stack and wait until the job settles.
@@ -192,7 +200,8 @@ def local_run(
     Exits 0 when the job completed (with or without rejected rows), 1 when it failed.
     """
     destination, target = parse_to(to)
-    with LocalStack(settings_for(faults, seed, rate_limit, aws_faults)) as stack:
+    timeouts = {"SplitterFunction": splitter_timeout} if splitter_timeout else {}
+    with LocalStack(settings_for(faults, seed, rate_limit, aws_faults, function_timeouts=timeouts)) as stack:
         job_id = stack.drop(file, destination, target, parse_pairs(option, "--option"))
         job = stack.wait(job_id, timeout)
         report = job_report(stack, job)

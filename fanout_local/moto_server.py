@@ -29,9 +29,11 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from moto import settings
 from moto.awslambda.models import LambdaFunction
+from moto.awslambda.responses import LambdaResponse
 from moto.cloudformation.parsing import get_model_map
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.utils import unix_time
@@ -362,7 +364,7 @@ def _constant(value: str) -> Callable[[], str]:
 def resources_named_for_iam() -> None:
     """IAM decides on the resource a call names, as AWS does. moto names it for SQS, S3 and IAM only and
     checks DynamoDB, Secrets Manager and EventBridge calls against "*", so a policy scoped to one table,
-    secret or bus (every SAM policy template) would deny everything. Here those calls name their table
+    secret, bus or function (every SAM policy template) would deny everything. Here those calls name their table
     (or index), secret and bus ARN."""
 
     def dynamodb_resource(self: DynamoHandler) -> str:
@@ -394,7 +396,18 @@ def resources_named_for_iam() -> None:
             return str(bus)
         return f"arn:aws:events:{self.region}:{self.current_account}:event-bus/{bus}"
 
+    def lambda_resource(self: LambdaResponse) -> str:
+        # /2015-03-31/functions/{name}/invocations and the other function paths name the function.
+        parts = unquote(str(self.path)).split("?")[0].split("/")
+        if "functions" not in parts or parts.index("functions") + 1 >= len(parts):
+            return "*"
+        name = parts[parts.index("functions") + 1]
+        if name.startswith("arn:"):
+            return name
+        return f"arn:aws:lambda:{self.region}:{self.current_account}:function:{name}"
+
     DynamoHandler._determine_resource = dynamodb_resource  # type: ignore[attr-defined]
+    LambdaResponse._determine_resource = lambda_resource  # type: ignore[attr-defined]
     original_authorize = DynamoHandler._authenticate_and_authorize_normal_action
 
     def authorize(self: DynamoHandler, resource: str = "*") -> None:
@@ -459,6 +472,22 @@ def presigned_urls_authorised() -> None:
     ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = authorize  # type: ignore[method-assign]
 
 
+# API operations whose IAM action has another name (moto checks "service:Operation").
+IAM_ACTION_OF_OPERATION = {"lambda:Invoke": "lambda:InvokeFunction"}
+
+
+def iam_actions_named_as_aws_names_them() -> None:
+    """Lambda's Invoke API is authorised as lambda:InvokeFunction; moto checked "lambda:Invoke", which no
+    policy grants, so the splitter's own continuation was denied."""
+    original = IAMRequestBase.__init__
+
+    def init(self: IAMRequestBase, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._action = IAM_ACTION_OF_OPERATION.get(self._action, self._action)
+
+    IAMRequestBase.__init__ = init  # type: ignore[method-assign]
+
+
 def bodiless_requests_signed_right() -> None:
     """moto checks a SigV4 signature against `body or data`; a GET without a body (Lambda's
     GetFunctionConfiguration, ListEventSourceMappings, ...) then hashes moto's parsed request data
@@ -506,6 +535,7 @@ def patch_moto() -> None:
     cloudformation_fixed()
     lambda_as_a_service()
     bodiless_requests_signed_right()
+    iam_actions_named_as_aws_names_them()
     presigned_urls_authorised()
     resources_named_for_iam()
 

@@ -142,3 +142,33 @@ def test_demo_json_prints_one_completed_job_per_destination() -> None:
         assert report["status"] == "completed", report
         assert_accounted(report)
         assert report["received"][report["destination"]]["contacts"] == report["rows_sent"] > 0
+
+
+def test_a_split_past_its_timeout_continues_and_every_row_ends_once(tmp_path: Path) -> None:
+    """The splitter's timeout cut to 2 s: the split checkpoints and invokes itself (Lambda's own
+    InvokeFunction, IAM-checked), and the job is what one long split would have made."""
+    big = tmp_path / "continued.csv"
+    rows = 200_000
+    lines = ["email,first_name"] + [f"cont{n}@example.com,F{n}" for n in range(rows)]
+    lines += ["cont7@example.com,duplicate", "not-an-email,bad"]
+    big.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    result = fanout(
+        "local",
+        "run",
+        str(big),
+        "--to",
+        "workshop/jrn_welcome",
+        "--json",
+        "--splitter-timeout",
+        "2",
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["split_invocations"] > 1, report
+    assert (report["rows_read"], report["rows_sent"], report["rows_rejected"]) == (rows + 2, rows, 2)
+    assert report["received"]["workshop"]["contacts"] == rows
+    assert report["received"]["workshop"]["max_per_contact"] == 1
+    assert report["aws"]["access_denied"] == 0

@@ -422,7 +422,7 @@ def test_a_continuation_for_a_job_another_invocation_holds_comes_back_and_a_stal
     harness.queued()
 
 
-def test_the_real_invokers_send_the_payload_where_each_runtime_takes_it(
+def test_the_real_invoker_asks_lambda_for_an_asynchronous_invocation_of_the_function_itself(
     stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fanout import continuation
@@ -448,13 +448,6 @@ def test_the_real_invokers_send_the_payload_where_each_runtime_takes_it(
             "Payload": json.dumps(payload).encode(),
         }
     ]
-    url = aws("sqs").create_queue(QueueName="splitter-events-test")["QueueUrl"]
-    queue_invoker = continuation.invoker_from_environment(
-        {"AWS_LAMBDA_FUNCTION_NAME": "x", continuation.LOCAL_EVENTS_QUEUE: url}
-    )
-    queue_invoker.invoke(payload)
-    (message,) = aws("sqs").receive_message(QueueUrl=url)["Messages"]
-    assert Continuation.from_event(json.loads(message["Body"])) == Continuation.from_event(payload)
 
 
 def test_a_file_with_several_routes_hands_the_next_route_to_a_new_invocation(harness: Harness) -> None:

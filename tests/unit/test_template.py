@@ -608,11 +608,14 @@ def test_functions_name_the_bucket_by_string_so_no_dependency_cycle(template: Te
         assert "InboxBucket" not in referenced, f"{name} refers to InboxBucket and closes a cycle"
 
 
-def test_dead_letter_function_drains_every_destination_dead_letter_queue(template: Template) -> None:
+def test_dead_letter_function_drains_every_dead_letter_queue_and_the_splitters_failures(
+    template: Template,
+) -> None:
     drained = {
         queue for function, _, queue, _ in sqs_event_sources(template) if function == "DeadLetterFunction"
     }
-    assert drained == {f"{_logical(destination)}DeadLetterQueue" for destination in DESTINATIONS}
+    expected = {f"{_logical(destination)}DeadLetterQueue" for destination in DESTINATIONS}
+    assert drained == expected | {"SplitterFailureQueue"}
 
 
 # ------------------------------------------------------------------------------------------------

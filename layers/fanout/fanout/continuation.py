@@ -12,8 +12,8 @@ The payload (what the local stack must route to the splitter function, as AWS do
 
     {"continuation": {"job_id": "j-...", "generation": 3, "checkpoint": "jobs/j-.../checkpoints/..."}}
 
-Locally (the lead's stack), the same payload is put as the event on the splitter's asynchronous event
-queue when FANOUT_SPLITTER_EVENTS_QUEUE_URL names it (`QueueInvoker`).
+The local stack takes the very same InvokeFunction call: its Lambda puts an asynchronous invocation on
+the function's event queue, which its event runner delivers with Lambda's retries (IAM checked).
 
 And, when one file has several routes and a route's split had to continue, the remaining routes:
 
@@ -54,26 +54,9 @@ class LambdaInvoker:
         )
 
 
-class QueueInvoker:
-    """For the local stack, which runs Lambda's asynchronous invocations of the splitter from an SQS
-    queue of events (fanout_local.runner.AsyncInvoker): the payload goes there, as the event."""
-
-    def __init__(self, queue_url: str) -> None:
-        self.queue_url = queue_url
-
-    def invoke(self, payload: dict[str, Any]) -> None:
-        client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(payload))
-
-
-LOCAL_EVENTS_QUEUE = "FANOUT_SPLITTER_EVENTS_QUEUE_URL"  # set by the local stack only
-
-
 def invoker_from_environment(environ: Mapping[str, str]) -> Invoker:
-    """The function's own asynchronous invocation: Lambda's (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets),
-    or the local stack's event queue when it names one."""
-    queue = environ.get(LOCAL_EVENTS_QUEUE)
-    if queue:
-        return QueueInvoker(queue)
+    """The function's own asynchronous invocation (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets), on AWS
+    and on the local stack alike."""
     return LambdaInvoker(environ.get("AWS_LAMBDA_FUNCTION_NAME", ""))
 
 

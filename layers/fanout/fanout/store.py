@@ -23,7 +23,6 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-import tenacity
 from botocore.exceptions import ClientError
 
 from fanout.aws import client
@@ -359,6 +358,8 @@ class _RetryingWhenBusy:
         self._db = db
 
     def __getattr__(self, name: str) -> Any:
+        import tenacity  # at first use, not at cold start
+
         method = getattr(self._db, name)
         if not callable(method):
             return method
