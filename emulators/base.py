@@ -330,10 +330,11 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         tracked = _BodyTracker(receive)
-        if decision.kind == "lost_response":
-            # Perform the request for real, throw its answer away, then fail like a lost response.
+        if decision.kind in ("lost_response", "5xx_after"):
+            # Perform the request for real, throw its answer away, then fail like a lost response (a 502
+            # or a dropped connection) or answer a 5xx as if nothing had been done (5xx_after).
             await self.app(scope, tracked, _discard)
-            await self._fail(scope, tracked, send, transport, decision.status, "lost_response")
+            await self._fail(scope, tracked, send, transport, decision.status, decision.kind)
         elif decision.kind == "timeout":
             await asyncio.sleep(settings.timeout_seconds)
             await self._answer(scope, tracked, send, 504, "gateway timeout", "timeout")

@@ -4,6 +4,9 @@ Grammar of a fault string (``FaultSettings.parse``), comma-separated ``key=value
 ignored, each key at most once, empty string = no faults::
 
     5xx=<share>            answer 500, 502 or 503 (chosen evenly) without doing anything
+    5xx_after=<share>      PERFORM the request, then answer 500, 502 or 503 (chosen evenly): the provider
+                           acted and says it failed — no answer tells the client which of 5xx and
+                           5xx_after it met
     429=<share>            answer 429 with a ``Retry-After`` header and the provider's error body
     timeout=<share>        sleep ``timeout_seconds`` then answer 504, without doing anything
     drop=<share>           close the connection without any response, without doing anything
@@ -43,7 +46,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-FaultKind = Literal["none", "5xx", "429", "timeout", "drop", "lost_response"]
+FaultKind = Literal["none", "5xx", "429", "timeout", "drop", "lost_response", "5xx_after"]
 
 # Grammar key -> dataclass attribute. The order of the share keys is the order of the bands that a
 # draw falls into; changing it would change which fault a given seed produces.
@@ -53,6 +56,7 @@ _SHARE_KEYS: dict[str, str] = {
     "timeout": "p_timeout",
     "drop": "p_drop",
     "lost_response": "p_lost_response",
+    "5xx_after": "p_5xx_after",  # last: the bands before it draw as they always did for a given seed
 }
 _OTHER_KEYS: dict[str, str] = {
     "latency_ms": "latency_ms",
@@ -78,6 +82,7 @@ class FaultSettings:
     p_timeout: float = 0.0
     p_drop: float = 0.0
     p_lost_response: float = 0.0
+    p_5xx_after: float = 0.0
     latency_ms: float = 0.0
     rate_limit: float = 0.0
     retry_after: int = 1
@@ -382,6 +387,8 @@ class FaultEngine:
 def _decision(key: str, position: float) -> FaultDecision:
     if key == "5xx":
         return FaultDecision("5xx", _SERVER_ERRORS[min(2, int(position * 3))])
+    if key == "5xx_after":
+        return FaultDecision("5xx_after", _SERVER_ERRORS[min(2, int(position * 3))])
     if key == "429":
         return FaultDecision("429", 429)
     if key == "timeout":

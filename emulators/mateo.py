@@ -502,10 +502,9 @@ class MateoEmulator(Emulator):
             raise ValueError("mateo.request_timeout_seconds must be a number >= 0 (0 = no timeout)")
 
     def reset_state(self) -> None:
-        """Forget de-dup ids, running executions, sent message ids and conversations."""
+        """Forget de-dup ids, running executions and conversations."""
         self.dedup: dict[str, set[str]] = {}
         self.running: dict[str, set[str]] = {}  # journey id -> identities with an execution
-        self.sent_ids: dict[str, set[str]] = {}
         self.conversations: dict[str, dict[str, Any]] = {}
 
     def error_body(self, status: int, message: str, hint: str | None = None) -> dict[str, Any]:
@@ -630,12 +629,8 @@ class MateoEmulator(Emulator):
                 raise MateoError(404, "channel not found", "'from' must be the ID of one of your channels")
             self._check_recipients(body, channel)
             message_id = body.get("id") or str(uuid.uuid4())
-            sent = self.sent_ids.setdefault(body["from"], set())
-            if message_id in sent:
-                raise MateoError(409, f"message {message_id} was already sent", "use a new message id")
         except MateoError as exc:
             return self._mateo_error(exc)
-        sent.add(message_id)
         for _, recipient in _recipients(body):
             self.record(body["from"], _recipient_identity(recipient))
         return JSONResponse(self._message_response(body, channel, message_id))

@@ -35,7 +35,12 @@ pytestmark = pytest.mark.unit
 
 SECRET = ProviderSecret(base_url="https://provider.test/rest", token="t0ken", customer_id="demo")
 JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
-FUNCTION = {Destination.SYMPLIFY: "SymplifySenderFunction", Destination.MATEO: "MateoSenderFunction"}
+FUNCTION = {
+    Destination.SYMPLIFY: "SymplifySenderFunction",
+    Destination.MATEO: "MateoSenderFunction",
+    Destination.MATEO_MESSAGE: "MateoMessageSenderFunction",
+    Destination.ALTCRAFT: "AltcraftSenderFunction",
+}
 DAILY_LIMIT = {
     "code": "rate_limited",
     "message": "daily limit of 10000 requests reached; it resets at 00:00 UTC",
@@ -86,16 +91,15 @@ class Run:
         self.store = DynamoJobStore(cfg.table_name, cfg.retention_days)
         self.job_id = f"j-{uuid.uuid4().hex[:16]}"
         destination = cfg.destination
-        target = "1001" if destination is Destination.SYMPLIFY else JOURNEY
+        target = {Destination.SYMPLIFY: "1001", Destination.ALTCRAFT: "12"}.get(destination, JOURNEY)
         key = f"jobs/{self.job_id}/chunks/c00001.jsonl"
-        staged = [
-            StagedRow(n, f"p{n}@example.com", {"id": f"p{n}", "properties": {}})
-            if destination is Destination.SYMPLIFY
-            else StagedRow(
-                n, f"p{n}@example.com", {"deduplication_id": f"d{n}", "contact": {}, "context": {}}
-            )
-            for n in range(1, rows + 1)
-        ]
+        items: dict[Destination, Callable[[int], Any]] = {
+            Destination.SYMPLIFY: lambda n: {"id": f"p{n}", "properties": {}},
+            Destination.MATEO: lambda n: {"deduplication_id": f"d{n}", "contact": {}, "context": {}},
+            Destination.MATEO_MESSAGE: lambda n: {"id": f"m{n}", "to": [{"handle": f"p{n}@example.com"}]},
+            Destination.ALTCRAFT: lambda n: {"data": {"email": f"p{n}@example.com"}},
+        }
+        staged = [StagedRow(n, f"p{n}@example.com", items[destination](n)) for n in range(1, rows + 1)]
         with S3Writer(cfg.bucket_name, key) as out:
             for row in staged:
                 out.write_line(row.to_json())
@@ -337,3 +341,43 @@ def test_a_claim_names_the_live_message(config: Callable[..., SenderConfig]) -> 
     assert store.claim_chunk(run.job_id, "c00001", 300, "t-2") is Claim.STALE
     assert store.claim_chunk(run.job_id, "c00001", 300, "t-1") is Claim.CLAIMED
     assert store.claim_chunk(run.job_id, "c00001", 300, "t-1") is Claim.BUSY
+
+
+# --- answers that do not prove nothing happened, at providers that do not de-duplicate --------------
+
+
+MESSAGE_SENT = {"message": {"id": "m", "status": "sent"}, "conversation": {}, "recipients": [], "actions": []}
+
+
+@pytest.mark.parametrize("lost", [httpx.Response(502), httpx.Response(500), httpx.Response(409)], ids=str)
+def test_a_mateo_message_whose_answer_is_ambiguous_is_uncertain_and_never_sent_again(
+    config: Callable[..., SenderConfig], lost: httpx.Response
+) -> None:
+    cfg = config(Destination.MATEO_MESSAGE)
+    ok = httpx.Response(200, json=MESSAGE_SENT)
+    provider = Provider(post=[ok, lost, ok, ok, ok])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 3  # one call a row; the ambiguous one is not repeated
+    assert [(r["row"], r["state"]) for r in run.rows()] == [("1", "sent"), ("2", "uncertain"), ("3", "sent")]
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED_WITH_ERRORS
+
+
+@pytest.mark.parametrize("destination", [Destination.ALTCRAFT, Destination.SYMPLIFY])
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_5xx_at_a_provider_that_does_not_deduplicate_leaves_the_chunk_uncertain_after_one_call(
+    config: Callable[..., SenderConfig], destination: Destination, status: int
+) -> None:
+    # A provider that records the batch and then answers 500 must not get it again (nor 15 times).
+    cfg = config(destination)
+    provider = Provider(post=[httpx.Response(status)] * 5)
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 1
+    assert run.chunk().state is ChunkState.UNCERTAIN
+    assert {r["state"] for r in run.rows()} == {"uncertain"}

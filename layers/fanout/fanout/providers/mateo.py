@@ -19,6 +19,7 @@ from fanout.providers.base import (
     Provider,
     ProviderCall,
     ProviderSecret,
+    UnreadableAnswer,
     all_rows,
     is_uuid,
 )
@@ -62,7 +63,6 @@ def uuid_problem(target: str, what: str) -> str | None:
 class Mateo(Provider):
     destination: ClassVar[Destination] = Destination.MATEO
     limits: ClassVar[Limits] = Limits(max_items=MAX_ITEMS)
-    dedupes: ClassVar[bool] = True
 
     def target_problem(self, target: str) -> str | None:
         return uuid_problem(target, "journey")
@@ -112,8 +112,10 @@ class Mateo(Provider):
 
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         body = response.json()
-        if not isinstance(body, dict) or body.get("success") is not True:
-            detail = f"Mateo did not confirm the batch: {str(body)[:200]}"
+        if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
+            raise UnreadableAnswer("not seed 000's {success, queued_count}")
+        if body["success"] is not True:
+            detail = "Mateo did not confirm the batch (success: false)"
             return Outcome(
                 Verdict.FAILED,
                 detail,

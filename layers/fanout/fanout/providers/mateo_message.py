@@ -1,7 +1,10 @@
 """Mateo send_message (seed 004): one message per call, several rows per SQS message.
 
-Every message carries an `id` fixed by the job and the row; Mateo answers 409 for an id it already sent,
-which journey-fanout reads as "sent" — so resending a chunk after a lost answer messages nobody twice.
+Every message carries an `id` fixed by the job and the row, but no document says Mateo refuses a reused
+id (seed 004 and its public docs document no idempotency for send_message): a message whose answer was
+lost (a timeout, a 5xx, a connection reset after sending) is `uncertain` and never sent again on our own
+(`fanout.providers.outcomes`). A documented refusal (400, 401, 403, 404) fails only its own row: each call
+carries one row.
 Postal channels (file option `postal=true`): the recipient has `contact_id` and no `handle`, as the seed
 requires.
 """
@@ -21,7 +24,7 @@ from fanout.providers.base import (
     Provider,
     ProviderCall,
     ProviderSecret,
-    error_text,
+    UnreadableAnswer,
 )
 from fanout.providers.mateo import bearer, uuid_problem
 
@@ -39,7 +42,6 @@ def is_postal(options: Mapping[str, str]) -> bool:
 class MateoMessage(Provider):
     destination: ClassVar[Destination] = Destination.MATEO_MESSAGE
     limits: ClassVar[Limits] = Limits(max_items=1)
-    dedupes: ClassVar[bool] = True
     rows_per_message: ClassVar[int | None] = 25
 
     def target_problem(self, target: str) -> str | None:
@@ -104,31 +106,14 @@ class MateoMessage(Provider):
         for row in rows:
             yield ProviderCall("POST", url, [row], {"from": target, **row.item}, bearer(secret))
 
-    def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
-        # One row per call: a 400/409/422 speaks for this row only, not for the chunk.
-        row = call.rows[0]
-        if response.status_code == 409:
-            answer = "already sent (Mateo 409 for this message id)"
-            return Outcome(
-                Verdict.DONE, answer, 409, rows=[RowResult(row.row, row.identity, RowState.SENT, answer)]
-            )
-        if response.status_code in (400, 422):
-            detail = error_text(response)
-            return Outcome(
-                Verdict.DONE,
-                detail,
-                response.status_code,
-                rows=[RowResult(row.row, row.identity, RowState.FAILED, detail)],
-            )
-        return super().outcome(call, response)
-
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         row = call.rows[0]
         body = response.json()
         message = body.get("message") if isinstance(body, dict) else None
-        status = message.get("status") if isinstance(message, dict) else None
-        message_id = message.get("id") if isinstance(message, dict) else None
-        answer = f"message {message_id} {status or 'accepted'}"
+        if not isinstance(message, dict):
+            raise UnreadableAnswer("not seed 004's {conversation, message, recipients, actions}")
+        status = message.get("status")
+        answer = f"message {message.get('id')} {status if isinstance(status, str) else 'accepted'}"
         return Outcome(
             Verdict.DONE,
             answer,

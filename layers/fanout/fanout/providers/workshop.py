@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
-from fanout.providers.base import Identification, Limits, Provider, ProviderCall, ProviderSecret, all_rows
+from fanout.providers.base import (
+    Identification,
+    Limits,
+    Provider,
+    ProviderCall,
+    ProviderSecret,
+    UnreadableAnswer,
+    all_rows,
+)
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
     import httpx
@@ -35,7 +43,6 @@ class Workshop(Provider):
     destination: ClassVar[Destination] = Destination.WORKSHOP
     limits: ClassVar[Limits] = Limits(max_items=MAX_CONTACT_EMAILS)
     lane_limits: ClassVar[dict[str, int]] = {"c": MAX_CONTACT_EMAILS, "l": MAX_LIST_EMAILS}
-    dedupes: ClassVar[bool] = True
 
     def target_problem(self, target: str) -> str | None:
         if _JOURNEY_ID.match(target):
@@ -74,7 +81,7 @@ class Workshop(Provider):
 
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         body = response.json()
-        enrolled = body.get("enrolled_count", 0)
+        enrolled, not_enrolled = _enroll_answer(body)
         is_lists = "list_email_addresses" in (call.json_body or {})
         if is_lists:
             answer = f"list enrolled ({enrolled} contacts enrolled by this call)"
@@ -82,9 +89,9 @@ class Workshop(Provider):
                 Verdict.DONE, answer, response.status_code, rows=all_rows(call.rows, RowState.SENT, answer)
             )
         reasons: dict[str, str] = {}
-        for reason, emails in (body.get("not_enrolled") or {}).items():
-            for email in emails or []:
-                reasons[str(email).strip().lower()] = reason
+        for why, emails in not_enrolled.items():
+            for email in emails:
+                reasons[email.strip().lower()] = why
         results = []
         for row in call.rows:
             reason = reasons.get(str(row.item).strip().lower())
@@ -94,3 +101,17 @@ class Workshop(Provider):
                 state, text = REASONS.get(reason, (RowState.FAILED, reason))
                 results.append(RowResult(row.row, row.identity, state, text))
         return Outcome(Verdict.DONE, f"enrolled_count={enrolled}", response.status_code, rows=results)
+
+
+def _enroll_answer(body: Any) -> tuple[int, dict[str, list[str]]]:
+    """`enrolled_count` and `not_enrolled` of seed 002's answer; UnreadableAnswer for any other shape."""
+    if not isinstance(body, dict):
+        raise UnreadableAnswer("not seed 002's {enrolled_count, not_enrolled} object")
+    enrolled = body.get("enrolled_count")
+    not_enrolled = body.get("not_enrolled", {})
+    if not isinstance(enrolled, int) or isinstance(enrolled, bool) or not isinstance(not_enrolled, dict):
+        raise UnreadableAnswer("enrolled_count is not an integer or not_enrolled is not an object")
+    for emails in not_enrolled.values():
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            raise UnreadableAnswer("a not_enrolled reason is not an array of emails")
+    return enrolled, not_enrolled
