@@ -780,3 +780,60 @@ def test_the_request_goes_out_as_the_calls_json_with_its_headers() -> None:
     assert request.headers["Authorization"] == "Bearer mateo-key"
     assert request.headers["Content-Type"] == "application/json"
     assert request.content == encode_body(call.json_body)
+
+
+# --- answers of the wrong shape: one rule (item 5 of issue 13) ---------------------------------------
+
+WRONG_SHAPES: list[tuple[Destination, Any]] = [
+    (Destination.MATEO, []),
+    (Destination.MATEO, {"queued_count": 2}),
+    (Destination.MATEO_MESSAGE, []),
+    (Destination.MATEO_MESSAGE, {"message": "sent"}),
+    (Destination.SYMPLIFY, []),
+    (Destination.SYMPLIFY, "<html><body>Welcome</body></html>"),
+    (Destination.SYMPLIFY, {"batchId": ["b-1"]}),
+    (Destination.WORKSHOP, []),
+    (Destination.WORKSHOP, {"enrolled_count": 1, "not_enrolled": ["ada@example.com"]}),
+    (Destination.WORKSHOP, {"enrolled_count": "1", "not_enrolled": {}}),
+    (Destination.WORKSHOP, {"enrolled_count": 1, "not_enrolled": {"not_found": "ada@example.com"}}),
+    (Destination.ALTCRAFT, []),
+    (Destination.ALTCRAFT, {"error": None, "error_text": "ok"}),
+]
+
+
+@pytest.mark.parametrize(("destination", "body"), WRONG_SHAPES, ids=str)
+def test_an_answer_that_cannot_be_read_is_uncertain_never_sent(destination: Destination, body: Any) -> None:
+    # Uncertain: resent where the provider de-duplicates (Mateo batches, Workshop), never elsewhere.
+    outcome = provider_for(destination).outcome(typical_call(destination), answer(200, body))
+
+    assert (outcome.verdict, outcome.rows) == (Verdict.UNCERTAIN, [])
+    assert "cannot be read" in outcome.detail
+
+
+def test_an_unreadable_answer_is_logged_with_its_status_and_shape_never_its_contents(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = {"enrolled_count": 1, "not_enrolled": ["ada@example.com"], "bob@example.com": 1}
+    outcome = provider_for(Destination.WORKSHOP).outcome(
+        typical_call(Destination.WORKSHOP), answer(200, body)
+    )
+
+    (record,) = [r for r in caplog.records if r.getMessage() == "provider answer cannot be read"]
+    line = {key: getattr(record, key) for key in ("destination", "status", "shape")}
+    assert line == {
+        "destination": "workshop",
+        "status": 200,
+        "shape": "a JSON object {enrolled_count: number, not_enrolled: array} and 1 other keys",
+    }
+    assert "example.com" not in json.dumps(line) and "example.com" not in outcome.detail
+
+
+@pytest.mark.parametrize("code", ["0", " 0", 0])
+def test_altcrafts_success_code_is_read_as_a_string_too(code: Any) -> None:
+    call = typical_call(Destination.ALTCRAFT)
+    body = {"error": code, "error_text": "Successful", "result": [{"profile_id": "a" * 24}, {}]}
+    outcome = provider_for(Destination.ALTCRAFT).outcome(call, answer(200, body))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [r.state for r in outcome.rows] == [RowState.SENT, RowState.SENT]
+    assert outcome.rows[0].answer == f"profile_id {'a' * 24}"

@@ -40,6 +40,7 @@ FUNCTION = {
     Destination.MATEO: "MateoSenderFunction",
     Destination.MATEO_MESSAGE: "MateoMessageSenderFunction",
     Destination.ALTCRAFT: "AltcraftSenderFunction",
+    Destination.WORKSHOP: "WorkshopSenderFunction",
 }
 DAILY_LIMIT = {
     "code": "rate_limited",
@@ -91,13 +92,18 @@ class Run:
         self.store = DynamoJobStore(cfg.table_name, cfg.retention_days)
         self.job_id = f"j-{uuid.uuid4().hex[:16]}"
         destination = cfg.destination
-        target = {Destination.SYMPLIFY: "1001", Destination.ALTCRAFT: "12"}.get(destination, JOURNEY)
+        target = {
+            Destination.SYMPLIFY: "1001",
+            Destination.ALTCRAFT: "12",
+            Destination.WORKSHOP: "jrn_welcome",
+        }.get(destination, JOURNEY)
         key = f"jobs/{self.job_id}/chunks/c00001.jsonl"
         items: dict[Destination, Callable[[int], Any]] = {
             Destination.SYMPLIFY: lambda n: {"id": f"p{n}", "properties": {}},
             Destination.MATEO: lambda n: {"deduplication_id": f"d{n}", "contact": {}, "context": {}},
             Destination.MATEO_MESSAGE: lambda n: {"id": f"m{n}", "to": [{"handle": f"p{n}@example.com"}]},
             Destination.ALTCRAFT: lambda n: {"data": {"email": f"p{n}@example.com"}},
+            Destination.WORKSHOP: lambda n: f"p{n}@example.com",
         }
         staged = [StagedRow(n, f"p{n}@example.com", items[destination](n)) for n in range(1, rows + 1)]
         with S3Writer(cfg.bucket_name, key) as out:
@@ -380,4 +386,32 @@ def test_a_5xx_at_a_provider_that_does_not_deduplicate_leaves_the_chunk_uncertai
 
     assert provider.count("POST") == 1
     assert run.chunk().state is ChunkState.UNCERTAIN
+    assert {r["state"] for r in run.rows()} == {"uncertain"}
+
+
+def test_a_workshop_answer_it_cannot_read_is_resent_and_then_read_not_failed_unknown(
+    config: Callable[..., SenderConfig],
+) -> None:
+    # Workshop de-duplicates (already_enrolled), so an answer of the wrong shape is simply sent again.
+    cfg = config(Destination.WORKSHOP)
+    fine = {"enrolled_count": 2, "not_enrolled": {"already_enrolled": ["p3@example.com"]}}
+    provider = Provider(post=[httpx.Response(200, json=[]), httpx.Response(200, json=fine)])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 2
+    assert [r["state"] for r in run.rows()] == ["sent", "sent", "sent"]
+
+
+def test_a_symplify_trigger_answered_with_html_is_uncertain_not_sent(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY)
+    provider = Provider(post=[httpx.Response(200, text="<html>Welcome</html>")] * 3)
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 1
     assert {r["state"] for r in run.rows()} == {"uncertain"}
