@@ -210,6 +210,21 @@ def test_lost_response_without_provider_dedup_is_uncertain_not_resent(
     assert all("redrive" in r["answer"] for r in rows_csv(stack, job.job_id))
 
 
+@pytest.mark.parametrize("destination", ["mateo", "mateo-message"])
+def test_a_mateo_id_written_without_dashes_in_upper_case_reaches_mateo_canonical(
+    stack: LocalStack, tmp_path: Path, destination: str
+) -> None:
+    name = f"upper-{destination}"
+    columns = "subject,text" if destination == "mateo-message" else ""
+    path = contacts_csv(tmp_path, name, 3, columns=columns)
+    written = TARGETS[destination].replace("-", "").upper()
+    job = stack.wait(stack.drop(path, destination, written, options_for(destination)), timeout=120)
+    assert job.status.value == "completed", job.summary()
+    assert job.target == TARGETS[destination]
+    got = enrolments(stack, EMULATOR_OF[destination], TARGETS[destination], name)
+    assert len(got) == 3 and set(got.values()) == {1}
+
+
 def test_throttling_with_retry_after_is_waited_out(stack: LocalStack, tmp_path: Path) -> None:
     stack.set_faults("mateo", {"429": 0.5, "retry_after": 1, "seed": 5})
     path = contacts_csv(tmp_path, "throttled", 2600)

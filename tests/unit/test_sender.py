@@ -86,7 +86,9 @@ def config(stack: DeployedStack) -> Callable[..., SenderConfig]:
 class Run:
     """One job of one chunk, staged and recorded as the splitter leaves it, and a sender for it."""
 
-    def __init__(self, cfg: SenderConfig, provider: Provider, rows: int = 3) -> None:
+    def __init__(
+        self, cfg: SenderConfig, provider: Provider, rows: int = 3, secret: ProviderSecret = SECRET
+    ) -> None:
         self.cfg = cfg
         self.provider = provider
         self.store = DynamoJobStore(cfg.table_name, cfg.retention_days)
@@ -119,7 +121,7 @@ class Run:
         job.status, job.counts, job.chunks_total = JobStatus.SENDING, Counts(read=rows), 1
         self.store.finish_split(job)
         self.http = httpx.Client(transport=httpx.MockTransport(provider))
-        deps = SenderDeps(self.store, lambda: SECRET, Pacer(cfg.table_name, destination.value, 0), self.http)
+        deps = SenderDeps(self.store, lambda: secret, Pacer(cfg.table_name, destination.value, 0), self.http)
         self.sender = Sender(cfg, deps)
 
     def chunk(self) -> Chunk:
@@ -415,3 +417,19 @@ def test_a_symplify_trigger_answered_with_html_is_uncertain_not_sent(
 
     assert provider.count("POST") == 1
     assert {r["state"] for r in run.rows()} == {"uncertain"}
+
+
+def test_a_symplify_secret_without_customer_id_fails_the_job_at_once_naming_the_secret(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY)
+    provider = Provider(post=[started()])
+    run = Run(cfg, provider, secret=ProviderSecret(base_url="https://provider.test/rest", token="t0ken"))
+
+    run.sender.handle(run.message)
+
+    assert provider.requests == []  # never `/rest//batchtrigger/v2`
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    (answer,) = {r["answer"] for r in run.rows()}
+    assert f"the symplify secret {cfg.secret_name} has no customer_id" in answer

@@ -153,6 +153,16 @@ class Sender:
         from fanout.transport import send
 
         secret = self._deps.secret()
+        problem = self._provider.secret_problem(secret)
+        if problem is not None:  # no call could succeed: fail the rows now, naming what to fix
+            detail = f"the {self._provider.destination.value} secret {self._cfg.secret_name} {problem}; nothing was sent"
+            logger.error(
+                "provider secret incomplete: chunk failed", extra={"job_id": message.job_id, "detail": detail}
+            )
+            self._record(
+                message, [RowResult(r.row, r.identity, RowState.FAILED, detail) for r in staged], detail
+            )
+            return
         lane = message.chunk_id[0]
         # Rows an earlier delivery already got answers for (one call per row: Mateo messages) are not sent
         # again; a chunk under a storm still makes progress with every delivery. Only a delivery after one

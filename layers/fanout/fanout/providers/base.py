@@ -165,6 +165,13 @@ def is_uuid(value: str) -> bool:
     return True
 
 
+def canonical_uuid(value: str) -> str:
+    """A uuid in its canonical form (lower case, 8-4-4-4-12), whatever notation it came in: upper case, no
+    dashes, braces or a `urn:uuid:` prefix all name the same 128 bits, so the canonical form names the same
+    thing — and it is the form a `string<uuid>` field is checked against. ValueError if not a uuid."""
+    return str(uuid.UUID(value.strip()))
+
+
 class Provider(ABC):
     """One destination's request building, answer parsing and limits."""
 
@@ -191,6 +198,14 @@ class Provider(ABC):
     @abstractmethod
     def target_problem(self, target: str) -> str | None:
         """Why `target` cannot be this destination's target id, or None when it can."""
+
+    def canonical_target(self, target: str) -> str:
+        """`target` as the provider's documents write it (called once `target_problem` found none)."""
+        return target
+
+    def secret_problem(self, secret: ProviderSecret) -> str | None:
+        """What the destination's secret lacks for this provider to be called at all, or None."""
+        return None
 
     @abstractmethod
     def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:

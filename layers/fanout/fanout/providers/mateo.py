@@ -21,6 +21,7 @@ from fanout.providers.base import (
     ProviderSecret,
     UnreadableAnswer,
     all_rows,
+    canonical_uuid,
     is_uuid,
 )
 
@@ -54,10 +55,13 @@ def bearer(secret: ProviderSecret) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret.token}"}
 
 
+EXAMPLE_UUID = "3c90c3cc-0d44-4b50-8888-8dd25736052a"  # seeds 000 and 004
+
+
 def uuid_problem(target: str, what: str) -> str | None:
     if is_uuid(target):
         return None
-    return f"'{target}' is not a {what} id: Mateo ids are uuids like 3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    return f"'{target}' is not a {what} id: Mateo ids are uuids like {EXAMPLE_UUID}"
 
 
 class Mateo(Provider):
@@ -66,6 +70,9 @@ class Mateo(Provider):
 
     def target_problem(self, target: str) -> str | None:
         return uuid_problem(target, "journey")
+
+    def canonical_target(self, target: str) -> str:
+        return canonical_uuid(target)  # `journey_id: string<uuid>` (seed 000): 8-4-4-4-12, lower case
 
     def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
         return None

@@ -12,6 +12,7 @@ requires.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
@@ -25,14 +26,48 @@ from fanout.providers.base import (
     ProviderCall,
     ProviderSecret,
     UnreadableAnswer,
+    canonical_uuid,
+    is_uuid,
 )
-from fanout.providers.mateo import bearer, uuid_problem
+from fanout.providers.mateo import EXAMPLE_UUID, bearer, uuid_problem
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
     import httpx
 
 CONTENT_FIELDS = ("subject", "text", "html", "template_id", "send_after")
 _OPTION_CONTENT = {"subject": "subject", "template-id": "template_id", "text": "text", "html": "html"}
+
+
+def canonical_date_time(value: str) -> str:
+    """`send_after` as seed 004's `string<date-time>` (RFC 3339, e.g. 2023-11-07T05:31:56Z): a date, a time
+    and a zone, given in UTC; ValueError for anything else (a date alone, a time without a zone)."""
+    text = value.strip()
+    if len(text) < 16 or text[10] not in "Tt ":
+        raise ValueError(text)
+    moment = datetime.fromisoformat(text.replace("z", "Z"))
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def value_problem(contact: Contact) -> Identification | None:
+    """A row value Mateo would refuse (seed 004: `send_after` string<date-time>, `template_id` string<uuid>),
+    named with its column, so the row is rejected at the split rather than failed at send time."""
+    template = contact.fields.get("template_id")
+    if template and not is_uuid(template):
+        problem = f"template_id '{template}' is not a Mateo template id (a uuid like {EXAMPLE_UUID})"
+        return Identification(problem=problem, column="template_id", value=template)
+    send_after = contact.fields.get("send_after")
+    if send_after:
+        try:
+            canonical_date_time(send_after)
+        except ValueError:
+            problem = (
+                f"send_after '{send_after}' is not a date-time with a zone, e.g. 2023-11-07T05:31:56Z"
+                " (or 2023-11-07T06:31:56+01:00)"
+            )
+            return Identification(problem=problem, column="send_after", value=send_after)
+    return None
 
 
 def is_postal(options: Mapping[str, str]) -> bool:
@@ -47,6 +82,9 @@ class MateoMessage(Provider):
     def target_problem(self, target: str) -> str | None:
         return uuid_problem(target, "channel")
 
+    def canonical_target(self, target: str) -> str:
+        return canonical_uuid(target)  # `from: string<uuid>` (seed 004)
+
     def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
         template = options.get("template-id")
         if template and uuid_problem(template, "template"):
@@ -54,6 +92,9 @@ class MateoMessage(Provider):
         return None
 
     def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
+        refused = value_problem(contact)
+        if refused is not None:
+            return refused
         if is_postal(options):
             contact_id = contact.fields.get("contact_id")
             if not contact_id:
@@ -89,6 +130,10 @@ class MateoMessage(Provider):
         for name in CONTENT_FIELDS:
             if contact.fields.get(name):
                 message[name] = contact.fields[name]
+        if message.get("template_id"):
+            message["template_id"] = canonical_uuid(message["template_id"])
+        if message.get("send_after"):
+            message["send_after"] = canonical_date_time(message["send_after"])
         placeholders = contact.fields.get("placeholder_values")
         if placeholders:
             message["placeholder_values"] = [p.strip() for p in placeholders.split("|")]

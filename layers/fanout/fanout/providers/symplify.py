@@ -64,6 +64,13 @@ class Symplify(Provider):
     def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
         return None
 
+    def secret_problem(self, secret: ProviderSecret) -> str | None:
+        # Every Symplify URL carries the customer id (`/{customerid}/batchtrigger/v2`); without it the call
+        # would go to `/rest//batchtrigger/v2`.
+        if secret.customer_id is None or not str(secret.customer_id).strip():
+            return 'has no customer_id: add {"customer_id": "<your Symplify customer id>"} to it'
+        return None
+
     def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
         value = (
             contact.fields.get("id") or contact.fields.get("external_id") or contact.fields.get(fields.EMAIL)
@@ -91,7 +98,7 @@ class Symplify(Provider):
         secret: ProviderSecret,
         lane: str,
     ) -> Iterator[ProviderCall]:
-        customer = secret.customer_id or ""
+        customer = quote(str(secret.customer_id or "").strip(), safe="")
         url = f"{secret.base_url.rstrip('/')}/{customer}/batchtrigger/v2"
         headers = {secret.auth_header or AUTH_HEADER: secret.token}
         body = {"entityId": int(target), "downloadUrl": envelope["downloadUrl"]}
@@ -113,7 +120,7 @@ class Symplify(Provider):
         )
 
     def status_call(self, target: str, batch_id: str, secret: ProviderSecret) -> ProviderCall:
-        customer = secret.customer_id or ""
+        customer = quote(str(secret.customer_id or "").strip(), safe="")
         url = f"{secret.base_url.rstrip('/')}/{customer}/batches/{quote(batch_id, safe='')}"
         headers = {secret.auth_header or AUTH_HEADER: secret.token}
         return ProviderCall("GET", url, [], None, headers, status_of=batch_id)
