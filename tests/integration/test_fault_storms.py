@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROWS = int(os.environ.get("FANOUT_STORM_ROWS", "100000"))  # fewer for a quick local look
 # Mateo messages are one HTTP call per row: 100,000 calls under this storm take hours on one machine, so the
-# message destination gets 2,000 rows (80 chunks of 25), every other destination the full 100,000.
+# message destination gets 2,000 rows (106 chunks of 19, fanout/sizing.py), every other destination the full 100,000.
 ROWS_OF = {"mateo-message": min(ROWS, 2_000)}
 # 5xx: refused before any effect; 5xx_after: the provider acted, then answered 5xx. A client cannot tell
 # them apart, so at a provider that does not de-duplicate both must end uncertain, never failed or resent.

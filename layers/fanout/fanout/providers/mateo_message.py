@@ -30,6 +30,7 @@ from fanout.providers.base import (
     is_uuid,
 )
 from fanout.providers.mateo import EXAMPLE_UUID, bearer, uuid_problem
+from fanout.sizing import rows_per_message
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
     import httpx
@@ -77,7 +78,7 @@ def is_postal(options: Mapping[str, str]) -> bool:
 class MateoMessage(Provider):
     destination: ClassVar[Destination] = Destination.MATEO_MESSAGE
     limits: ClassVar[Limits] = Limits(max_items=1)
-    rows_per_message: ClassVar[int | None] = 25
+    rows_per_message: ClassVar[int | None] = rows_per_message(Destination.MATEO_MESSAGE)  # fanout.sizing
 
     def target_problem(self, target: str) -> str | None:
         return uuid_problem(target, "channel")
