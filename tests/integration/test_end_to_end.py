@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -223,6 +223,34 @@ def test_a_mateo_id_written_without_dashes_in_upper_case_reaches_mateo_canonical
     assert job.target == TARGETS[destination]
     got = enrolments(stack, EMULATOR_OF[destination], TARGETS[destination], name)
     assert len(got) == 3 and set(got.values()) == {1}
+
+
+@pytest.mark.parametrize(
+    ("matching", "options", "identity"),
+    [
+        ("email", {}, lambda i: f"altmode-email.{i}@example.com"),
+        ("email_profile", {}, lambda i: f"altmode-email_profile.{i}@example.com"),
+        ("phone", {}, lambda i: f"+4670123{i:04d}"),
+        ("profile_id", {}, lambda i: f"{i:024x}"),
+        ("custom", {"field-name": "CRM_ID"}, lambda i: f"crm-{i:05d}"),
+    ],
+)
+def test_every_altcraft_matching_mode_reaches_the_emulator_as_seed_003_words_it(
+    stack: LocalStack, tmp_path: Path, matching: str, options: dict[str, str], identity: Callable[[int], str]
+) -> None:
+    # The client and the emulator hold the same reading of seed 003 (phone and profile_id beside data).
+    path = tmp_path / f"altmode-{matching}.csv"
+    lines = ["email,phone,profile_id,CRM_ID"]
+    for i in range(5):
+        lines.append(f"altmode-{matching}.{i}@example.com,+4670123{i:04d},{i:024x},crm-{i:05d}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    job = stack.wait(
+        stack.drop(path, "altcraft", TARGETS["altcraft"], {"matching": matching, **options}), 120
+    )
+    assert job.status.value == "completed", job.summary()
+    received = stack.received("altcraft")["targets"].get(TARGETS["altcraft"], {})
+    for i in range(5):
+        assert received.get(identity(i)) == 1, (matching, identity(i))
 
 
 def test_throttling_with_retry_after_is_waited_out(stack: LocalStack, tmp_path: Path) -> None:

@@ -553,6 +553,12 @@ def test_altcraft_matching_on_profile_id_puts_it_beside_the_data() -> None:
     assert row.item == {"profile_id": "5f19953a03e4227216278ba4", "data": {"email": "a@example.com"}}
 
 
+def test_altcraft_matching_on_phone_sends_seed_003s_phone_parameter_beside_the_data() -> None:
+    options = {"matching": "phone"}
+    (row,) = stage(Destination.ALTCRAFT, [person(1, phone="+79001234567", first_name="Alisa")], options)
+    assert row.item == {"phone": "+79001234567", "data": {"phones": "+79001234567", "_fname": "Alisa"}}
+
+
 def test_the_altcraft_token_travels_in_the_body_never_in_the_url_or_headers() -> None:
     call = typical_call(Destination.ALTCRAFT)
     assert call.json_body["token"] == "abcdefghijklmnqrstuvwxyz"

@@ -94,8 +94,14 @@ class Altcraft(Provider):
                 data[DATA_NAMES.get(name, name)] = value
         data.update(contact.extra)
         item: dict[str, Any] = {"data": data}
-        if matching(options) == "profile_id":
+        # Seed 003's parameters of the matching modes: `profile_id` and `phone` travel beside the profile's
+        # data (as the request's own parameters do in the single-profile request); `email` is the profile's
+        # own field (its email example), `custom` names field_name once and keeps the value in data.
+        mode = matching(options)
+        if mode == "profile_id":
             item["profile_id"] = contact.fields["profile_id"]
+        elif mode == "phone":
+            item["phone"] = contact.fields[fields.PHONE]
         return item
 
     def envelope(self, target: str, options: Mapping[str, str]) -> dict[str, Any]:
