@@ -253,6 +253,19 @@ def test_every_altcraft_matching_mode_reaches_the_emulator_as_seed_003_words_it(
         assert received.get(identity(i)) == 1, (matching, identity(i))
 
 
+def test_one_unknown_workshop_list_fails_only_its_own_row(stack: LocalStack, tmp_path: Path) -> None:
+    path = tmp_path / "lists.csv"
+    path.write_text(
+        "list_email\nteam@company.com\nnonexistent@company.com\nengineering@company.com\n", encoding="utf-8"
+    )
+    job = stack.wait(stack.drop(path, "workshop", TARGETS["workshop"]), timeout=120)
+    rows = {r["row"]: r for r in rows_csv(stack, job.job_id)}
+    assert {n: r["state"] for n, r in rows.items()} == {"1": "sent", "2": "failed", "3": "sent"}, rows
+    assert "No list found with email address: nonexistent@company.com" in rows["2"]["answer"]
+    received = stack.received("workshop")["targets"].get(TARGETS["workshop"], {})
+    assert {"alice@company.com", "bob@company.com", "carol@company.com"} <= set(received)
+
+
 def test_throttling_with_retry_after_is_waited_out(stack: LocalStack, tmp_path: Path) -> None:
     stack.set_faults("mateo", {"429": 0.5, "retry_after": 1, "seed": 5})
     path = contacts_csv(tmp_path, "throttled", 2600)

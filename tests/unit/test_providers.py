@@ -495,6 +495,45 @@ def test_workshops_seed_errors_fail_every_row_with_the_providers_words(status: i
 # --- Altcraft (seed 003) ------------------------------------------------------------------------------
 
 
+def list_call(*lists: str) -> ProviderCall:
+    rows = stage(Destination.WORKSHOP, [person(n, list_email=e) for n, e in enumerate(lists, start=1)])
+    return calls(Destination.WORKSHOP, rows, lane="l")[0]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "No list found with email address: Nonexistent@Company.com",
+        "Multiple lists (2) found with email address: nonexistent@company.com. Please ensure each list has a"
+        " unique email address.",
+    ],
+)
+def test_a_list_workshop_refuses_is_isolated_from_the_other_lists_of_its_call(message: str) -> None:
+    call = list_call("team@company.com", "nonexistent@company.com", "engineering@company.com")
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(422, {"error": message}))
+
+    assert (outcome.verdict, outcome.isolate_row, outcome.rows) == (Verdict.TOO_LARGE, 2, [])
+    assert message in outcome.detail
+
+
+def test_a_single_list_workshop_refuses_fails_with_workshops_words() -> None:
+    call = list_call("nonexistent@company.com")
+    message = "No list found with email address: nonexistent@company.com"
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(422, {"error": message}))
+
+    assert outcome.verdict is Verdict.FAILED
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.FAILED)]
+    assert message in outcome.rows[0].answer
+
+
+def test_a_422_for_the_whole_journey_still_fails_every_list() -> None:
+    call = list_call("team@company.com", "engineering@company.com")
+    message = "Journey must be in 'on' state to enroll people. Current state: draft"
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(422, {"error": message}))
+
+    assert outcome.verdict is Verdict.FAILED and len(outcome.rows) == 2
+
+
 def altcraft_seed_contacts(request: Mapping[str, Any], custom: str | None = None) -> list[Contact]:
     contacts = []
     for number, entry in enumerate(request["data"], 1):

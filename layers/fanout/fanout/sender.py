@@ -352,17 +352,23 @@ class Sender:
                 raise RetryLater("the job is being settled by another instance", BUSY_RETRY_SECONDS)
 
     def _split(self, message: ChunkMessage, staged: list[StagedRow], outcome: Outcome) -> None:
-        """Too large for one call: two halves, staged and queued, replace the chunk."""
+        """Too large for one call (or holding a row the provider refused whole): two parts, staged and
+        queued, replace the chunk — halves, or the row the provider named and the rest."""
         if len(staged) == 1:
             row = staged[0]
             self._record(
                 message, [RowResult(row.row, row.identity, RowState.FAILED, outcome.detail)], outcome.detail
             )
             return
-        middle = len(staged) // 2
+        named = [r for r in staged if r.row == outcome.isolate_row]
+        if named:  # the provider named the row it refused: that row alone, and the rest
+            parts = (named, [r for r in staged if r.row != outcome.isolate_row])
+        else:
+            middle = len(staged) // 2
+            parts = (staged[:middle], staged[middle:])
         halves: list[Chunk] = []
         messages: list[ChunkMessage] = []
-        for number, rows in enumerate((staged[:middle], staged[middle:]), start=1):
+        for number, rows in enumerate(parts, start=1):
             chunk_id = f"{message.chunk_id}-{number}"
             key = message.key.replace(f"{message.chunk_id}.jsonl", f"{chunk_id}.jsonl")
             with S3Writer(self._cfg.bucket_name, key) as out:

@@ -22,6 +22,7 @@ from fanout.providers.base import (
     ProviderSecret,
     UnreadableAnswer,
     all_rows,
+    error_text,
 )
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
@@ -30,6 +31,9 @@ if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes respons
 MAX_CONTACT_EMAILS = 1000  # seed 002
 MAX_LIST_EMAILS = 100  # seed 002
 _JOURNEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# seed 002's 422s that refuse a whole call for one list email: "No list found with email address: X",
+# "Multiple lists (2) found with email address: X. Please ensure each list has a unique email address."
+_ONE_LIST = re.compile(r"(?:No list|Multiple lists \(\d+\)) found with email address: (\S+?)(?:\.\s|\.?$)")
 
 # not_enrolled reason -> (row state, what a person should know)
 REASONS: dict[str, tuple[RowState, str]] = {
@@ -79,11 +83,23 @@ class Workshop(Provider):
         url = f"{secret.base_url.rstrip('/')}/journeys/{target}/enroll"
         yield ProviderCall("POST", url, rows, {key: [r.item for r in rows]}, headers)
 
+    def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        """A list call refused (422) for one list email isolates that list: the chunk splits into it and
+        the rest (nothing was enrolled: a 422 is a documented refusal), so the other lists are enrolled and
+        only that row fails, with Workshop's words."""
+        if response.status_code == 422 and len(call.rows) > 1 and _is_lists(call):
+            detail = error_text(response)
+            found = _ONE_LIST.search(detail)
+            if found:
+                named = found.group(1).strip().lower()
+                row = next((r.row for r in call.rows if str(r.item).strip().lower() == named), None)
+                return Outcome(Verdict.TOO_LARGE, detail, response.status_code, isolate_row=row)
+        return super().outcome(call, response)
+
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         body = response.json()
         enrolled, not_enrolled = _enroll_answer(body)
-        is_lists = "list_email_addresses" in (call.json_body or {})
-        if is_lists:
+        if _is_lists(call):
             answer = f"list enrolled ({enrolled} contacts enrolled by this call)"
             return Outcome(
                 Verdict.DONE, answer, response.status_code, rows=all_rows(call.rows, RowState.SENT, answer)
@@ -101,6 +117,10 @@ class Workshop(Provider):
                 state, text = REASONS.get(reason, (RowState.FAILED, reason))
                 results.append(RowResult(row.row, row.identity, state, text))
         return Outcome(Verdict.DONE, f"enrolled_count={enrolled}", response.status_code, rows=results)
+
+
+def _is_lists(call: ProviderCall) -> bool:
+    return "list_email_addresses" in (call.json_body or {})
 
 
 def _enroll_answer(body: Any) -> tuple[int, dict[str, list[str]]]:
