@@ -14,6 +14,10 @@ ignored, each key at most once, empty string = no faults::
     latency_ms=<ms>        extra delay before every answer (float, >= 0)
     rate_limit=<n>         max requests per sliding 1-second window; 0 = off (the default)
     retry_after=<s>        Retry-After seconds sent with injected 429s (int, default 1)
+    limit_retry_after=<0|1>  1: the limits' own 429s (rate_limit, daily_requests, daily_entities) carry a
+                           Retry-After (seconds until the window frees, or until 00:00 UTC). 0, the default:
+                           they carry none, as no provider document mentions one (Mateo's docs: a 429 and
+                           ratelimit-* headers only)
     timeout_seconds=<s>    how long a ``timeout`` fault sleeps (default 5, longer than the clients' read timeout)
     daily_requests=<n>     max requests per UTC calendar day; 0 = off (the default)
     daily_entities=<n>     max imported entities (contacts) per UTC calendar day; 0 = off (the default).
@@ -25,8 +29,8 @@ provider request, in arrival order, so two runs with the same seed and the same 
 same faults. Admin endpoints (``/_emulator/...``) never get faults and make no draw.
 
 Daily quotas (``DailyQuota``): a day is a UTC calendar day, 00:00:00 to 24:00:00 UTC, read from an
-injectable clock; usage starts again at 0 when the UTC date changes, and a refused request's
-Retry-After is the number of seconds until the next UTC midnight. Refused requests/entities are not
+injectable clock; usage starts again at 0 when the UTC date changes; with ``limit_retry_after=1`` a refused
+request's Retry-After is the number of seconds until the next UTC midnight (by default it has none). Refused requests/entities are not
 counted. ``POST /_emulator/faults`` keeps the day's usage (raising a limit mid-day behaves like the
 provider raising it); ``POST /_emulator/reset`` forgets it.
 
@@ -62,13 +66,14 @@ _OTHER_KEYS: dict[str, str] = {
     "latency_ms": "latency_ms",
     "rate_limit": "rate_limit",
     "retry_after": "retry_after",
+    "limit_retry_after": "limit_retry_after",
     "timeout_seconds": "timeout_seconds",
     "daily_requests": "daily_requests",
     "daily_entities": "daily_entities",
     "seed": "seed",
 }
 KEYS: dict[str, str] = {**_SHARE_KEYS, **_OTHER_KEYS}
-_INTEGER_KEYS = frozenset({"daily_requests", "daily_entities"})
+_INTEGER_KEYS = frozenset({"daily_requests", "daily_entities", "limit_retry_after"})
 _SERVER_ERRORS = (500, 502, 503)
 UtcClock = Callable[[], datetime]
 
@@ -86,6 +91,7 @@ class FaultSettings:
     latency_ms: float = 0.0
     rate_limit: float = 0.0
     retry_after: int = 1
+    limit_retry_after: int = 0
     timeout_seconds: float = 5.0
     daily_requests: int = 0
     daily_entities: int = 0
@@ -103,6 +109,8 @@ class FaultSettings:
                 raise ValueError(f"{key} must be >= 0")
         if self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if self.limit_retry_after not in (0, 1):
+            raise ValueError("limit_retry_after must be 0 or 1")
 
     def total_share(self) -> float:
         """Sum of the fault shares (probability that a request gets any random fault)."""

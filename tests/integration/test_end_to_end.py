@@ -374,8 +374,10 @@ def test_a_chunk_refused_as_too_large_is_split_in_halves_until_each_fits(
 
 
 def seed_symplify_journey(stack: LocalStack, journey: str, **settings: object) -> None:
-    """A journey of the demo customer at the Symplify emulator (batch_outcome, batch_polls_until_done)."""
-    seed = {"customers": {"demo": {"journeys": {journey: {"name": f"e2e {journey}", **settings}}}}}
+    """A journey of the demo customer at the Symplify emulator (batch_outcome, batch_polls_until_done) whose
+    trigger answers a batchId (a named emulator option: no document shows one) for the sender to follow."""
+    settings = {"name": f"e2e {journey}", "trigger_answers_batch_id": True, **settings}
+    seed = {"customers": {"demo": {"journeys": {journey: settings}}}}
     httpx.post(f"{stack.emulator_admin('symplify')}/_emulator/seed", json=seed, timeout=10).raise_for_status()
 
 
