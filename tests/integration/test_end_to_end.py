@@ -420,12 +420,14 @@ def test_a_symplify_batch_is_sent_once_its_status_says_finished(stack: LocalStac
 
 
 def test_a_used_up_daily_quota_is_waited_out_and_the_job_completes(stack: LocalStack, tmp_path: Path) -> None:
-    # Mateo's quota clock frozen 6 s before a UTC midnight: every refusal says Retry-After: 6, more than
+    # Mateo's quota clock frozen 6 s before a UTC midnight and the emulator's named option that adds a
+    # Retry-After to its limits' 429s (no document shows one; without it the sender waits for the next
+    # UTC day by its own clock: tests/unit/test_quotas.py): every refusal says Retry-After: 6, more than
     # the sender's backoff cap (2 s) and its in-invocation limit (5 s). The day ends when the test says.
     clock = f"{stack.emulator_admin('mateo')}/_emulator/clock"
     httpx.post(clock, json={"now": "2030-01-01T23:59:54Z"}, timeout=10).raise_for_status()
     try:
-        stack.set_faults("mateo", {"daily_requests": 2})
+        stack.set_faults("mateo", {"daily_requests": 2, "limit_retry_after": 1})
         before = stack.received("mateo")["requests"]
         job_id = stack.drop(contacts_csv(tmp_path, "quota", 1001), "mateo", TARGETS["mateo"])  # 3 chunks
         notes: set[str] = set()

@@ -190,6 +190,8 @@ class Outcome:
     # TOO_LARGE: the row the provider named as the one it refused (a Workshop list it does not know): the
     # chunk splits into that row and the rest, instead of halves.
     isolate_row: int | None = None
+    # (ratelimit-limit, ratelimit-remaining) of the answer, where the provider sends them (Mateo)
+    ratelimit: tuple[int, int] | None = None
 
 
 class JobStatus(StrEnum):
