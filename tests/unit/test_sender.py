@@ -433,3 +433,28 @@ def test_a_symplify_secret_without_customer_id_fails_the_job_at_once_naming_the_
     assert job is not None and job.status is JobStatus.FAILED
     (answer,) = {r["answer"] for r in run.rows()}
     assert f"the symplify secret {cfg.secret_name} has no customer_id" in answer
+
+
+def test_after_a_crash_a_message_chunk_keeps_the_answers_saved_and_leaves_only_the_rest_uncertain(
+    config: Callable[..., SenderConfig],
+) -> None:
+    from fanout.models import RowResult, RowState
+    from fanout.sender import save_progress
+
+    cfg = config(Destination.MATEO_MESSAGE)
+    provider = Provider(post=[])
+    run = Run(cfg, provider)
+    save_progress(
+        cfg.bucket_name, run.message, [RowResult(1, "p1@example.com", RowState.SENT, "message m1 sent")]
+    )
+    assert run.store.claim_chunk(run.job_id, "c00001", 1) is Claim.CLAIMED  # a sender that then died
+    time.sleep(1.1)
+
+    run.sender.handle(run.message)
+
+    assert provider.requests == []  # Mateo messages do not de-duplicate: nothing resent
+    assert [(r["row"], r["state"]) for r in run.rows()] == [
+        ("1", "sent"),
+        ("2", "uncertain"),
+        ("3", "uncertain"),
+    ]

@@ -148,9 +148,16 @@ class Sender:
         if claim is Claim.CLAIMED_AFTER_CRASH and not self._provider.dedupes:
             answer = UNCERTAIN_ANSWER.format(provider=self._provider.destination.value)
             logger.warning("earlier attempt died mid-call; marking uncertain", extra=log)
-            self._record(
-                message, [RowResult(r.row, r.identity, RowState.UNCERTAIN, answer) for r in staged], answer
-            )
+            # Rows an earlier delivery saved answers for keep them (one call a row: Mateo messages).
+            known = {
+                r.row: r
+                for r in load_progress(self._cfg.bucket_name, message)
+                if r.state is not RowState.UNCERTAIN
+            }
+            results = [
+                known.get(r.row) or RowResult(r.row, r.identity, RowState.UNCERTAIN, answer) for r in staged
+            ]
+            self._record(message, results, answer)
             return
         self._send(message, staged, receive_count, claim)
 
