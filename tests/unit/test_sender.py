@@ -458,3 +458,22 @@ def test_after_a_crash_a_message_chunk_keeps_the_answers_saved_and_leaves_only_t
         ("2", "uncertain"),
         ("3", "uncertain"),
     ]
+
+
+def test_a_throttling_429_with_retry_after_is_not_read_as_a_spent_day(
+    config: Callable[..., SenderConfig],
+) -> None:
+    # Mateo's headers show room left (remaining > 0), but the 429 says how long to wait: throttling.
+    cfg = config(Destination.MATEO)
+    throttled = httpx.Response(
+        429, headers={"Retry-After": "30", "ratelimit-limit": "1000", "ratelimit-remaining": "990"}
+    )
+    provider = Provider(post=[throttled])
+    run = Run(cfg, provider)
+
+    with pytest.raises(RetryLater) as later:
+        run.sender.handle(run.message)
+
+    assert later.value.delay == 30
+    job = run.store.get_job(run.job_id)
+    assert job is not None and "daily quota" not in job.message

@@ -315,13 +315,14 @@ class Sender:
         (Mateo's, of the window closest to exhaustion) tell: a 429 whose window still has room (remaining >
         0) was refused by a quota no header shows — the day's contacts; a day-sized window (a limit at
         least the daily request quota) with nothing remaining is the day's requests, on a 429 or on a
-        success that used the last of it. A 429 of a full per-second window is only throttling."""
+        success that used the last of it. A 429 of a full per-second window is only throttling, and one
+        with a Retry-After is waited out as it says."""
         if self._ledger is None or outcome.ratelimit is None:
             return False
         limit, remaining = outcome.ratelimit
         day_sized = bool(self._ledger.quota.requests) and limit >= self._ledger.quota.requests
-        if outcome.status_code == 429:
-            return remaining > 0 or day_sized
+        if outcome.status_code == 429:  # a Retry-After says itself how long to wait: honoured as such
+            return outcome.retry_after is None and (remaining > 0 or day_sized)
         return day_sized and remaining == 0
 
     def _wait_for_quota(self, message: ChunkMessage, reason: str, saved: bool) -> None:

@@ -73,9 +73,14 @@ def _worth_retrying(provider: Provider) -> Callable[[Outcome], bool]:
         # invocation at all: the sender hands the whole wait to the queue.
         if outcome.retry_after is not None and outcome.retry_after > MAX_INLINE_WAIT:
             return False
-        # A 429 while the rate window its headers show still has room: another limit refused it (a daily
-        # quota), which a quick retry cannot clear.
-        if outcome.status_code == 429 and outcome.ratelimit is not None and outcome.ratelimit[1] > 0:
+        # A 429 with no Retry-After while the rate window its headers show still has room: another limit
+        # refused it (a daily quota), which a quick retry cannot clear.
+        if (
+            outcome.status_code == 429
+            and outcome.retry_after is None
+            and outcome.ratelimit is not None
+            and outcome.ratelimit[1] > 0
+        ):
             return False
         return outcome.verdict is Verdict.RETRY or (outcome.verdict is Verdict.UNCERTAIN and provider.dedupes)
 

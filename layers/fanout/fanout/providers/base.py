@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict
 
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, compact_json
-from fanout.observability import logger
 from fanout.providers.outcomes import NothingHappened, nothing_happened, transport_verdict
 
 if TYPE_CHECKING:
@@ -271,6 +270,8 @@ class Provider(ABC):
 
     def unreadable(self, response: httpx.Response) -> Outcome:
         """The one rule for an answer that cannot be read."""
+        from fanout.observability import logger  # here: the CLI imports the providers and logs nothing
+
         shape = body_shape(response)
         logger.warning(
             "provider answer cannot be read",
