@@ -35,7 +35,7 @@ from fanout.sender import RetryLater, Sender, SenderDeps, dead_letter
 from fanout.staging import S3Writer
 from fanout.store import Chunk, DynamoJobStore, Job
 from fanout_local import operations
-from fanout_local.resources import TemplateResources
+from fanout_local.deployed import DeployedStack
 
 pytestmark = pytest.mark.unit
 
@@ -179,7 +179,7 @@ def stage_job(cfg: SenderConfig, store: DynamoJobStore, contacts: int, per_chunk
     ids=["planned-from-the-documented-quota", "told-by-the-providers-429"],
 )
 def test_sixty_thousand_contacts_go_out_over_three_utc_days_with_no_chunk_dead_lettered(
-    stack: TemplateResources, monkeypatch: pytest.MonkeyPatch, contract_contacts: int | None
+    stack: DeployedStack, monkeypatch: pytest.MonkeyPatch, contract_contacts: int | None
 ) -> None:
     # `told-by-the-providers-429`: the sender believes in a bigger quota than Mateo grants, so Mateo's
     # 429 (no Retry-After) is what stops each day; the chunk must still wait for the next day.
