@@ -20,8 +20,9 @@ Request rules: ``token`` in the body or ``Authorization: Bearer <token>`` (PROVI
 token wins when both are sent; missing -> 401 ``Token required``, not seeded -> 403 ``Access
 denied``); ``workflow_id`` an int of a seeded workflow; ``matching`` one of email (default),
 email_profile, phone, profile_id, custom (custom needs ``field_name``); ``data`` a non-empty array of
-``{"data": {...}}``, each profile carrying its mode's identifier: ``email`` (for email also
-``_subscriptions[].email``), ``phones``/``phone``, ``profile_id`` (24 hex), or the custom field.
+``{"data": {...}}``, each profile carrying its mode's identifier as seed 003 words it (see
+``profile_identity``): ``data.email`` (for email also ``_subscriptions[].email``), ``phone`` and
+``profile_id`` (24 hex) beside ``data``, or the custom field inside ``data``.
 Optional ``skip_triggers``/``skip_invalid_subscriptions``/``detect_geo`` must be booleans, ``content``
 an object. Unknown top-level keys are ignored (as Go's JSON decoder does).
 
@@ -102,9 +103,20 @@ def profile_id_for(identity: str) -> str:
     return hashlib.blake2b(identity.encode("utf-8"), digest_size=12).hexdigest()
 
 
-def profile_identity(index: int, profile: dict[str, Any], matching: str, field_name: str | None) -> str:
-    """The identifier a profile carries for the matching mode; AltcraftError(400) if it has none."""
-    where = f"data[{index}].data"
+def profile_identity(index: int, entry: dict[str, Any], matching: str, field_name: str | None) -> str:
+    """The identifier a profile carries for the matching mode (seed 003); AltcraftError(400) if none.
+
+    Seed 003's words, per mode: ``email``/``email_profile`` — the profile's ``email`` (its examples put it
+    in ``data``; ``email`` also from ``_subscriptions``); ``phone`` — the ``phone`` parameter; ``profile_id``
+    — the ``profile_id`` parameter (24 hex); ``custom`` — ``field_name`` for the request and the value in
+    the profile's data under that name (its example), or the ``field_value`` parameter. In a batch each
+    ``data[]`` entry carries one profile's parameters beside its ``data``: ``{"profile_id": "...", "data":
+    {...}}``. An XML ``<data>`` element has no sibling per profile, so there the parameter is one of its
+    children.
+    """
+    where = f"data[{index}]"
+    profile = entry["data"]
+    params = entry if entry.get("format") != "xml" else profile
     if matching in ("email", "email_profile"):
         email = profile.get("email")
         if not email and matching == "email":
@@ -114,23 +126,23 @@ def profile_identity(index: int, profile: dict[str, Any], matching: str, field_n
                     (s.get("email") for s in subscriptions if isinstance(s, dict) and s.get("email")), None
                 )
         if not isinstance(email, str) or not email.strip():
-            raise AltcraftError(400, f'{where}: email is required for matching "{matching}"')
+            raise AltcraftError(400, f'{where}.data: email is required for matching "{matching}"')
         return email.strip().lower()
     if matching == "phone":
-        phone = profile.get("phones", profile.get("phone"))
-        if isinstance(phone, list):
-            phone = phone[0] if phone else None
+        phone = params.get("phone")
         if not isinstance(phone, str) or not phone.strip():
-            raise AltcraftError(400, f'{where}: phones is required for matching "phone"')
+            raise AltcraftError(400, f'{where}: phone is required for matching "phone"')
         return normalize_phone(phone)
     if matching == "profile_id":
-        profile_id = profile.get("profile_id")
+        profile_id = params.get("profile_id")
         if not isinstance(profile_id, str) or not _PROFILE_ID_RE.match(profile_id):
             raise AltcraftError(400, f"{where}: profile_id (24 hex characters) is required")
         return profile_id
-    value = profile.get(field_name or "")
+    value = profile.get(field_name or "", params.get("field_value"))
     if value is None or value == "":
-        raise AltcraftError(400, f'{where}: custom field "{field_name}" is required for matching "custom"')
+        raise AltcraftError(
+            400, f'{where}.data: custom field "{field_name}" is required for matching "custom"'
+        )
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -197,7 +209,7 @@ def validate_request(
     for index, entry in enumerate(data):
         if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
             raise AltcraftError(400, f'data[{index}] must be an object {{"data": {{...}}}}')
-        profiles.append(entry["data"])
+        profiles.append(entry if body_format == "json" else {"data": entry["data"], "format": "xml"})
     return workflow_id, matching, field_name, profiles
 
 

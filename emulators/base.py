@@ -24,8 +24,8 @@ response counts: the client never saw the answer); ``requests - faulted`` is wha
 
 Order of what ``FaultMiddleware`` applies to a provider request: ``latency_ms`` (cut short at the
 emulator's ``request_timeout_seconds()``, if it has one), the per-second ``rate_limit`` (429
-``x-emulator-fault: rate_limit``), the ``daily_requests`` quota (429 ``daily_limit``, Retry-After until
-the next UTC midnight), then a request whose latency exceeded the timeout is answered 504
+``x-emulator-fault: rate_limit``), the ``daily_requests`` quota (429 ``daily_limit``; with
+``limit_retry_after=1`` these limits' 429s carry a Retry-After, until the next UTC midnight for a day's), then a request whose latency exceeded the timeout is answered 504
 (``request_timeout``) without being performed, and finally the random fault drawn for the request.
 
 Seed merging: objects merge key by key, arrays are unioned (order kept), other values are replaced.
@@ -330,10 +330,11 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         tracked = _BodyTracker(receive)
-        if decision.kind == "lost_response":
-            # Perform the request for real, throw its answer away, then fail like a lost response.
+        if decision.kind in ("lost_response", "5xx_after"):
+            # Perform the request for real, throw its answer away, then fail like a lost response (a 502
+            # or a dropped connection) or answer a 5xx as if nothing had been done (5xx_after).
             await self.app(scope, tracked, _discard)
-            await self._fail(scope, tracked, send, transport, decision.status, "lost_response")
+            await self._fail(scope, tracked, send, transport, decision.status, decision.kind)
         elif decision.kind == "timeout":
             await asyncio.sleep(settings.timeout_seconds)
             await self._answer(scope, tracked, send, 504, "gateway timeout", "timeout")
@@ -356,15 +357,19 @@ class FaultMiddleware:
     async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Apply the per-second rate limit, then the daily request quota; False once answered 429."""
         faults = self.emulator.faults
+        header = bool(faults.settings.limit_retry_after)  # no document mentions one: off by default
         retry_after = faults.admit(time.monotonic())
         if retry_after is not None:
-            await self._answer(scope, receive, send, 429, "rate limit exceeded", "rate_limit", retry_after)
+            wait = retry_after if header else None
+            await self._answer(scope, receive, send, 429, "rate limit exceeded", "rate_limit", wait)
             return False
         retry_after = faults.admit_daily()
         if retry_after is not None:
             limit = faults.settings.daily_requests
             message = f"daily limit of {limit} requests reached; it resets at 00:00 UTC"
-            await self._answer(scope, receive, send, 429, message, "daily_limit", retry_after)
+            await self._answer(
+                scope, receive, send, 429, message, "daily_limit", retry_after if header else None
+            )
             return False
         return True
 

@@ -4,6 +4,9 @@ Grammar of a fault string (``FaultSettings.parse``), comma-separated ``key=value
 ignored, each key at most once, empty string = no faults::
 
     5xx=<share>            answer 500, 502 or 503 (chosen evenly) without doing anything
+    5xx_after=<share>      PERFORM the request, then answer 500, 502 or 503 (chosen evenly): the provider
+                           acted and says it failed — no answer tells the client which of 5xx and
+                           5xx_after it met
     429=<share>            answer 429 with a ``Retry-After`` header and the provider's error body
     timeout=<share>        sleep ``timeout_seconds`` then answer 504, without doing anything
     drop=<share>           close the connection without any response, without doing anything
@@ -11,6 +14,10 @@ ignored, each key at most once, empty string = no faults::
     latency_ms=<ms>        extra delay before every answer (float, >= 0)
     rate_limit=<n>         max requests per sliding 1-second window; 0 = off (the default)
     retry_after=<s>        Retry-After seconds sent with injected 429s (int, default 1)
+    limit_retry_after=<0|1>  1: the limits' own 429s (rate_limit, daily_requests, daily_entities) carry a
+                           Retry-After (seconds until the window frees, or until 00:00 UTC). 0, the default:
+                           they carry none, as no provider document mentions one (Mateo's docs: a 429 and
+                           ratelimit-* headers only)
     timeout_seconds=<s>    how long a ``timeout`` fault sleeps (default 5, longer than the clients' read timeout)
     daily_requests=<n>     max requests per UTC calendar day; 0 = off (the default)
     daily_entities=<n>     max imported entities (contacts) per UTC calendar day; 0 = off (the default).
@@ -22,8 +29,8 @@ provider request, in arrival order, so two runs with the same seed and the same 
 same faults. Admin endpoints (``/_emulator/...``) never get faults and make no draw.
 
 Daily quotas (``DailyQuota``): a day is a UTC calendar day, 00:00:00 to 24:00:00 UTC, read from an
-injectable clock; usage starts again at 0 when the UTC date changes, and a refused request's
-Retry-After is the number of seconds until the next UTC midnight. Refused requests/entities are not
+injectable clock; usage starts again at 0 when the UTC date changes; with ``limit_retry_after=1`` a refused
+request's Retry-After is the number of seconds until the next UTC midnight (by default it has none). Refused requests/entities are not
 counted. ``POST /_emulator/faults`` keeps the day's usage (raising a limit mid-day behaves like the
 provider raising it); ``POST /_emulator/reset`` forgets it.
 
@@ -43,7 +50,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-FaultKind = Literal["none", "5xx", "429", "timeout", "drop", "lost_response"]
+FaultKind = Literal["none", "5xx", "429", "timeout", "drop", "lost_response", "5xx_after"]
 
 # Grammar key -> dataclass attribute. The order of the share keys is the order of the bands that a
 # draw falls into; changing it would change which fault a given seed produces.
@@ -53,18 +60,20 @@ _SHARE_KEYS: dict[str, str] = {
     "timeout": "p_timeout",
     "drop": "p_drop",
     "lost_response": "p_lost_response",
+    "5xx_after": "p_5xx_after",  # last: the bands before it draw as they always did for a given seed
 }
 _OTHER_KEYS: dict[str, str] = {
     "latency_ms": "latency_ms",
     "rate_limit": "rate_limit",
     "retry_after": "retry_after",
+    "limit_retry_after": "limit_retry_after",
     "timeout_seconds": "timeout_seconds",
     "daily_requests": "daily_requests",
     "daily_entities": "daily_entities",
     "seed": "seed",
 }
 KEYS: dict[str, str] = {**_SHARE_KEYS, **_OTHER_KEYS}
-_INTEGER_KEYS = frozenset({"daily_requests", "daily_entities"})
+_INTEGER_KEYS = frozenset({"daily_requests", "daily_entities", "limit_retry_after"})
 _SERVER_ERRORS = (500, 502, 503)
 UtcClock = Callable[[], datetime]
 
@@ -78,9 +87,11 @@ class FaultSettings:
     p_timeout: float = 0.0
     p_drop: float = 0.0
     p_lost_response: float = 0.0
+    p_5xx_after: float = 0.0
     latency_ms: float = 0.0
     rate_limit: float = 0.0
     retry_after: int = 1
+    limit_retry_after: int = 0
     timeout_seconds: float = 5.0
     daily_requests: int = 0
     daily_entities: int = 0
@@ -98,6 +109,8 @@ class FaultSettings:
                 raise ValueError(f"{key} must be >= 0")
         if self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if self.limit_retry_after not in (0, 1):
+            raise ValueError("limit_retry_after must be 0 or 1")
 
     def total_share(self) -> float:
         """Sum of the fault shares (probability that a request gets any random fault)."""
@@ -382,6 +395,8 @@ class FaultEngine:
 def _decision(key: str, position: float) -> FaultDecision:
     if key == "5xx":
         return FaultDecision("5xx", _SERVER_ERRORS[min(2, int(position * 3))])
+    if key == "5xx_after":
+        return FaultDecision("5xx_after", _SERVER_ERRORS[min(2, int(position * 3))])
     if key == "429":
         return FaultDecision("429", 429)
     if key == "timeout":

@@ -13,8 +13,8 @@ Behaviour (seeds 000 and 004, PROVIDERS.md):
   that the local stack, the integration tests and the 1,000,000-contact benchmark (1,000,000 entities
   = 40 days of the documented quota) run unthrottled; ``documented_limits()``, ``python -m emulators
   --documented-limits`` or ``--daily-limit mateo=10000/25000`` turn on the documented values. Over any
-  of them -> 429 with ``Retry-After`` (for the daily ones: seconds until 00:00 UTC) and the Mateo error
-  body. Imported entities are the contacts of batch items (each one is created or updated, whether
+  of them -> 429 with the Mateo error body and no ``Retry-After`` (no document mentions one; the fault
+  setting ``limit_retry_after=1`` adds it: seconds until the window frees, or until 00:00 UTC). Imported entities are the contacts of batch items (each one is created or updated, whether
   or not its journey execution is de-duplicated) and the one contact of ``/journey_execution``; a
   batch that would go over the entity quota is refused whole (nothing queued). send_message imports
   nothing.
@@ -88,11 +88,13 @@ DAILY_ENTITY_LIMIT = 25_000
 REQUEST_TIMEOUT_SECONDS = 2.0
 NOMINAL_LIMIT_WHEN_UNLIMITED = 1000
 MATCH_FIELDS = ("email", "whatsapp", "sms", "external_id")  # what a contact is matched on
-HEALTH_VALUES = ("healthy", "unhealthy", "unknown")
-TRANSACTIONAL_VALUES = ("legitimate_interest", "opt_in", "opt_out", "unknown")
+# Only the values the seeds show: seed 000's contact shows "healthy" and "legitimate_interest", seed 004's
+# action "quick_reply" / "url"; seed 004 lists conversation_status's options. Nothing else is invented.
+HEALTH_VALUES = ("healthy",)
+TRANSACTIONAL_VALUES = ("legitimate_interest",)
 CONVERSATION_STATUSES = ("open", "closed", "archived")
-ACTION_TYPES = ("quick_reply", "url", "call")
-ACTION_SUBTYPES = ("url", "phone", "text")
+ACTION_TYPES = ("quick_reply",)
+ACTION_SUBTYPES = ("url",)
 CHANNEL_TYPES = ("email", "sms", "whatsapp", "postal", "facebook", "instagram", "google_business_messaging")
 POSTAL_RULE = (
     "When sending a postal message, the recipient must contain the contact_id and no handle. "
@@ -197,13 +199,19 @@ class MateoError(Exception):
     """A request refused with a Mateo error body."""
 
     def __init__(
-        self, status: int, message: str, hint: str | None = None, retry_after: int | None = None
+        self,
+        status: int,
+        message: str,
+        hint: str | None = None,
+        retry_after: int | None = None,
+        fault: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.hint = hint
         self.retry_after = retry_after
+        self.fault = fault
 
 
 def _bad(message: str, hint: str | None = None) -> MateoError:
@@ -502,16 +510,15 @@ class MateoEmulator(Emulator):
             raise ValueError("mateo.request_timeout_seconds must be a number >= 0 (0 = no timeout)")
 
     def reset_state(self) -> None:
-        """Forget de-dup ids, running executions, sent message ids and conversations."""
+        """Forget de-dup ids, running executions and conversations."""
         self.dedup: dict[str, set[str]] = {}
         self.running: dict[str, set[str]] = {}  # journey id -> identities with an execution
-        self.sent_ids: dict[str, set[str]] = {}
         self.conversations: dict[str, dict[str, Any]] = {}
 
     def error_body(self, status: int, message: str, hint: str | None = None) -> dict[str, Any]:
         """Mateo's ``{"code", "message", "hint", "status"}``."""
         if status == 429 and hint is None:
-            hint = "slow down: retry after the number of seconds in the Retry-After header"
+            hint = "slow down: 2 requests/s, 10,000 requests and 25,000 imported entities per day"
         if status == 504 and hint is None:
             hint = f"Mateo answers every request within {self.request_timeout_seconds():g} s; retry"
         return {"code": _CODES.get(status, "error"), "message": message, "hint": hint, "status": status}
@@ -548,9 +555,9 @@ class MateoEmulator(Emulator):
             raise _bad("request body is not valid JSON") from exc
 
     def _mateo_error(self, exc: MateoError) -> Response:
-        headers = None
+        headers = {"x-emulator-fault": exc.fault} if exc.fault else None
         if exc.retry_after is not None:
-            headers = {"retry-after": str(exc.retry_after), "x-emulator-fault": "daily_limit"}
+            headers = {**(headers or {}), "retry-after": str(exc.retry_after)}
         return JSONResponse(
             self.error_body(exc.status, exc.message, exc.hint), status_code=exc.status, headers=headers
         )
@@ -569,8 +576,9 @@ class MateoEmulator(Emulator):
             raise MateoError(
                 429,
                 f"daily limit of {limit} imported entities reached; it resets at 00:00 UTC",
-                "limits can be raised on request; retry after the number of seconds in the Retry-After header",
-                retry_after,
+                "limits can be raised on request; the quota resets at the start of the next UTC day",
+                retry_after if self.faults.settings.limit_retry_after else None,
+                "daily_limit",
             )
 
     async def batch(self, request: Request) -> Response:
@@ -630,12 +638,8 @@ class MateoEmulator(Emulator):
                 raise MateoError(404, "channel not found", "'from' must be the ID of one of your channels")
             self._check_recipients(body, channel)
             message_id = body.get("id") or str(uuid.uuid4())
-            sent = self.sent_ids.setdefault(body["from"], set())
-            if message_id in sent:
-                raise MateoError(409, f"message {message_id} was already sent", "use a new message id")
         except MateoError as exc:
             return self._mateo_error(exc)
-        sent.add(message_id)
         for _, recipient in _recipients(body):
             self.record(body["from"], _recipient_identity(recipient))
         return JSONResponse(self._message_response(body, channel, message_id))

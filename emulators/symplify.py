@@ -12,13 +12,16 @@ Clients use the base URL ``http://127.0.0.1:PORT/rest``. Endpoints:
     fetch anything else: no SSRF). Its own expiry is checked first - SigV4 ``X-Amz-Date`` +
     ``X-Amz-Expires`` or SigV2 ``Expires`` - because moto serves expired presigned URLs; expired -> 400
     ``{"error": "downloadUrl has expired"}`` and nothing is downloaded. Then the file is downloaded and
-    validated (see below). The seed shows no response body for this variant; the emulator answers
-    200 ``{"batchId": "<uuid>", "status": "STARTED"}`` (the status poller's vocabulary).
+    validated (see below), and the batch starts (the answer: below).
   - Without ``downloadUrl``: 200 ``{"uploadUrl": "http://127.0.0.1:PORT/rest/_upload/<token>"}``. A
     ``PUT`` of the file there (``Content-Type: text/plain``, UTF-8; other types -> 415) starts the batch
-    and answers 200 ``{"batchId", "status": "STARTED"}``. The uploadUrl is valid 12 hours (fixture
+    (the answer: below). The uploadUrl is valid 12 hours (fixture
     ``upload_url_ttl_seconds``; expired -> 403 ``{"error": "uploadUrl has expired"}``) and, like a
     presigned URL, needs no token and may be used more than once (each PUT starts a batch).
+  - Seed 001 shows no answer body for a started batch: both variants answer an empty **200**. A journey
+    seeded with ``"trigger_answers_batch_id": true`` answers ``{"batchId": "<uuid>", "status":
+    "STARTED"}`` instead — a named option, as no document names that field — so a client can follow
+    the batch's status below.
 
 * ``GET /rest/{customerid}/batches/{batchId}`` (same token header) -> ``{"batchId", "status", "rows": N}``,
   unknown -> 404. Clients poll it until ``FINISHED`` or ``ERROR``. ``status`` is ``STARTED`` for the
@@ -45,7 +48,8 @@ Fixture section::
 
     {"tokens": [...], "upload_url_ttl_seconds": 43200,
      "customers": {"<customerid>": {"journeys": {"<entityId>": {
-         "name": "...", "batch_outcome": "FINISHED", "batch_polls_until_done": 0}}}}}
+         "name": "...", "batch_outcome": "FINISHED", "batch_polls_until_done": 0,
+         "trigger_answers_batch_id": false}}}}}
 """
 
 from __future__ import annotations
@@ -219,7 +223,15 @@ class SymplifyEmulator(Emulator):
             rows = parse_contact_file(await _download(url))
         except SymplifyError as exc:
             return self._fail(exc)
-        return JSONResponse(self._start_batch(customer, entity_id, rows))
+        return self._started(customer, entity_id, self._start_batch(customer, entity_id, rows))
+
+    def _started(self, customer: str, entity_id: str, started: dict[str, str]) -> Response:
+        """The answer to a batch start: seed 001 shows none, so an empty 200; a journey seeded with
+        ``"trigger_answers_batch_id": true`` answers ``{"batchId", "status": "STARTED"}`` instead (no
+        document names that field: a named option, for following a batch's status)."""
+        if self._journeys(customer)[entity_id].get("trigger_answers_batch_id") is True:
+            return JSONResponse(started)
+        return Response(status_code=200)
 
     async def upload(self, request: Request) -> Response:
         """PUT /rest/_upload/{token}: the uploadUrl handed out by the entityId-only variant."""
@@ -237,7 +249,8 @@ class SymplifyEmulator(Emulator):
             rows = parse_contact_file(await request.body())
         except SymplifyError as exc:
             return self._fail(exc)
-        return JSONResponse(self._start_batch(upload.customer, upload.entity_id, rows))
+        started = self._start_batch(upload.customer, upload.entity_id, rows)
+        return self._started(upload.customer, upload.entity_id, started)
 
     async def batch_status(self, request: Request) -> Response:
         """GET /rest/{customerid}/batches/{batchId}."""
@@ -313,6 +326,8 @@ def _check_journey_seed(journey_id: str, journey: Any) -> None:
     polls = journey.get("batch_polls_until_done", 0)
     if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
         raise ValueError(f"symplify journey {journey_id}: batch_polls_until_done must be an integer >= 0")
+    if not isinstance(journey.get("trigger_answers_batch_id", False), bool):
+        raise ValueError(f"symplify journey {journey_id}: trigger_answers_batch_id must be true or false")
 
 
 def _json_body(raw: bytes) -> dict[str, Any]:

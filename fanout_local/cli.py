@@ -570,6 +570,8 @@ def validate(
         "chunks": len(found.chunks),
         "problem": found.problem,
     }
+    if found.quota:
+        summary["quota"] = found.quota
     if as_json:
         print(
             json.dumps(

@@ -22,6 +22,7 @@ from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, Rejection, Route
 from fanout.planning import plan_rows
 from fanout.providers import provider_for
+from fanout.quotas import plan_note
 from fanout.reading import FileInfo, LostRows, open_rows
 from fanout.routing import KNOWN_OPTIONS, RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
@@ -248,6 +249,7 @@ class Validation:
     chunks: list[StagedChunk]
     rejections: list[Rejection]
     problem: str | None = None
+    quota: str | None = None  # how many UTC days the file needs at the provider's daily quota, if over one
 
     @property
     def rows_valid(self) -> int:
@@ -285,4 +287,6 @@ def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
     lost = next((r.reason for r in rejections if isinstance(r.reason, LostRows)), None)
     if lost is not None:  # the splitter fails such a file and sends nothing: say so here too
         return Validation(info, read, chunks, rejections, f"{lost}; nothing would be sent")
-    return Validation(info, read, chunks, rejections)
+    valid = read - len(rejections)
+    calls = valid if provider.rows_per_message else len(chunks)
+    return Validation(info, read, chunks, rejections, quota=plan_note(destination, valid, calls))

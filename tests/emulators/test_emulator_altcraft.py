@@ -63,7 +63,7 @@ def test_bearer_header_is_accepted_instead_of_body_token(
         ({"workflow_id": 12, "matching": "email", "data": []}, "non-empty"),
         ({"workflow_id": 12, "matching": "email", "data": [{"email": "a@x.io"}]}, "data[0]"),
         ({"workflow_id": 12, "matching": "email", "data": [{"data": {"phones": "+1"}}]}, "email is required"),
-        ({"workflow_id": 12, "matching": "phone", "data": profiles("a@x.io")}, "phones is required"),
+        ({"workflow_id": 12, "matching": "phone", "data": profiles("a@x.io")}, "phone is required"),
         ({"workflow_id": 12, "matching": "profile_id", "data": profiles("a@x.io")}, "profile_id"),
         (
             {"workflow_id": 12, "matching": "custom", "field_name": "CRM_ID", "data": profiles("a@x.io")},
@@ -247,18 +247,26 @@ def test_tariff_limit_is_error_402_and_engages_nobody() -> None:
 def test_all_matching_modes_and_stable_profile_ids(
     call: Callable[..., httpx.Response], admin: AdminClient
 ) -> None:
+    # Seed 003's words per mode: email is the profile's own field (in data, as its example shows);
+    # `phone` and `profile_id` are the mode's parameters, beside each profile's data; custom names
+    # field_name once and reads the value in data (its example).
     known_id = "5f19953a03e4227216278ba4"
-    cases = [
-        ("email", None, {"email": "Ann@X.io"}, "ann@x.io"),
-        ("email", None, {"_subscriptions": [{"channel": "email", "email": "sub@x.io"}]}, "sub@x.io"),
-        ("email_profile", None, {"email": "ann@x.io"}, "ann@x.io"),
-        ("phone", None, {"phones": ["+7 900 123-45-67"]}, "+79001234567"),
-        ("phone", None, {"phone": "+79001234567"}, "+79001234567"),
-        ("profile_id", None, {"profile_id": known_id}, known_id),
-        ("custom", "CRM_ID", {"CRM_ID": "00066"}, "00066"),
+    cases: list[tuple[str, str | None, dict[str, Any], str]] = [
+        ("email", None, {"data": {"email": "Ann@X.io"}}, "ann@x.io"),
+        (
+            "email",
+            None,
+            {"data": {"_subscriptions": [{"channel": "email", "email": "sub@x.io"}]}},
+            "sub@x.io",
+        ),
+        ("email_profile", None, {"data": {"email": "ann@x.io"}}, "ann@x.io"),
+        ("phone", None, {"phone": "+7 900 123-45-67", "data": {"phones": "+79001234567"}}, "+79001234567"),
+        ("phone", None, {"phone": "+79001234567", "data": {}}, "+79001234567"),
+        ("profile_id", None, {"profile_id": known_id, "data": {"_fname": "Ann"}}, known_id),
+        ("custom", "CRM_ID", {"data": {"CRM_ID": "00066"}}, "00066"),
     ]
-    for matching, field_name, data, identity in cases:
-        body: dict[str, Any] = {"workflow_id": 42, "matching": matching, "data": [{"data": data}]}
+    for matching, field_name, entry, identity in cases:
+        body: dict[str, Any] = {"workflow_id": 42, "matching": matching, "data": [entry]}
         if field_name:
             body["field_name"] = field_name
         response = call(body)
@@ -268,6 +276,20 @@ def test_all_matching_modes_and_stable_profile_ids(
     assert admin.targets("altcraft") == {
         "42": {"ann@x.io": 2, "sub@x.io": 1, "+79001234567": 2, known_id: 1, "00066": 1}
     }
+
+
+@pytest.mark.parametrize(
+    ("matching", "entry", "fragment"),
+    [
+        ("phone", {"data": {"phones": "+79001234567"}}, "phone is required"),
+        ("profile_id", {"data": {"profile_id": "5f19953a03e4227216278ba4"}}, "profile_id"),
+    ],
+)
+def test_the_matching_parameter_inside_data_instead_of_beside_it_is_refused(
+    call: Callable[..., httpx.Response], matching: str, entry: dict[str, Any], fragment: str
+) -> None:
+    answer = call({"workflow_id": 42, "matching": matching, "data": [entry]}).json()
+    assert answer["error"] == 400 and fragment in json.dumps(answer)
 
 
 def test_no_deduplication_a_repeat_engages_again(

@@ -243,11 +243,15 @@ def test_rate_limit_sliding_window(
     statuses = [workshop_enroll(f"c{i}@x.io").status_code for i in range(5)]
     assert statuses == [200, 200, 200, 429, 429]
     limited = workshop_enroll("late@x.io")
-    assert limited.headers["retry-after"] == "1"
+    assert "retry-after" not in limited.headers  # no document mentions one
     assert limited.json() == {"error": "rate limit exceeded"}
+    admin.set_faults("workshop", "rate_limit=3,limit_retry_after=1")  # the named option adds it
+    statuses = [workshop_enroll(f"d{i}@x.io").status_code for i in range(4)]
+    assert statuses[-1] == 429
+    assert workshop_enroll("late2@x.io").headers["retry-after"] == "1"
     time.sleep(1.05)
     assert workshop_enroll("later@x.io").status_code == 200
-    assert len(admin.targets("workshop")["jrn_welcome"]) == 4
+    assert len(admin.targets("workshop")["jrn_welcome"]) == 7
 
 
 def test_admin_endpoints_are_never_faulted(admin: AdminClient, http: httpx.Client) -> None:
@@ -292,3 +296,30 @@ def test_received_shape_and_seed_merge(admin: AdminClient, http: httpx.Client, u
     assert bad.status_code == 400
     admin.reset("mateo")
     assert admin.received("mateo") == {"provider": "mateo", "requests": 0, "faulted": 0, "targets": {}}
+
+
+@pytest.mark.parametrize(("spec", "performed"), [("5xx=1", 0), ("5xx_after=1", 1)])
+def test_5xx_after_acts_then_answers_5xx_where_5xx_does_nothing(
+    admin: AdminClient,
+    urls: dict[str, str],
+    fresh: httpx.Client,
+    tokens: dict[str, str],
+    spec: str,
+    performed: int,
+) -> None:
+    # The two answer alike (500, 502 or 503): only the emulator's record tells them apart.
+    admin.set_faults("altcraft", f"{spec},seed=3")
+    url = f"{urls['altcraft']}/workflows/import_and_start_batch"
+    statuses = set()
+    for i in range(12):
+        body = {"token": tokens["altcraft"], "workflow_id": 12, "data": [{"data": {"email": f"a{i}@x.io"}}]}
+        statuses.add(fresh.post(url, json=body).status_code)
+    assert statuses == {500, 502, 503}
+    engaged = admin.targets("altcraft").get("12", {})
+    assert sum(engaged.values()) == 12 * performed
+
+
+def test_5xx_after_is_a_fault_key_with_its_own_band() -> None:
+    settings = FaultSettings.parse("5xx=0.2,5xx_after=0.3,seed=1")
+    assert (settings.p_5xx, settings.p_5xx_after) == (0.2, 0.3)
+    assert FaultSettings.parse(settings.to_spec()) == settings

@@ -55,9 +55,21 @@ def assert_429(response: httpx.Response, needle: str) -> None:
     assert needle in body["message"]
 
 
+@pytest.mark.parametrize("settings", [FaultSettings(daily_requests=1), FaultSettings(daily_entities=1)])
+def test_by_default_a_quota_429_carries_no_retry_after_as_no_document_mentions_one(
+    settings: FaultSettings,
+) -> None:
+    client = mateo_client(settings, FakeClock(datetime(2025, 3, 1, 12, 0, tzinfo=UTC)))
+    assert batch(client, "a@x.io").status_code == 200
+    refused = batch(client, "b@x.io")
+    assert_429(refused, "daily limit")
+    assert "retry-after" not in refused.headers
+    assert refused.headers["x-emulator-fault"] == "daily_limit"
+
+
 def test_daily_request_limit_until_utc_midnight() -> None:
     clock = FakeClock(datetime(2025, 3, 1, 23, 59, 30, tzinfo=UTC))
-    client = mateo_client(FaultSettings(daily_requests=3), clock)
+    client = mateo_client(FaultSettings(daily_requests=3, limit_retry_after=1), clock)
     answers = [batch(client, f"c{i}@x.io") for i in range(3)]
     assert [r.status_code for r in answers] == [200, 200, 200]
     assert [r.headers["ratelimit-limit"] for r in answers] == ["3", "3", "3"]
@@ -76,7 +88,7 @@ def test_daily_request_limit_until_utc_midnight() -> None:
 def test_the_day_is_the_utc_calendar_day_whatever_the_clocks_zone() -> None:
     berlin = timezone(timedelta(hours=2))
     clock = FakeClock(datetime(2025, 3, 2, 1, 0, tzinfo=berlin))  # 23:00 UTC on March 1
-    client = mateo_client(FaultSettings(daily_requests=1), clock)
+    client = mateo_client(FaultSettings(daily_requests=1, limit_retry_after=1), clock)
     assert batch(client, "a@x.io").status_code == 200
     clock.advance(minutes=59)  # 01:59 in Berlin, still March 1 in UTC
     refused = batch(client, "b@x.io")
@@ -88,7 +100,7 @@ def test_the_day_is_the_utc_calendar_day_whatever_the_clocks_zone() -> None:
 
 def test_daily_entity_limit_refuses_a_batch_whole() -> None:
     clock = FakeClock(datetime(2025, 3, 1, 12, 0, tzinfo=UTC))
-    client = mateo_client(FaultSettings(daily_entities=5), clock)
+    client = mateo_client(FaultSettings(daily_entities=5, limit_retry_after=1), clock)
     assert batch(client, "a@x.io", "b@x.io", "c@x.io").json() == {"success": True, "queued_count": 3}
     over = batch(client, "d@x.io", "e@x.io", "f@x.io")  # 3 + 3 > 5: nothing queued
     assert_429(over, "daily limit of 5 imported entities")
@@ -219,7 +231,7 @@ def test_the_quota_clock_can_be_frozen_before_midnight_and_moved_past_it(
     try:
         frozen = http.post(clock_url, json={"now": "2030-01-01T23:59:57Z"}).json()
         assert frozen == {"now": "2030-01-01T23:59:57Z", "frozen": True}
-        admin.set_faults("mateo", "daily_requests=1")
+        admin.set_faults("mateo", "daily_requests=1,limit_retry_after=1")
         assert post().status_code == 200  # a new (fake) day: earlier usage does not count
         refused = post()
         assert (refused.status_code, refused.headers["retry-after"]) == (429, "3")

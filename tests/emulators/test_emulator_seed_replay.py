@@ -132,15 +132,13 @@ def test_symplify_example_rows_by_download_and_upload(
 
     started = http.post(trigger, json={"entityId": 1001, "downloadUrl": presign(ndjson)}, headers=headers)
     assert started.status_code == 200, started.text
-    assert set(started.json()) == {"batchId", "status"}
-    status = http.get(f"{urls['symplify']}/demo/batches/{started.json()['batchId']}", headers=headers)
-    assert status.json() == {"batchId": started.json()["batchId"], "status": "FINISHED", "rows": 3}
+    assert started.content == b""  # the seed shows no answer body: the emulator invents none (no batchId)
 
     upload = http.post(trigger, json={"entityId": 1002}, headers=headers)
     assert upload.status_code == 200
     assert set(upload.json()) == {"uploadUrl"}
     put = http.put(upload.json()["uploadUrl"], content=ndjson, headers={"Content-Type": "text/plain"})
-    assert put.status_code == 200, put.text
+    assert (put.status_code, put.content) == (200, b"")
     assert admin.targets("symplify") == {"1001": {"0": 1, "1": 1, "2": 1}, "1002": {"0": 1, "1": 1, "2": 1}}
 
 

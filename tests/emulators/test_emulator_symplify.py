@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +15,34 @@ from emulators.testing import AdminClient
 pytestmark = pytest.mark.integration
 
 ROWS = b'{"id": "c-1", "properties": {"emailAddress": "a@x.io"}}\n\n{"id": "c-2", "properties": {}}\n'
+
+
+def answer_batch_ids(admin: AdminClient, on: bool) -> None:
+    journeys = {j: {"trigger_answers_batch_id": on} for j in ("1001", "1002", "1003", "1004")}
+    journeys["1003"]["name"] = "Broken journey"
+    journeys["1004"]["name"] = "Slow journey"
+    admin.seed("symplify", {"customers": {"demo": {"journeys": journeys}}})
+
+
+@pytest.fixture(autouse=True)
+def batch_ids(admin: AdminClient) -> Iterator[None]:
+    """Most tests here follow batches: the named option `trigger_answers_batch_id` on, and off again after
+    (seeds outlive a test, and by default the emulator answers as seed 001 shows: no body)."""
+    answer_batch_ids(admin, True)
+    yield
+    answer_batch_ids(admin, False)
+
+
+def test_by_default_a_started_batch_is_an_empty_200_as_seed_001_shows(
+    admin: AdminClient, trigger: Callable[..., httpx.Response], presign: Any, http: httpx.Client
+) -> None:
+    answer_batch_ids(admin, False)
+    started = trigger({"entityId": 1001, "downloadUrl": presign(ROWS)})
+    assert (started.status_code, started.content) == (200, b"")
+    upload_url = trigger({"entityId": 1002}).json()["uploadUrl"]
+    put = http.put(upload_url, content=ROWS, headers={"Content-Type": "text/plain"})
+    assert (put.status_code, put.content) == (200, b"")
+    assert admin.targets("symplify") == {"1001": {"c-1": 1, "c-2": 1}, "1002": {"c-1": 1, "c-2": 1}}
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import threading
 import time
@@ -25,12 +26,15 @@ from tests.support import EMULATOR_OF, leaked_log_lines, rows_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROWS = 100_000
+ROWS = int(os.environ.get("FANOUT_STORM_ROWS", "100000"))  # fewer for a quick local look
 # Mateo messages are one HTTP call per row: 100,000 calls under this storm take hours on one machine, so the
-# message destination gets 2,000 rows (80 chunks of 25), every other destination the full 100,000.
-ROWS_OF = {"mateo-message": 2_000}
+# message destination gets 2,000 rows (106 chunks of 19, fanout/sizing.py), every other destination the full 100,000.
+ROWS_OF = {"mateo-message": min(ROWS, 2_000)}
+# 5xx: refused before any effect; 5xx_after: the provider acted, then answered 5xx. A client cannot tell
+# them apart, so at a provider that does not de-duplicate both must end uncertain, never failed or resent.
 STORM = {
-    "5xx": 0.2,
+    "5xx": 0.15,
+    "5xx_after": 0.05,
     "429": 0.05,
     "retry_after": 1,
     "timeout": 0.01,
@@ -44,7 +48,7 @@ TARGETS = {
     "workshop": "jrn_welcome",
     "altcraft": "12",
 }
-DEDUPLICATING = {"mateo", "mateo-message", "workshop"}
+DEDUPLICATING = {"mateo", "workshop"}
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +170,7 @@ def assert_every_row_once(
             got = mine.get(row["identity"], 0)
             if row["state"] == "sent":
                 assert got == 1, (destination, row)
-            elif row["state"] == "failed":
+            elif row["state"] == "failed":  # only an answer that proves nothing happened fails a row
                 assert got == 0, (destination, row)
             else:  # uncertain: the provider may or may not have it, never twice
                 assert row["state"] == "uncertain"

@@ -269,21 +269,23 @@ def test_the_seeds_message_answer_means_the_row_was_sent() -> None:
     assert seed_answer["message"]["status"] in outcome.rows[0].answer
 
 
-def test_a_message_id_mateo_already_has_409_counts_as_sent() -> None:
+def test_a_message_answered_409_is_uncertain_never_sent_again() -> None:
+    # No document says a reused message id answers 409 (seed 004 documents no idempotency): the call may
+    # have sent the message, so its row is uncertain, and Mateo messages are not resent on our own.
     call = typical_call(Destination.MATEO_MESSAGE)
-    outcome = provider_for(Destination.MATEO_MESSAGE).outcome(call, answer(409, {"message": "conflict"}))
+    provider = provider_for(Destination.MATEO_MESSAGE)
+    outcome = provider.outcome(call, answer(409, {"message": "conflict"}))
 
-    assert outcome.verdict is Verdict.DONE
-    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.SENT)]
+    assert (outcome.verdict, outcome.rows) == (Verdict.UNCERTAIN, [])
+    assert provider.dedupes is False
 
 
-@pytest.mark.parametrize("status", [400, 422])
-def test_a_message_mateo_refuses_fails_that_row_only(status: int) -> None:
+def test_a_message_mateo_refuses_fails_that_row_only() -> None:
     call = typical_call(Destination.MATEO_MESSAGE)
-    body = {"code": "PGRST", "message": "placeholder_values does not match the template", "status": status}
-    outcome = provider_for(Destination.MATEO_MESSAGE).outcome(call, answer(status, body))
+    body = {"code": "PGRST", "message": "placeholder_values does not match the template", "status": 400}
+    outcome = provider_for(Destination.MATEO_MESSAGE).outcome(call, answer(400, body))
 
-    assert outcome.verdict is Verdict.DONE
+    assert outcome.verdict is Verdict.FAILED
     assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.FAILED)]
     assert "placeholder_values does not match the template" in outcome.rows[0].answer
 
@@ -346,11 +348,10 @@ def test_a_started_symplify_batch_is_followed_not_yet_sent() -> None:
     assert (outcome.verdict, outcome.batch_id, outcome.rows) == (Verdict.STARTED, "987", [])
 
 
-@pytest.mark.parametrize(
-    "body", [None, {}, {"status": "STARTED"}, "OK"], ids=["empty", "{}", "no-id", "text"]
-)
+@pytest.mark.parametrize("body", [None, {}, {"status": "STARTED"}], ids=["empty", "{}", "no-id"])
 def test_a_symplify_trigger_accepted_without_a_batch_id_sends_every_row(body: Any) -> None:
-    # The seed shows no answer body for the downloadUrl variant: nothing to follow, the rows are sent.
+    # The seed shows no answer body for the downloadUrl variant ("Symplify will immediately download the
+    # file and start the batch"): nothing to follow, the rows are sent, and nothing invites a resend.
     call = calls(Destination.SYMPLIFY, stage(Destination.SYMPLIFY, [person(1, id="0"), person(2, id="1")]))[0]
     outcome = provider_for(Destination.SYMPLIFY).outcome(call, answer(200, body))
 
@@ -494,6 +495,45 @@ def test_workshops_seed_errors_fail_every_row_with_the_providers_words(status: i
 # --- Altcraft (seed 003) ------------------------------------------------------------------------------
 
 
+def list_call(*lists: str) -> ProviderCall:
+    rows = stage(Destination.WORKSHOP, [person(n, list_email=e) for n, e in enumerate(lists, start=1)])
+    return calls(Destination.WORKSHOP, rows, lane="l")[0]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "No list found with email address: Nonexistent@Company.com",
+        "Multiple lists (2) found with email address: nonexistent@company.com. Please ensure each list has a"
+        " unique email address.",
+    ],
+)
+def test_a_list_workshop_refuses_is_isolated_from_the_other_lists_of_its_call(message: str) -> None:
+    call = list_call("team@company.com", "nonexistent@company.com", "engineering@company.com")
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(422, {"error": message}))
+
+    assert (outcome.verdict, outcome.isolate_row, outcome.rows) == (Verdict.TOO_LARGE, 2, [])
+    assert message in outcome.detail
+
+
+def test_a_single_list_workshop_refuses_fails_with_workshops_words() -> None:
+    call = list_call("nonexistent@company.com")
+    message = "No list found with email address: nonexistent@company.com"
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(422, {"error": message}))
+
+    assert outcome.verdict is Verdict.FAILED
+    assert [(r.row, r.state) for r in outcome.rows] == [(1, RowState.FAILED)]
+    assert message in outcome.rows[0].answer
+
+
+def test_a_422_for_the_whole_journey_still_fails_every_list() -> None:
+    call = list_call("team@company.com", "engineering@company.com")
+    message = "Journey must be in 'on' state to enroll people. Current state: draft"
+    outcome = provider_for(Destination.WORKSHOP).outcome(call, answer(422, {"error": message}))
+
+    assert outcome.verdict is Verdict.FAILED and len(outcome.rows) == 2
+
+
 def altcraft_seed_contacts(request: Mapping[str, Any], custom: str | None = None) -> list[Contact]:
     contacts = []
     for number, entry in enumerate(request["data"], 1):
@@ -552,6 +592,12 @@ def test_altcraft_matching_on_profile_id_puts_it_beside_the_data() -> None:
     assert row.item == {"profile_id": "5f19953a03e4227216278ba4", "data": {"email": "a@example.com"}}
 
 
+def test_altcraft_matching_on_phone_sends_seed_003s_phone_parameter_beside_the_data() -> None:
+    options = {"matching": "phone"}
+    (row,) = stage(Destination.ALTCRAFT, [person(1, phone="+79001234567", first_name="Alisa")], options)
+    assert row.item == {"phone": "+79001234567", "data": {"phones": "+79001234567", "_fname": "Alisa"}}
+
+
 def test_the_altcraft_token_travels_in_the_body_never_in_the_url_or_headers() -> None:
     call = typical_call(Destination.ALTCRAFT)
     assert call.json_body["token"] == "abcdefghijklmnqrstuvwxyz"
@@ -598,9 +644,9 @@ def test_an_altcraft_error_code_in_a_2xx_body_fails_every_row(body: dict[str, An
     assert all(f"Altcraft error {body['error']}: {body['error_text']}" in r.answer for r in outcome.rows)
 
 
-def test_an_altcraft_answer_without_a_success_code_fails() -> None:
+def test_an_altcraft_answer_without_an_error_code_cannot_be_read_so_is_uncertain() -> None:
     outcome = provider_for(Destination.ALTCRAFT).outcome(typical_call(Destination.ALTCRAFT), answer(200, {}))
-    assert outcome.verdict is Verdict.FAILED
+    assert (outcome.verdict, outcome.rows) == (Verdict.UNCERTAIN, [])
 
 
 # --- the shared status policy, for every provider -----------------------------------------------------
@@ -632,45 +678,93 @@ def test_a_retry_after_date_still_defers_the_chunk(destination: Destination) -> 
     assert outcome.retry_after is not None and outcome.retry_after > 0
 
 
-@pytest.mark.parametrize("destination", ALL)
-@pytest.mark.parametrize("status", [500, 503])
-@pytest.mark.parametrize("kind", [0, 1, 2], ids=["text", "empty", "json"])
-def test_500_and_503_are_retried(destination: Destination, status: int, kind: int) -> None:
-    response = answer(status, body_kinds(destination, status)[kind])
-    outcome = provider_for(destination).outcome(typical_call(destination), response)
-
-    assert (outcome.verdict, outcome.status_code, outcome.rows) == (Verdict.RETRY, status, [])
-
-
-@pytest.mark.parametrize("destination", ALL)
-@pytest.mark.parametrize("status", [502, 504])
-@pytest.mark.parametrize("kind", [0, 1, 2], ids=["text", "empty", "json"])
-def test_502_and_504_may_have_reached_the_provider_so_are_uncertain(
-    destination: Destination, status: int, kind: int
-) -> None:
-    response = answer(status, body_kinds(destination, status)[kind])
-    outcome = provider_for(destination).outcome(typical_call(destination), response)
-
-    assert (outcome.verdict, outcome.rows) == (Verdict.UNCERTAIN, [])
+# The "proves nothing happened" table (fanout.providers.outcomes), written out again from the documents:
+# per provider, each HTTP status and what it proves. RETRY and FAILED and TOO_LARGE prove that nothing
+# happened; UNCERTAIN means the provider may have acted (resent only where it de-duplicates).
+R, F, U, L = Verdict.RETRY, Verdict.FAILED, Verdict.UNCERTAIN, Verdict.TOO_LARGE
+TABLE_ROWS: dict[Destination, dict[int, Verdict]] = {
+    # PROVIDERS.md: 400, 401, 403, 404, 429, 5xx; de-duplicates (an undocumented 4xx fails: resend safe)
+    Destination.MATEO: {
+        400: F,
+        401: F,
+        403: F,
+        404: F,
+        409: F,
+        422: F,
+        429: R,
+        500: U,
+        502: U,
+        503: U,
+        504: U,
+    },
+    # the same documented errors, but send_message does not de-duplicate: an undocumented 4xx is uncertain
+    Destination.MATEO_MESSAGE: {
+        **{400: F, 401: F, 403: F, 404: F, 429: R},
+        **{409: U, 422: U, 500: U, 502: U, 503: U, 504: U},
+    },
+    # PROVIDERS.md: only 429 is documented for Symplify; it does not de-duplicate
+    Destination.SYMPLIFY: {429: R, **{s: U for s in (400, 401, 403, 404, 409, 422, 500, 502, 503, 504)}},
+    # seed 002: 401, 404, 422; de-duplicates
+    Destination.WORKSHOP: {401: F, 404: F, 422: F, 400: F, 403: F, 429: R, 500: U, 502: U, 503: U, 504: U},
+    # Altcraft answers in its body's error code; HTTP 429 and 413 (the server in front), 5xx uncertain
+    Destination.ALTCRAFT: {413: L, 429: R, 500: U, 502: U, 503: U, 504: U},
+}
 
 
 @pytest.mark.parametrize(
-    ("destination", "status"),
-    [(d, s) for d in ALL for s in (401, 403, 404, 422) if (d, s) != (Destination.MATEO_MESSAGE, 422)],
+    ("destination", "status"), [(d, s) for d, rows in TABLE_ROWS.items() for s in rows], ids=str
 )
-def test_a_permanent_refusal_fails_every_row_of_the_call_with_the_providers_words(
-    destination: Destination, status: int
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["text", "empty", "json"])
+def test_each_status_proves_nothing_happened_only_where_the_document_says_so(
+    destination: Destination, status: int, kind: int
 ) -> None:
     call = typical_call(destination)
-    response = answer(status, ERROR_BODIES[destination](status, "API key is invalid"))
+    response = answer(status, body_kinds(destination, status)[kind], {"Retry-After": "7"})
     outcome = provider_for(destination).outcome(call, response)
+    expected = TABLE_ROWS[destination][status]
 
-    assert outcome.verdict is Verdict.FAILED
-    assert [(r.row, r.state) for r in outcome.rows] == [(r.row, RowState.FAILED) for r in call.rows]
-    assert all("API key is invalid" in r.answer for r in outcome.rows)
+    assert (outcome.verdict, outcome.status_code) == (expected, status)
+    if expected is Verdict.FAILED:  # a refusal: every row of the call failed, nothing sent
+        assert [(r.row, r.state) for r in outcome.rows] == [(r.row, RowState.FAILED) for r in call.rows]
+    else:  # the sender decides: retry, split, or (uncertain) resend only where the provider de-duplicates
+        assert outcome.rows == []
+    if expected is Verdict.RETRY:
+        assert outcome.retry_after == 7.0
 
 
-@pytest.mark.parametrize("destination", [d for d in ALL if d is not Destination.SYMPLIFY])
+# Altcraft's body error codes (seed 003, PROVIDERS.md: 0 OK, 400, 401, 402, 403).
+ALTCRAFT_CODES: list[tuple[Any, Verdict]] = [
+    (400, F),
+    (401, F),
+    (402, F),
+    (403, F),
+    ("403", F),
+    (429, R),
+    (500, U),
+    (1, U),
+]
+
+
+@pytest.mark.parametrize("http_status", [200, 400])
+@pytest.mark.parametrize(("code", "expected"), ALTCRAFT_CODES, ids=str)
+def test_altcrafts_body_error_codes_prove_nothing_happened_only_where_documented(
+    http_status: int, code: Any, expected: Verdict
+) -> None:
+    call = typical_call(Destination.ALTCRAFT)
+    body = {"error": code, "error_text": "Service says no"}
+    outcome = provider_for(Destination.ALTCRAFT).outcome(call, answer(http_status, body))
+
+    assert outcome.verdict is expected
+    assert "Service says no" in outcome.detail
+    assert len(outcome.rows) == (len(call.rows) if expected is Verdict.FAILED else 0)
+
+
+def test_the_providers_that_deduplicate_are_exactly_those_whose_documents_say_so() -> None:
+    # Mateo batches (deduplication_id, seed 000) and Workshop (already_enrolled, seed 002) only.
+    assert {d for d in ALL if provider_for(d).dedupes} == {Destination.MATEO, Destination.WORKSHOP}
+
+
+@pytest.mark.parametrize("destination", ALL)
 def test_a_2xx_answer_that_is_not_json_is_uncertain_not_a_crash(destination: Destination) -> None:
     response = answer(200, "<html><body>Service maintenance</body></html>")
     outcome = provider_for(destination).outcome(typical_call(destination), response)
@@ -731,3 +825,60 @@ def test_the_request_goes_out_as_the_calls_json_with_its_headers() -> None:
     assert request.headers["Authorization"] == "Bearer mateo-key"
     assert request.headers["Content-Type"] == "application/json"
     assert request.content == encode_body(call.json_body)
+
+
+# --- answers of the wrong shape: one rule (item 5 of issue 13) ---------------------------------------
+
+WRONG_SHAPES: list[tuple[Destination, Any]] = [
+    (Destination.MATEO, []),
+    (Destination.MATEO, {"queued_count": 2}),
+    (Destination.MATEO_MESSAGE, []),
+    (Destination.MATEO_MESSAGE, {"message": "sent"}),
+    (Destination.SYMPLIFY, []),
+    (Destination.SYMPLIFY, "<html><body>Welcome</body></html>"),
+    (Destination.SYMPLIFY, {"batchId": ["b-1"]}),
+    (Destination.WORKSHOP, []),
+    (Destination.WORKSHOP, {"enrolled_count": 1, "not_enrolled": ["ada@example.com"]}),
+    (Destination.WORKSHOP, {"enrolled_count": "1", "not_enrolled": {}}),
+    (Destination.WORKSHOP, {"enrolled_count": 1, "not_enrolled": {"not_found": "ada@example.com"}}),
+    (Destination.ALTCRAFT, []),
+    (Destination.ALTCRAFT, {"error": None, "error_text": "ok"}),
+]
+
+
+@pytest.mark.parametrize(("destination", "body"), WRONG_SHAPES, ids=str)
+def test_an_answer_that_cannot_be_read_is_uncertain_never_sent(destination: Destination, body: Any) -> None:
+    # Uncertain: resent where the provider de-duplicates (Mateo batches, Workshop), never elsewhere.
+    outcome = provider_for(destination).outcome(typical_call(destination), answer(200, body))
+
+    assert (outcome.verdict, outcome.rows) == (Verdict.UNCERTAIN, [])
+    assert "cannot be read" in outcome.detail
+
+
+def test_an_unreadable_answer_is_logged_with_its_status_and_shape_never_its_contents(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = {"enrolled_count": 1, "not_enrolled": ["ada@example.com"], "bob@example.com": 1}
+    outcome = provider_for(Destination.WORKSHOP).outcome(
+        typical_call(Destination.WORKSHOP), answer(200, body)
+    )
+
+    (record,) = [r for r in caplog.records if r.getMessage() == "provider answer cannot be read"]
+    line = {key: getattr(record, key) for key in ("destination", "status", "shape")}
+    assert line == {
+        "destination": "workshop",
+        "status": 200,
+        "shape": "a JSON object {enrolled_count: number, not_enrolled: array} and 1 other keys",
+    }
+    assert "example.com" not in json.dumps(line) and "example.com" not in outcome.detail
+
+
+@pytest.mark.parametrize("code", ["0", " 0", 0])
+def test_altcrafts_success_code_is_read_as_a_string_too(code: Any) -> None:
+    call = typical_call(Destination.ALTCRAFT)
+    body = {"error": code, "error_text": "Successful", "result": [{"profile_id": "a" * 24}, {}]}
+    outcome = provider_for(Destination.ALTCRAFT).outcome(call, answer(200, body))
+
+    assert outcome.verdict is Verdict.DONE
+    assert [r.state for r in outcome.rows] == [RowState.SENT, RowState.SENT]
+    assert outcome.rows[0].answer == f"profile_id {'a' * 24}"

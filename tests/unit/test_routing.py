@@ -70,6 +70,29 @@ def test_the_key_names_destination_and_target(key: str, destination: Destination
     assert routes_for_key(key, options, []) == [Route(destination, target, options)]
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        "3C90C3CC-0D44-4B50-8888-8DD25736052A",
+        "3c90c3cc0d444b5088888dd25736052a",
+        "{3c90c3cc-0d44-4b50-8888-8dd25736052a}",
+        "urn:uuid:3c90c3cc-0d44-4b50-8888-8dd25736052a",
+    ],
+)
+@pytest.mark.parametrize("destination", [Destination.MATEO, Destination.MATEO_MESSAGE])
+def test_a_mateo_id_in_any_uuid_notation_is_sent_in_its_canonical_form(
+    destination: Destination, written: str
+) -> None:
+    # Mateo checks `string<uuid>`: 8-4-4-4-12, lower case. Every notation names the same 128 bits.
+    (route,) = routes_for_key(f"inbox/{destination.value}/{written}/contacts.csv", {}, [])
+    assert route.target == "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    routes = [
+        {"prefix": "inbox/vip/", "destinations": [{"destination": destination.value, "target": written}]}
+    ]
+    (route,) = routes_for_key("inbox/vip/contacts.csv", {}, routes)
+    assert route.target == "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+
+
 def test_event_keys_are_url_decoded() -> None:
     assert decode_key("inbox/mateo/x/March+contacts+%C3%A5%C3%A4%C3%B6%2B1.csv") == (
         "inbox/mateo/x/March contacts åäö+1.csv"

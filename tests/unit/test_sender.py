@@ -35,7 +35,13 @@ pytestmark = pytest.mark.unit
 
 SECRET = ProviderSecret(base_url="https://provider.test/rest", token="t0ken", customer_id="demo")
 JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
-FUNCTION = {Destination.SYMPLIFY: "SymplifySenderFunction", Destination.MATEO: "MateoSenderFunction"}
+FUNCTION = {
+    Destination.SYMPLIFY: "SymplifySenderFunction",
+    Destination.MATEO: "MateoSenderFunction",
+    Destination.MATEO_MESSAGE: "MateoMessageSenderFunction",
+    Destination.ALTCRAFT: "AltcraftSenderFunction",
+    Destination.WORKSHOP: "WorkshopSenderFunction",
+}
 DAILY_LIMIT = {
     "code": "rate_limited",
     "message": "daily limit of 10000 requests reached; it resets at 00:00 UTC",
@@ -80,22 +86,28 @@ def config(stack: DeployedStack) -> Callable[..., SenderConfig]:
 class Run:
     """One job of one chunk, staged and recorded as the splitter leaves it, and a sender for it."""
 
-    def __init__(self, cfg: SenderConfig, provider: Provider, rows: int = 3) -> None:
+    def __init__(
+        self, cfg: SenderConfig, provider: Provider, rows: int = 3, secret: ProviderSecret = SECRET
+    ) -> None:
         self.cfg = cfg
         self.provider = provider
         self.store = DynamoJobStore(cfg.table_name, cfg.retention_days)
         self.job_id = f"j-{uuid.uuid4().hex[:16]}"
         destination = cfg.destination
-        target = "1001" if destination is Destination.SYMPLIFY else JOURNEY
+        target = {
+            Destination.SYMPLIFY: "1001",
+            Destination.ALTCRAFT: "12",
+            Destination.WORKSHOP: "jrn_welcome",
+        }.get(destination, JOURNEY)
         key = f"jobs/{self.job_id}/chunks/c00001.jsonl"
-        staged = [
-            StagedRow(n, f"p{n}@example.com", {"id": f"p{n}", "properties": {}})
-            if destination is Destination.SYMPLIFY
-            else StagedRow(
-                n, f"p{n}@example.com", {"deduplication_id": f"d{n}", "contact": {}, "context": {}}
-            )
-            for n in range(1, rows + 1)
-        ]
+        items: dict[Destination, Callable[[int], Any]] = {
+            Destination.SYMPLIFY: lambda n: {"id": f"p{n}", "properties": {}},
+            Destination.MATEO: lambda n: {"deduplication_id": f"d{n}", "contact": {}, "context": {}},
+            Destination.MATEO_MESSAGE: lambda n: {"id": f"m{n}", "to": [{"handle": f"p{n}@example.com"}]},
+            Destination.ALTCRAFT: lambda n: {"data": {"email": f"p{n}@example.com"}},
+            Destination.WORKSHOP: lambda n: f"p{n}@example.com",
+        }
+        staged = [StagedRow(n, f"p{n}@example.com", items[destination](n)) for n in range(1, rows + 1)]
         with S3Writer(cfg.bucket_name, key) as out:
             for row in staged:
                 out.write_line(row.to_json())
@@ -109,7 +121,7 @@ class Run:
         job.status, job.counts, job.chunks_total = JobStatus.SENDING, Counts(read=rows), 1
         self.store.finish_split(job)
         self.http = httpx.Client(transport=httpx.MockTransport(provider))
-        deps = SenderDeps(self.store, lambda: SECRET, Pacer(cfg.table_name, destination.value, 0), self.http)
+        deps = SenderDeps(self.store, lambda: secret, Pacer(cfg.table_name, destination.value, 0), self.http)
         self.sender = Sender(cfg, deps)
 
     def chunk(self) -> Chunk:
@@ -337,3 +349,131 @@ def test_a_claim_names_the_live_message(config: Callable[..., SenderConfig]) -> 
     assert store.claim_chunk(run.job_id, "c00001", 300, "t-2") is Claim.STALE
     assert store.claim_chunk(run.job_id, "c00001", 300, "t-1") is Claim.CLAIMED
     assert store.claim_chunk(run.job_id, "c00001", 300, "t-1") is Claim.BUSY
+
+
+# --- answers that do not prove nothing happened, at providers that do not de-duplicate --------------
+
+
+MESSAGE_SENT = {"message": {"id": "m", "status": "sent"}, "conversation": {}, "recipients": [], "actions": []}
+
+
+@pytest.mark.parametrize("lost", [httpx.Response(502), httpx.Response(500), httpx.Response(409)], ids=str)
+def test_a_mateo_message_whose_answer_is_ambiguous_is_uncertain_and_never_sent_again(
+    config: Callable[..., SenderConfig], lost: httpx.Response
+) -> None:
+    cfg = config(Destination.MATEO_MESSAGE)
+    ok = httpx.Response(200, json=MESSAGE_SENT)
+    provider = Provider(post=[ok, lost, ok, ok, ok])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 3  # one call a row; the ambiguous one is not repeated
+    assert [(r["row"], r["state"]) for r in run.rows()] == [("1", "sent"), ("2", "uncertain"), ("3", "sent")]
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED_WITH_ERRORS
+
+
+@pytest.mark.parametrize("destination", [Destination.ALTCRAFT, Destination.SYMPLIFY])
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_5xx_at_a_provider_that_does_not_deduplicate_leaves_the_chunk_uncertain_after_one_call(
+    config: Callable[..., SenderConfig], destination: Destination, status: int
+) -> None:
+    # A provider that records the batch and then answers 500 must not get it again (nor 15 times).
+    cfg = config(destination)
+    provider = Provider(post=[httpx.Response(status)] * 5)
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 1
+    assert run.chunk().state is ChunkState.UNCERTAIN
+    assert {r["state"] for r in run.rows()} == {"uncertain"}
+
+
+def test_a_workshop_answer_it_cannot_read_is_resent_and_then_read_not_failed_unknown(
+    config: Callable[..., SenderConfig],
+) -> None:
+    # Workshop de-duplicates (already_enrolled), so an answer of the wrong shape is simply sent again.
+    cfg = config(Destination.WORKSHOP)
+    fine = {"enrolled_count": 2, "not_enrolled": {"already_enrolled": ["p3@example.com"]}}
+    provider = Provider(post=[httpx.Response(200, json=[]), httpx.Response(200, json=fine)])
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 2
+    assert [r["state"] for r in run.rows()] == ["sent", "sent", "sent"]
+
+
+def test_a_symplify_trigger_answered_with_html_is_uncertain_not_sent(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY)
+    provider = Provider(post=[httpx.Response(200, text="<html>Welcome</html>")] * 3)
+    run = Run(cfg, provider)
+
+    run.sender.handle(run.message)
+
+    assert provider.count("POST") == 1
+    assert {r["state"] for r in run.rows()} == {"uncertain"}
+
+
+def test_a_symplify_secret_without_customer_id_fails_the_job_at_once_naming_the_secret(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.SYMPLIFY)
+    provider = Provider(post=[started()])
+    run = Run(cfg, provider, secret=ProviderSecret(base_url="https://provider.test/rest", token="t0ken"))
+
+    run.sender.handle(run.message)
+
+    assert provider.requests == []  # never `/rest//batchtrigger/v2`
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    (answer,) = {r["answer"] for r in run.rows()}
+    assert f"the symplify secret {cfg.secret_name} has no customer_id" in answer
+
+
+def test_after_a_crash_a_message_chunk_keeps_the_answers_saved_and_leaves_only_the_rest_uncertain(
+    config: Callable[..., SenderConfig],
+) -> None:
+    from fanout.models import RowResult, RowState
+    from fanout.sender import save_progress
+
+    cfg = config(Destination.MATEO_MESSAGE)
+    provider = Provider(post=[])
+    run = Run(cfg, provider)
+    save_progress(
+        cfg.bucket_name, run.message, [RowResult(1, "p1@example.com", RowState.SENT, "message m1 sent")]
+    )
+    assert run.store.claim_chunk(run.job_id, "c00001", 1) is Claim.CLAIMED  # a sender that then died
+    time.sleep(1.1)
+
+    run.sender.handle(run.message)
+
+    assert provider.requests == []  # Mateo messages do not de-duplicate: nothing resent
+    assert [(r["row"], r["state"]) for r in run.rows()] == [
+        ("1", "sent"),
+        ("2", "uncertain"),
+        ("3", "uncertain"),
+    ]
+
+
+def test_a_throttling_429_with_retry_after_is_not_read_as_a_spent_day(
+    config: Callable[..., SenderConfig],
+) -> None:
+    # Mateo's headers show room left (remaining > 0), but the 429 says how long to wait: throttling.
+    cfg = config(Destination.MATEO)
+    throttled = httpx.Response(
+        429, headers={"Retry-After": "30", "ratelimit-limit": "1000", "ratelimit-remaining": "990"}
+    )
+    provider = Provider(post=[throttled])
+    run = Run(cfg, provider)
+
+    with pytest.raises(RetryLater) as later:
+        run.sender.handle(run.message)
+
+    assert later.value.delay == 30
+    job = run.store.get_job(run.job_id)
+    assert job is not None and "daily quota" not in job.message

@@ -840,3 +840,70 @@ def test_no_function_may_delete_an_object_or_an_item() -> None:
         deleting = {a for a in granted if "Delete" in a and a != "sqs:DeleteMessage"}
         assert not deleting, f"{role} may {sorted(deleting)}"
         assert not any(a.endswith("*") and not a.startswith("sqs:SendMessage") for a in granted), role
+
+
+# ------------------------------------------------------------------------------------------------
+# Sender sizes: template.yaml writes down what fanout.sizing derives from each destination's rate
+# ------------------------------------------------------------------------------------------------
+
+
+def find_in_map(template: Template, value: Any) -> Any:
+    """`value`, or what its Fn::FindInMap names in the template's Mappings."""
+    if isinstance(value, dict) and "Fn::FindInMap" in value:
+        table, key, name = (
+            k["Ref"] if isinstance(k, dict) and "Ref" in k else k for k in value["Fn::FindInMap"]
+        )
+        return template["Mappings"][table][key][name]
+    return value
+
+
+def template_sizes(template: Template, destination: str) -> dict[str, Any]:
+    """What template.yaml says about `destination`'s sender: rate and concurrency defaults, batch size,
+    function timeout and queue visibility timeout."""
+    logical = _logical(destination)
+    parameters = template["Parameters"]
+    function = function_properties(template, f"{logical}SenderFunction")
+    event = function["Events"]["Chunks"]["Properties"]
+    queue = template["Resources"][f"{logical}Queue"]["Properties"]
+    return {
+        "rate_per_second": float(parameters[f"RatePerSecond{logical}"]["Default"]),
+        "concurrency": int(parameters[f"MaxConcurrency{logical}"]["Default"]),
+        "batch_size": int(find_in_map(template, event["BatchSize"])),
+        "timeout_seconds": int(function["Timeout"]),
+        "visibility_timeout_seconds": int(queue["VisibilityTimeout"]),
+    }
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_sender_sizes_in_the_template_are_those_derived_from_the_rate(
+    template: Template, destination: str
+) -> None:
+    from fanout.config import SenderConfig
+    from fanout.destinations import Destination
+    from fanout.providers import provider_for
+    from fanout.sizing import sizing
+
+    derived = sizing(Destination(destination))
+    expected = {
+        "rate_per_second": derived.rate_per_second,
+        "concurrency": derived.concurrency,
+        "batch_size": derived.batch_size,
+        "timeout_seconds": derived.timeout_seconds,
+        "visibility_timeout_seconds": derived.visibility_timeout_seconds,
+    }
+    assert template_sizes(template, destination) == expected
+    # the batch's paced calls fit in the timeout with room for the rest of the work, and a live lease
+    # always means a live invocation
+    assert 2 * derived.paced_seconds < derived.timeout_seconds
+    assert SenderConfig.model_fields["chunk_lease_seconds"].default > derived.timeout_seconds
+    assert provider_for(Destination(destination)).rows_per_message == derived.rows_per_message
+
+
+def test_a_mateo_message_invocation_fits_its_timeout_at_two_calls_a_second() -> None:
+    # Issue 13 item 6: 5 messages x 25 rows at 2 calls/s = 62.5 s outran a 60 s timeout.
+    from fanout.destinations import Destination
+    from fanout.sizing import sizing
+
+    derived = sizing(Destination.MATEO_MESSAGE)
+    assert derived.batch_size * (derived.rows_per_message or 1) / derived.rate_per_second < 60
+    assert derived.paced_seconds * 2 < derived.timeout_seconds

@@ -366,3 +366,38 @@ def test_csv_rows_get_the_same_answer_from_the_compiled_path(destination: Destin
         size = sum(map(len, cells)) + len(cells)
         raw = RawRow(number, dict(zip(headers, cells, strict=True)), None, size)
         assert compiled.validate(raw) == plain.validate(raw)
+
+
+# --- Mateo message values Mateo would refuse (seed 004): rejected at the split, with the row's reason ---
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("send_after", "tomorrow", "send_after 'tomorrow' is not a date-time with a zone"),
+        ("send_after", "2026-12-01", "send_after '2026-12-01' is not a date-time with a zone"),
+        ("send_after", "2026-12-01T09:00:00", "is not a date-time with a zone, e.g. 2023-11-07T05:31:56Z"),
+        ("template_id", "welcome-mail", "template_id 'welcome-mail' is not a Mateo template id (a uuid like"),
+    ],
+)
+def test_a_message_value_mateo_would_refuse_rejects_the_row_naming_it(
+    column: str, value: str, reason: str
+) -> None:
+    row = {"email": "ada@example.com", "text": "Hello", column: value}
+    refused = rejection(check(Destination.MATEO_MESSAGE, row))
+
+    assert reason in refused.reason
+    assert (refused.row, refused.column, refused.value) == (7, column, value)
+
+
+def test_message_values_are_sent_in_the_form_mateos_schema_checks() -> None:
+    row = {
+        "email": "ada@example.com",
+        "template_id": "{3C90C3CC-0D44-4B50-8888-8DD25736052A}",
+        "send_after": "2026-12-01 10:30:00+01:00",
+    }
+    good = contact(check(Destination.MATEO_MESSAGE, row))
+    item = provider_for(Destination.MATEO_MESSAGE).to_item(good, "j-1", {})
+
+    assert item["template_id"] == "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    assert item["send_after"] == "2026-12-01T09:30:00Z"

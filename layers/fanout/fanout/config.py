@@ -56,6 +56,10 @@ class SenderConfig(CommonConfig):
     # long after its start it may run before its rows end uncertain (with what to check).
     batch_poll_seconds: int = Field(alias="BATCH_POLL_SECONDS", default=30, ge=1, le=900)
     max_batch_wait_seconds: int = Field(alias="MAX_BATCH_WAIT_SECONDS", default=3600, ge=1, le=1209600)
+    # A provider's daily quota where the contract differs from the documented one (fanout.quotas): requests
+    # and imported contacts per UTC day; unset: the documented figures, 0: no limit.
+    daily_request_quota: int | None = Field(alias="DAILY_REQUEST_QUOTA", default=None, ge=0)
+    daily_contact_quota: int | None = Field(alias="DAILY_CONTACT_QUOTA", default=None, ge=0)
 
 
 class DeadLetterConfig(CommonConfig):

@@ -206,6 +206,11 @@ class Outcome:
     elapsed_ms: float = 0.0  # how long the provider took to answer (the last attempt)
     attempts: int = 1  # how many requests this outcome took (in-invocation retries included)
     batch_id: str | None = None  # STARTED: the provider's id of the batch whose status tells the outcome
+    # TOO_LARGE: the row the provider named as the one it refused (a Workshop list it does not know): the
+    # chunk splits into that row and the rest, instead of halves.
+    isolate_row: int | None = None
+    # (ratelimit-limit, ratelimit-remaining) of the answer, where the provider sends them (Mateo)
+    ratelimit: tuple[int, int] | None = None
 
 
 class JobStatus(StrEnum):

@@ -70,10 +70,14 @@ def is_dry_run(key: str, options: Mapping[str, str]) -> bool:
     return key.startswith(DRYRUN) or options.get("dry-run", "").lower() in {"1", "true", "yes"}
 
 
-def _check(destination: Destination, target: str) -> None:
-    problem = provider_for(destination).target_problem(target)
+def _check(destination: Destination, target: str) -> str:
+    """`target` in the provider's canonical form (a Mateo uuid in any notation becomes 8-4-4-4-12, lower
+    case), or RouteError saying what is wrong with it."""
+    provider = provider_for(destination)
+    problem = provider.target_problem(target)
     if problem:
         raise RouteError(f"wrong target for {destination.value}: {problem}")
+    return provider.canonical_target(target)
 
 
 def _destination(name: str) -> Destination:
@@ -98,8 +102,7 @@ def route_from_key(key: str, options: dict[str, str]) -> Route | None:
     destination = _destination(name)
     if not target:
         raise RouteError(f"no target in the key: use inbox/{name}/<target>/<file>")
-    _check(destination, target)
-    return Route(destination, target, options)
+    return Route(destination, _check(destination, target), options)
 
 
 def parse_routes(text: str) -> list[dict[str, Any]]:
@@ -137,8 +140,7 @@ def routes_for_key(key: str, options: dict[str, str], routes: list[dict[str, Any
     result = []
     for spec in entry.get("destinations") or []:
         destination = _destination(str(spec.get("destination", "")))
-        target = str(spec.get("target", ""))
-        _check(destination, target)
+        target = _check(destination, str(spec.get("target", "")))
         merged = {**defaults, **{str(k): str(v) for k, v in (spec.get("options") or {}).items()}, **options}
         columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
         result.append(Route(destination, target, merged, columns))

@@ -29,6 +29,7 @@ from fanout.pacing import Pacer
 from fanout.providers import provider_for
 from fanout.providers.base import Provider, ProviderSecret
 from fanout.queueing import send_chunk_messages
+from fanout.quotas import QuotaLedger, next_utc_day, quota_for, usage_of, wait_note
 from fanout.results import rows_csv_text, settle_job
 from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, put_bytes, read_lines
 from fanout.store import Chunk, Claim, JobStore, Settlement, iso_utc
@@ -94,6 +95,7 @@ class SenderDeps:
     secret: Callable[[], ProviderSecret]
     pacer: Pacer
     http: httpx.Client | None = None
+    clock: Callable[[], float] = time.time  # epoch seconds; tests move it (a frozen day, a midnight)
 
 
 class Sender:
@@ -103,10 +105,15 @@ class Sender:
         self._cfg = config
         self._deps = deps
         self._provider: Provider = provider_for(config.destination)
+        quota = quota_for(config.destination, config.daily_request_quota, config.daily_contact_quota)
+        self._ledger = QuotaLedger(config.table_name, quota, deps.clock) if quota is not None else None
+
+    def _now(self) -> float:
+        return self._deps.clock()
 
     def handle(self, message: ChunkMessage, receive_count: int = 1) -> None:
         """Send one chunk; raises RetryLater when it must come back later."""
-        rest = 0.0 if message.not_before is None else message.not_before - time.time()
+        rest = 0.0 if message.not_before is None else message.not_before - self._now()
         if rest > 1:  # a wait longer than SQS's longest delay: the rest of it, invisible
             raise RetryLater(
                 f"waiting until {iso_utc(message.not_before or 0)}", min(SQS_MAX_VISIBILITY, math.ceil(rest))
@@ -141,9 +148,16 @@ class Sender:
         if claim is Claim.CLAIMED_AFTER_CRASH and not self._provider.dedupes:
             answer = UNCERTAIN_ANSWER.format(provider=self._provider.destination.value)
             logger.warning("earlier attempt died mid-call; marking uncertain", extra=log)
-            self._record(
-                message, [RowResult(r.row, r.identity, RowState.UNCERTAIN, answer) for r in staged], answer
-            )
+            # Rows an earlier delivery saved answers for keep them (one call a row: Mateo messages).
+            known = {
+                r.row: r
+                for r in load_progress(self._cfg.bucket_name, message)
+                if r.state is not RowState.UNCERTAIN
+            }
+            results = [
+                known.get(r.row) or RowResult(r.row, r.identity, RowState.UNCERTAIN, answer) for r in staged
+            ]
+            self._record(message, results, answer)
             return
         self._send(message, staged, receive_count, claim)
 
@@ -153,6 +167,16 @@ class Sender:
         from fanout.transport import send
 
         secret = self._deps.secret()
+        problem = self._provider.secret_problem(secret)
+        if problem is not None:  # no call could succeed: fail the rows now, naming what to fix
+            detail = f"the {self._provider.destination.value} secret {self._cfg.secret_name} {problem}; nothing was sent"
+            logger.error(
+                "provider secret incomplete: chunk failed", extra={"job_id": message.job_id, "detail": detail}
+            )
+            self._record(
+                message, [RowResult(r.row, r.identity, RowState.FAILED, detail) for r in staged], detail
+            )
+            return
         lane = message.chunk_id[0]
         # Rows an earlier delivery already got answers for (one call per row: Mateo messages) are not sent
         # again; a chunk under a storm still makes progress with every delivery. Only a delivery after one
@@ -165,9 +189,30 @@ class Sender:
         maybe = {r.row: r for r in progress if r.state is RowState.UNCERTAIN}
         answered = {r.row for r in results}
         todo = [r for r in staged if r.row not in answered]
-        for call in self._provider.calls(message.target, message.envelope, todo, secret, lane):
+        calls = list(self._provider.calls(message.target, message.envelope, todo, secret, lane))
+        if self._ledger is not None and calls:
+            requests, contacts = usage_of(self._provider.destination, len(todo), len(calls))
+            if not self._ledger.reserve(requests, contacts):
+                self._wait_for_quota(message, "today's quota is planned full", bool(progress))
+                return
+        for call in calls:
             outcome = send(self._provider, call, http=self._deps.http, pace=self._deps.pacer.acquire)
             record_call_metrics(outcome)
+            if self._ledger is not None and self._quota_spent(outcome):
+                self._ledger.spend_all()
+                if outcome.verdict is Verdict.RETRY and outcome.retry_after is None:
+                    # the provider's daily quota refused the call (nothing happened): wait for the next
+                    # UTC day with the answers got so far saved, using up no delivery
+                    saved = bool(results or maybe or progress)
+                    if results or maybe:
+                        done = {r.row for r in results}
+                        save_progress(
+                            self._cfg.bucket_name,
+                            message,
+                            results + [m for m in maybe.values() if m.row not in done],
+                        )
+                    self._wait_for_quota(message, outcome.detail, saved)
+                    return
             if outcome.verdict is Verdict.STARTED and outcome.batch_id:
                 self._follow(message, outcome.batch_id)
                 return
@@ -212,7 +257,7 @@ class Sender:
         """The provider started a batch for the chunk: record it on the chunk first (every later delivery
         then polls it, none starts another), then come back to poll its status."""
         log = {"job_id": message.job_id, "chunk_id": message.chunk_id, "batch_id": batch_id}
-        if not self._deps.store.record_batch(message.job_id, message.chunk_id, batch_id, time.time()):
+        if not self._deps.store.record_batch(message.job_id, message.chunk_id, batch_id, self._now()):
             logger.warning(
                 "chunk no longer in flight after its batch started; its holder settles it", extra=log
             )
@@ -232,7 +277,7 @@ class Sender:
         outcome = send(self._provider, call, attempts=1, http=self._deps.http, pace=self._deps.pacer.acquire)
         record_call_metrics(outcome)
         provider = self._provider.destination.value
-        waited = time.time() - chunk.batch_started
+        waited = self._now() - chunk.batch_started
         log = {"job_id": message.job_id, "chunk_id": message.chunk_id, "batch_id": chunk.batch_id}
         if outcome.verdict is Verdict.DONE:
             self._settle_all(message, RowState.SENT, outcome.detail)
@@ -265,12 +310,51 @@ class Sender:
             1.0, min(float(self._cfg.batch_poll_seconds), max(FIRST_POLL_SECONDS, waited), limit - waited)
         )
 
+    def _quota_spent(self, outcome: Outcome) -> bool:
+        """Whether an answer says today's quota is used up. Its `ratelimit-limit`/`-remaining` headers
+        (Mateo's, of the window closest to exhaustion) tell: a 429 whose window still has room (remaining >
+        0) was refused by a quota no header shows — the day's contacts; a day-sized window (a limit at
+        least the daily request quota) with nothing remaining is the day's requests, on a 429 or on a
+        success that used the last of it. A 429 of a full per-second window is only throttling, and one
+        with a Retry-After is waited out as it says."""
+        if self._ledger is None or outcome.ratelimit is None:
+            return False
+        limit, remaining = outcome.ratelimit
+        day_sized = bool(self._ledger.quota.requests) and limit >= self._ledger.quota.requests
+        if outcome.status_code == 429:  # a Retry-After says itself how long to wait: honoured as such
+            return outcome.retry_after is None and (remaining > 0 or day_sized)
+        return day_sized and remaining == 0
+
+    def _wait_for_quota(self, message: ChunkMessage, reason: str, saved: bool) -> None:
+        """Today's quota is used up (or planned full): come back a second into the next UTC day, with a
+        follow-up message (no delivery used), and say on the job how long the file still needs."""
+        assert self._ledger is not None
+        now = self._now()
+        until = next_utc_day(now) + 1
+        job = self._deps.store.get_job(message.job_id)
+        counts = job.counts if job is not None else None
+        left = (
+            counts.read - counts.sent - counts.rejected - counts.failed - counts.uncertain
+            if counts is not None
+            else message.rows
+        )
+        note = wait_note(
+            self._provider.destination, self._ledger.quota, until, max(left, message.rows), reason
+        )
+        logger.warning(
+            "provider daily quota used up: waiting for the next UTC day",
+            extra={"job_id": message.job_id, "chunk_id": message.chunk_id, "until": iso_utc(until)},
+        )
+        metrics.add_metric(name="ProviderQuotaWaits", unit="Count", value=1)
+        self._requeue(message, until - now, note, saved)
+        self._deps.store.note_job(message.job_id, note)
+
     def _wait_for_provider(self, message: ChunkMessage, retry_after: float, detail: str, saved: bool) -> None:
         """The provider asked for a wait beyond the backoff cap (Mateo's daily quota: until 00:00 UTC).
         Honoured up to SQS's 12-hour visibility limit (a longer one is asked for again then), with a
         follow-up message: no delivery is used up, and no retry is made in the meantime."""
         wait = min(SQS_MAX_VISIBILITY, math.ceil(retry_after))
-        until = iso_utc(time.time() + wait)
+        until = iso_utc(self._now() + wait)
         provider = self._provider.destination.value
         note = f"waiting for {provider}'s quota until {until} ({detail}); sending resumes by itself then"
         logger.warning(
@@ -306,7 +390,7 @@ class Sender:
         turn = uuid.uuid4().hex[:16]
         wait = max(1, math.ceil(delay))
         follow_up = replace(
-            message, turn=turn, not_before=time.time() + wait if wait > SQS_MAX_DELAY else None
+            message, turn=turn, not_before=self._now() + wait if wait > SQS_MAX_DELAY else None
         )
         send_chunk_messages(self._cfg.queue_url, [follow_up], min(SQS_MAX_DELAY, wait))
         self._deps.store.release_chunk(message.job_id, message.chunk_id, note, progress_saved, turn)
@@ -342,17 +426,23 @@ class Sender:
                 raise RetryLater("the job is being settled by another instance", BUSY_RETRY_SECONDS)
 
     def _split(self, message: ChunkMessage, staged: list[StagedRow], outcome: Outcome) -> None:
-        """Too large for one call: two halves, staged and queued, replace the chunk."""
+        """Too large for one call (or holding a row the provider refused whole): two parts, staged and
+        queued, replace the chunk — halves, or the row the provider named and the rest."""
         if len(staged) == 1:
             row = staged[0]
             self._record(
                 message, [RowResult(row.row, row.identity, RowState.FAILED, outcome.detail)], outcome.detail
             )
             return
-        middle = len(staged) // 2
+        named = [r for r in staged if r.row == outcome.isolate_row]
+        if named:  # the provider named the row it refused: that row alone, and the rest
+            parts = (named, [r for r in staged if r.row != outcome.isolate_row])
+        else:
+            middle = len(staged) // 2
+            parts = (staged[:middle], staged[middle:])
         halves: list[Chunk] = []
         messages: list[ChunkMessage] = []
-        for number, rows in enumerate((staged[:middle], staged[middle:]), start=1):
+        for number, rows in enumerate(parts, start=1):
             chunk_id = f"{message.chunk_id}-{number}"
             key = message.key.replace(f"{message.chunk_id}.jsonl", f"{chunk_id}.jsonl")
             with S3Writer(self._cfg.bucket_name, key) as out:

@@ -50,8 +50,21 @@ def send_once(
         outcome = Outcome(verdict, f"{type(exc).__name__} calling {provider.destination.value}")
     else:
         outcome = provider.outcome(call, response)
+        outcome.ratelimit = rate_limit_headers(response.headers)
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000
     return outcome
+
+
+def rate_limit_headers(headers: httpx.Headers) -> tuple[int, int] | None:
+    """(`ratelimit-limit`, `ratelimit-remaining`) when the answer carries both (a value may carry
+    parameters, `10000;w=86400`: its leading number counts), else None."""
+    values = []
+    for name in ("ratelimit-limit", "ratelimit-remaining"):
+        text = headers.get(name, "").split(";")[0].split(",")[0].strip()
+        if not text.isdigit():
+            return None
+        values.append(int(text))
+    return values[0], values[1]
 
 
 def _worth_retrying(provider: Provider) -> Callable[[Outcome], bool]:
@@ -59,6 +72,15 @@ def _worth_retrying(provider: Provider) -> Callable[[Outcome], bool]:
         # A longer Retry-After (a provider's daily quota asks for hours) is not tried again in this
         # invocation at all: the sender hands the whole wait to the queue.
         if outcome.retry_after is not None and outcome.retry_after > MAX_INLINE_WAIT:
+            return False
+        # A 429 with no Retry-After while the rate window its headers show still has room: another limit
+        # refused it (a daily quota), which a quick retry cannot clear.
+        if (
+            outcome.status_code == 429
+            and outcome.retry_after is None
+            and outcome.ratelimit is not None
+            and outcome.ratelimit[1] > 0
+        ):
             return False
         return outcome.verdict is Verdict.RETRY or (outcome.verdict is Verdict.UNCERTAIN and provider.dedupes)
 

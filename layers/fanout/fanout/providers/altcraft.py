@@ -19,10 +19,11 @@ from fanout.providers.base import (
     Provider,
     ProviderCall,
     ProviderSecret,
+    UnreadableAnswer,
     all_rows,
-    classify_status,
     retry_after_seconds,
 )
+from fanout.providers.outcomes import THROTTLED
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
     import httpx
@@ -93,8 +94,14 @@ class Altcraft(Provider):
                 data[DATA_NAMES.get(name, name)] = value
         data.update(contact.extra)
         item: dict[str, Any] = {"data": data}
-        if matching(options) == "profile_id":
+        # Seed 003's parameters of the matching modes: `profile_id` and `phone` travel beside the profile's
+        # data (as the request's own parameters do in the single-profile request); `email` is the profile's
+        # own field (its email example), `custom` names field_name once and keeps the value in data.
+        mode = matching(options)
+        if mode == "profile_id":
             item["profile_id"] = contact.fields["profile_id"]
+        elif mode == "phone":
+            item["phone"] = contact.fields[fields.PHONE]
         return item
 
     def envelope(self, target: str, options: Mapping[str, str]) -> dict[str, Any]:
@@ -118,45 +125,67 @@ class Altcraft(Provider):
         yield ProviderCall("POST", url, rows, body)
 
     def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
-        # Throttling and server errors follow the shared policy whatever the body says (a 502 from a
-        # gateway may have been performed); otherwise Altcraft reports errors in the body's `error`.
-        if classify_status(response.status_code, response.headers) in (Verdict.RETRY, Verdict.UNCERTAIN):
-            return super().outcome(call, response)
+        """The table's HTTP verdicts first (429 retried, 413 split, a 5xx may have been performed); any other
+        answer is read by its body's `error` code, which Altcraft reports its outcome in (a string "0" as
+        well as 0)."""
+        status = response.status_code
+        verdict = self.answers.status_verdict(status)
+        if verdict is not None and (verdict is not Verdict.UNCERTAIN or status >= 500):
+            return self.refused(call, response, verdict)
         try:
-            body = response.json()
+            code = error_code(response.json())
         except ValueError:
-            body = None
-        if isinstance(body, dict) and "error" in body and body.get("error") != 0:
-            return self._body_error(call, response, body)
-        return super().outcome(call, response)
+            return self.unreadable(response)
+        if code == 0:
+            if verdict is not None:  # a 4xx that says "success": not an answer we can read
+                return self.unreadable(response)
+            return self.read_or_uncertain(call, response)
+        return self._body_error(call, response, response.json(), code)
 
-    def _body_error(self, call: ProviderCall, response: httpx.Response, body: dict[str, Any]) -> Outcome:
-        code = body.get("error")
+    def _body_error(
+        self, call: ProviderCall, response: httpx.Response, body: dict[str, Any], code: int
+    ) -> Outcome:
         text = f"Altcraft error {code}: {body.get('error_text', '')} {body.get('error_debug', '')}".strip()
-        if TOO_LARGE in str(body.get("error_debug", "")) or response.status_code == 413:
+        if TOO_LARGE in str(body.get("error_debug", "")):
             return Outcome(Verdict.TOO_LARGE, text, response.status_code)
-        # Transient HTTP statuses never get here (see outcome); a throttling code in the body is retried.
-        if code == 429:
+        if code == THROTTLED:
             return Outcome(Verdict.RETRY, text, response.status_code, retry_after_seconds(response.headers))
-        return Outcome(
-            Verdict.FAILED, text, response.status_code, rows=all_rows(call.rows, RowState.FAILED, text)
-        )
-
-    def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
-        body = response.json()
-        if not isinstance(body, dict) or body.get("error") != 0:
-            text = f"Altcraft gave no success code: {str(body)[:200]}"
+        if code in self.answers.body_refusals:
             return Outcome(
                 Verdict.FAILED, text, response.status_code, rows=all_rows(call.rows, RowState.FAILED, text)
             )
-        results = body.get("result") or []
+        # An error code no document lists: Altcraft may have acted on part of the batch.
+        return Outcome(Verdict.UNCERTAIN, text, response.status_code)
+
+    def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        body = response.json()
+        if error_code(body) != 0:
+            raise UnreadableAnswer("no success code")
+        results = body.get("result")
+        if not isinstance(results, list):
+            results = []
         rows = []
         for index, row in enumerate(call.rows):
             entry = results[index] if index < len(results) and isinstance(results[index], dict) else {}
             profile = entry.get("profile_id")
             rows.append(
                 RowResult(
-                    row.row, row.identity, RowState.SENT, f"profile_id {profile}" if profile else "engaged"
+                    row.row,
+                    row.identity,
+                    RowState.SENT,
+                    f"profile_id {profile}" if isinstance(profile, str) and profile else "engaged",
                 )
             )
-        return Outcome(Verdict.DONE, body.get("error_text", "ok"), response.status_code, rows=rows)
+        text = body.get("error_text")
+        return Outcome(Verdict.DONE, text if isinstance(text, str) else "ok", response.status_code, rows=rows)
+
+
+def error_code(body: Any) -> int:
+    """The `error` code of an Altcraft answer: an integer, or digits in a string ("0"); UnreadableAnswer
+    when the body has none."""
+    code = body.get("error") if isinstance(body, dict) else None
+    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+        return int(code.strip())
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    raise UnreadableAnswer("no integer error code")

@@ -8,6 +8,7 @@ new module here (plus a template block and an emulator).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, compact_json
+from fanout.providers.outcomes import NothingHappened, nothing_happened, transport_verdict
 
 if TYPE_CHECKING:
     import httpx
@@ -68,31 +70,49 @@ class Identification:
     value: str = ""
 
 
-def classify_status(status: int, headers: Mapping[str, str]) -> Verdict | None:
-    """The retry policy for HTTP statuses, the same for every provider; None means "read the body".
-
-    429, 500, 503 and 408 were refused before any effect: retry later. 502 and 504 come from a gateway
-    that may have passed the request on: the provider may have acted (uncertain). 413 is a size refusal.
-    Any other 4xx is permanent.
-    """
-    if 200 <= status < 300:
-        return None
-    if status in (408, 429, 500, 503):
-        return Verdict.RETRY
-    if status in (502, 504) or status >= 500:
-        return Verdict.UNCERTAIN
-    if status == 413:
-        return Verdict.TOO_LARGE
-    return Verdict.FAILED
-
-
 def classify_transport_error(exc: httpx.HTTPError) -> Verdict:
-    """A request that never connected surely had no effect; one that was sent may have."""
-    import httpx  # here, not at the top: the splitter imports the providers and never sends a request
+    """A request that never connected surely had no effect; one that was sent may have (the table)."""
+    return transport_verdict(exc)
 
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return Verdict.RETRY
-    return Verdict.UNCERTAIN
+
+class UnreadableAnswer(ValueError):
+    """A 2xx (or body-coded) answer whose body is not of the shape the provider's document shows."""
+
+
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+_JSON_TYPES: dict[type, str] = {dict: "object", list: "array", str: "string", bool: "boolean"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def body_shape(response: httpx.Response) -> str:
+    """What an answer's body looks like — its kind, size and field names with their JSON types — and never
+    what it says: no value, and no key that is not a plain field name (an email could be a key)."""
+    content = response.content
+    if not content.strip():
+        return "an empty body"
+    try:
+        body = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        return f"{len(content)} bytes of {kind}, not JSON"
+    if isinstance(body, dict):
+        named = sorted(k for k in body if _KEY_NAME.fullmatch(k))
+        fields_text = ", ".join(f"{k}: {_json_type(body[k])}" for k in named)
+        others = len(body) - len(named)
+        more = f" and {others} other keys" if others else ""
+        return f"a JSON object {{{fields_text}}}{more}"
+    if isinstance(body, list):
+        return f"a JSON array of {len(body)} items"
+    return f"a JSON {_json_type(body)}"
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -144,14 +164,18 @@ def is_uuid(value: str) -> bool:
     return True
 
 
+def canonical_uuid(value: str) -> str:
+    """A uuid in its canonical form (lower case, 8-4-4-4-12), whatever notation it came in: upper case, no
+    dashes, braces or a `urn:uuid:` prefix all name the same 128 bits, so the canonical form names the same
+    thing — and it is the form a `string<uuid>` field is checked against. ValueError if not a uuid."""
+    return str(uuid.UUID(value.strip()))
+
+
 class Provider(ABC):
     """One destination's request building, answer parsing and limits."""
 
     destination: ClassVar[Destination]
     limits: ClassVar[Limits]
-    # True when the provider itself ignores a resend of something it already did (Mateo's
-    # deduplication_id, Workshop's already_enrolled): a chunk that may have reached it can be resent.
-    dedupes: ClassVar[bool] = False
     # How many rows an SQS message carries when each row is its own call (mateo-message).
     rows_per_message: ClassVar[int | None] = None
     # True when an accepted call only starts a batch whose outcome the provider reports later (Symplify):
@@ -159,9 +183,28 @@ class Provider(ABC):
     # Such a provider makes one call a chunk.
     follows_batches: ClassVar[bool] = False
 
+    @property
+    def answers(self) -> NothingHappened:
+        """This provider's row of the "proves nothing happened" table (fanout.providers.outcomes)."""
+        return nothing_happened(self.destination)
+
+    @property
+    def dedupes(self) -> bool:
+        """True when the provider itself ignores a resend of something it already did (Mateo's
+        deduplication_id, Workshop's already_enrolled): a chunk that may have reached it can be resent."""
+        return self.answers.dedupes
+
     @abstractmethod
     def target_problem(self, target: str) -> str | None:
         """Why `target` cannot be this destination's target id, or None when it can."""
+
+    def canonical_target(self, target: str) -> str:
+        """`target` as the provider's documents write it (called once `target_problem` found none)."""
+        return target
+
+    def secret_problem(self, secret: ProviderSecret) -> str | None:
+        """What the destination's secret lacks for this provider to be called at all, or None."""
+        return None
 
     @abstractmethod
     def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
@@ -208,18 +251,37 @@ class Provider(ABC):
         raise NotImplementedError(f"{self.destination.value} does not follow batches")
 
     def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
-        """Classify any answer: the shared status policy first, then the provider's own reading."""
-        verdict = classify_status(response.status_code, response.headers)
+        """Classify any answer: the "nothing happened" table first, then the provider's own reading."""
         if call.status_of is not None:
-            return self._status_outcome(call, response, verdict)
+            return self._status_outcome(call, response, self.answers.status_verdict(response.status_code))
+        verdict = self.answers.status_verdict(response.status_code)
         if verdict is None:
-            try:
-                return self.read_answer(call, response)
-            except ValueError:
-                # A 2xx whose body is not JSON (a proxy's page): the provider may have acted, we cannot
-                # tell, so the chunk is uncertain (resent only where the provider de-duplicates).
-                detail = f"HTTP {response.status_code} with an answer that is not JSON"
-                return Outcome(Verdict.UNCERTAIN, detail, response.status_code)
+            return self.read_or_uncertain(call, response)
+        return self.refused(call, response, verdict)
+
+    def read_or_uncertain(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        """`read_answer`, or — for an answer of a shape the document does not show — UNCERTAIN: the
+        provider may have acted and we cannot tell (resent only where it de-duplicates). Logged with the
+        status and the body's shape, never its contents."""
+        try:
+            return self.read_answer(call, response)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return self.unreadable(response)
+
+    def unreadable(self, response: httpx.Response) -> Outcome:
+        """The one rule for an answer that cannot be read."""
+        from fanout.observability import logger  # here: the CLI imports the providers and logs nothing
+
+        shape = body_shape(response)
+        logger.warning(
+            "provider answer cannot be read",
+            extra={"destination": self.destination.value, "status": response.status_code, "shape": shape},
+        )
+        detail = f"HTTP {response.status_code} with an answer that cannot be read ({shape})"
+        return Outcome(Verdict.UNCERTAIN, detail, response.status_code)
+
+    def refused(self, call: ProviderCall, response: httpx.Response, verdict: Verdict) -> Outcome:
+        """A non-2xx answer with its table verdict; the rows of a permanent refusal fail."""
         detail = error_text(response)
         outcome = Outcome(verdict, detail, response.status_code, retry_after_seconds(response.headers))
         if verdict is Verdict.FAILED:
@@ -234,10 +296,15 @@ class Provider(ABC):
         if verdict is None:
             try:
                 return self.read_status(call, response)
-            except ValueError:
-                return Outcome(Verdict.RETRY, f"HTTP {response.status_code} with a status that is not JSON")
+            except (ValueError, TypeError, KeyError, AttributeError):
+                detail = (
+                    f"HTTP {response.status_code} with a status that cannot be read ({body_shape(response)})"
+                )
+                return Outcome(Verdict.RETRY, detail)
         detail = error_text(response)
-        if verdict in (Verdict.FAILED, Verdict.TOO_LARGE):
+        if verdict in (Verdict.FAILED, Verdict.TOO_LARGE) or (
+            verdict is Verdict.UNCERTAIN and 400 <= response.status_code < 500
+        ):
             detail = f"could not read the status of {self.destination.value} batch {call.status_of}: {detail}"
             return Outcome(Verdict.UNCERTAIN, detail, response.status_code)
         return Outcome(Verdict.RETRY, detail, response.status_code, retry_after_seconds(response.headers))

@@ -19,7 +19,9 @@ from fanout.providers.base import (
     Provider,
     ProviderCall,
     ProviderSecret,
+    UnreadableAnswer,
     all_rows,
+    canonical_uuid,
     is_uuid,
 )
 
@@ -53,19 +55,24 @@ def bearer(secret: ProviderSecret) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret.token}"}
 
 
+EXAMPLE_UUID = "3c90c3cc-0d44-4b50-8888-8dd25736052a"  # seeds 000 and 004
+
+
 def uuid_problem(target: str, what: str) -> str | None:
     if is_uuid(target):
         return None
-    return f"'{target}' is not a {what} id: Mateo ids are uuids like 3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    return f"'{target}' is not a {what} id: Mateo ids are uuids like {EXAMPLE_UUID}"
 
 
 class Mateo(Provider):
     destination: ClassVar[Destination] = Destination.MATEO
     limits: ClassVar[Limits] = Limits(max_items=MAX_ITEMS)
-    dedupes: ClassVar[bool] = True
 
     def target_problem(self, target: str) -> str | None:
         return uuid_problem(target, "journey")
+
+    def canonical_target(self, target: str) -> str:
+        return canonical_uuid(target)  # `journey_id: string<uuid>` (seed 000): 8-4-4-4-12, lower case
 
     def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
         return None
@@ -112,8 +119,10 @@ class Mateo(Provider):
 
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         body = response.json()
-        if not isinstance(body, dict) or body.get("success") is not True:
-            detail = f"Mateo did not confirm the batch: {str(body)[:200]}"
+        if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
+            raise UnreadableAnswer("not seed 000's {success, queued_count}")
+        if body["success"] is not True:
+            detail = "Mateo did not confirm the batch (success: false)"
             return Outcome(
                 Verdict.FAILED,
                 detail,

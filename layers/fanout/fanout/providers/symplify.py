@@ -4,10 +4,14 @@ The splitter writes `{"id", "properties"}` a line (UTF-8, never a JSON array), p
 puts the URL in the chunk's envelope as `downloadUrl`; the sender makes one call with `entityId`.
 Symplify has no idempotency key: a call that may have reached it is never resent automatically.
 
-An accepted trigger only starts a batch (`{"batchId", "status": "STARTED"}`): its rows are not sent until
-the batch status (PROVIDERS.md: `GET /{customerid}/batches/{batchId}`, polled until `FINISHED` or
-`ERROR`) says so. A trigger answered without a `batchId` (the seed shows no answer body) leaves nothing
-to follow: its rows are sent, as the starter accepted them.
+Seed 001 shows no answer body for the download variant: "Symplify will immediately download the file and
+start the batch". So a 2xx whose body is empty or a JSON object without a `batchId` means the starter
+accepted the file: its rows end `sent` ("accepted by Symplify's batch starter"), and nothing is polled or
+sent again. This is the choice that cannot send twice: `uncertain` would invite a
+`fanout redrive --include-uncertain` of a batch Symplify said it started. Should an answer carry a
+`batchId` (PROVIDERS.md names the status endpoint, no document names the field in the trigger's
+answer), the batch is followed: its rows are sent once `GET /{customerid}/batches/{batchId}` says
+`FINISHED`, failed on `ERROR`. Any other 2xx body (HTML, a JSON array) cannot be read: `uncertain`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from urllib.parse import quote
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict
-from fanout.providers.base import Identification, Limits, Provider, ProviderCall, ProviderSecret, all_rows
+from fanout.providers.base import (
+    Identification,
+    Limits,
+    Provider,
+    ProviderCall,
+    ProviderSecret,
+    UnreadableAnswer,
+    all_rows,
+)
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
     import httpx
@@ -52,6 +64,13 @@ class Symplify(Provider):
     def option_problem(self, options: Mapping[str, str], headers: list[str]) -> str | None:
         return None
 
+    def secret_problem(self, secret: ProviderSecret) -> str | None:
+        # Every Symplify URL carries the customer id (`/{customerid}/batchtrigger/v2`); without it the call
+        # would go to `/rest//batchtrigger/v2`.
+        if secret.customer_id is None or not str(secret.customer_id).strip():
+            return 'has no customer_id: add {"customer_id": "<your Symplify customer id>"} to it'
+        return None
+
     def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
         value = (
             contact.fields.get("id") or contact.fields.get("external_id") or contact.fields.get(fields.EMAIL)
@@ -79,18 +98,19 @@ class Symplify(Provider):
         secret: ProviderSecret,
         lane: str,
     ) -> Iterator[ProviderCall]:
-        customer = secret.customer_id or ""
+        customer = quote(str(secret.customer_id or "").strip(), safe="")
         url = f"{secret.base_url.rstrip('/')}/{customer}/batchtrigger/v2"
         headers = {secret.auth_header or AUTH_HEADER: secret.token}
         body = {"entityId": int(target), "downloadUrl": envelope["downloadUrl"]}
         yield ProviderCall("POST", url, rows, body, headers)
 
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        batch = body.get("batchId") if isinstance(body, dict) else None
+        body = response.json() if response.content.strip() else {}
+        if not isinstance(body, dict):
+            raise UnreadableAnswer("a trigger's answer is empty or a JSON object")
+        batch = body.get("batchId")
+        if batch is not None and not isinstance(batch, str | int):
+            raise UnreadableAnswer("batchId is neither a string nor a number")
         if batch is not None and str(batch).strip():
             detail = f"Symplify batch {batch} started"
             return Outcome(Verdict.STARTED, detail, response.status_code, batch_id=str(batch).strip())
@@ -100,7 +120,7 @@ class Symplify(Provider):
         )
 
     def status_call(self, target: str, batch_id: str, secret: ProviderSecret) -> ProviderCall:
-        customer = secret.customer_id or ""
+        customer = quote(str(secret.customer_id or "").strip(), safe="")
         url = f"{secret.base_url.rstrip('/')}/{customer}/batches/{quote(batch_id, safe='')}"
         headers = {secret.auth_header or AUTH_HEADER: secret.token}
         return ProviderCall("GET", url, [], None, headers, status_of=batch_id)

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
-from fanout.providers.base import Identification, Limits, Provider, ProviderCall, ProviderSecret, all_rows
+from fanout.providers.base import (
+    Identification,
+    Limits,
+    Provider,
+    ProviderCall,
+    ProviderSecret,
+    UnreadableAnswer,
+    all_rows,
+    error_text,
+)
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
     import httpx
@@ -22,6 +31,9 @@ if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes respons
 MAX_CONTACT_EMAILS = 1000  # seed 002
 MAX_LIST_EMAILS = 100  # seed 002
 _JOURNEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# seed 002's 422s that refuse a whole call for one list email: "No list found with email address: X",
+# "Multiple lists (2) found with email address: X. Please ensure each list has a unique email address."
+_ONE_LIST = re.compile(r"(?:No list|Multiple lists \(\d+\)) found with email address: (\S+?)(?:\.\s|\.?$)")
 
 # not_enrolled reason -> (row state, what a person should know)
 REASONS: dict[str, tuple[RowState, str]] = {
@@ -35,7 +47,6 @@ class Workshop(Provider):
     destination: ClassVar[Destination] = Destination.WORKSHOP
     limits: ClassVar[Limits] = Limits(max_items=MAX_CONTACT_EMAILS)
     lane_limits: ClassVar[dict[str, int]] = {"c": MAX_CONTACT_EMAILS, "l": MAX_LIST_EMAILS}
-    dedupes: ClassVar[bool] = True
 
     def target_problem(self, target: str) -> str | None:
         if _JOURNEY_ID.match(target):
@@ -72,19 +83,31 @@ class Workshop(Provider):
         url = f"{secret.base_url.rstrip('/')}/journeys/{target}/enroll"
         yield ProviderCall("POST", url, rows, {key: [r.item for r in rows]}, headers)
 
+    def outcome(self, call: ProviderCall, response: httpx.Response) -> Outcome:
+        """A list call refused (422) for one list email isolates that list: the chunk splits into it and
+        the rest (nothing was enrolled: a 422 is a documented refusal), so the other lists are enrolled and
+        only that row fails, with Workshop's words."""
+        if response.status_code == 422 and len(call.rows) > 1 and _is_lists(call):
+            detail = error_text(response)
+            found = _ONE_LIST.search(detail)
+            if found:
+                named = found.group(1).strip().lower()
+                row = next((r.row for r in call.rows if str(r.item).strip().lower() == named), None)
+                return Outcome(Verdict.TOO_LARGE, detail, response.status_code, isolate_row=row)
+        return super().outcome(call, response)
+
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         body = response.json()
-        enrolled = body.get("enrolled_count", 0)
-        is_lists = "list_email_addresses" in (call.json_body or {})
-        if is_lists:
+        enrolled, not_enrolled = _enroll_answer(body)
+        if _is_lists(call):
             answer = f"list enrolled ({enrolled} contacts enrolled by this call)"
             return Outcome(
                 Verdict.DONE, answer, response.status_code, rows=all_rows(call.rows, RowState.SENT, answer)
             )
         reasons: dict[str, str] = {}
-        for reason, emails in (body.get("not_enrolled") or {}).items():
-            for email in emails or []:
-                reasons[str(email).strip().lower()] = reason
+        for why, emails in not_enrolled.items():
+            for email in emails:
+                reasons[email.strip().lower()] = why
         results = []
         for row in call.rows:
             reason = reasons.get(str(row.item).strip().lower())
@@ -94,3 +117,21 @@ class Workshop(Provider):
                 state, text = REASONS.get(reason, (RowState.FAILED, reason))
                 results.append(RowResult(row.row, row.identity, state, text))
         return Outcome(Verdict.DONE, f"enrolled_count={enrolled}", response.status_code, rows=results)
+
+
+def _is_lists(call: ProviderCall) -> bool:
+    return "list_email_addresses" in (call.json_body or {})
+
+
+def _enroll_answer(body: Any) -> tuple[int, dict[str, list[str]]]:
+    """`enrolled_count` and `not_enrolled` of seed 002's answer; UnreadableAnswer for any other shape."""
+    if not isinstance(body, dict):
+        raise UnreadableAnswer("not seed 002's {enrolled_count, not_enrolled} object")
+    enrolled = body.get("enrolled_count")
+    not_enrolled = body.get("not_enrolled", {})
+    if not isinstance(enrolled, int) or isinstance(enrolled, bool) or not isinstance(not_enrolled, dict):
+        raise UnreadableAnswer("enrolled_count is not an integer or not_enrolled is not an object")
+    for emails in not_enrolled.values():
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            raise UnreadableAnswer("a not_enrolled reason is not an array of emails")
+    return enrolled, not_enrolled
