@@ -458,7 +458,7 @@ def _wait_for_start(ref: operations.StackRef, job_id: str, until: float) -> Job:
 
 def _show(progress: Any, task: Any, job: Job, started: float) -> None:
     c = job.counts
-    done = c.sent + c.rejected + c.failed + c.uncertain
+    done = c.sent + c.rejected + c.failed + c.uncertain + c.planned
     rate = done / max(0.001, time.time() - started)
     progress.update(
         task,

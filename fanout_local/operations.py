@@ -20,10 +20,11 @@ from fanout.aws import client
 from fanout.chunking import ChunkPlanner, CountingWriter, StagedChunk
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, Rejection, Route
+from fanout.options import OptionsError, normalise
 from fanout.planning import plan_rows
 from fanout.providers import provider_for
 from fanout.reading import FileInfo, LostRows, open_rows
-from fanout.routing import KNOWN_OPTIONS, RouteError, route_from_key
+from fanout.routing import RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
 from fanout.validation import options_problem
@@ -119,12 +120,12 @@ def parse_destination(value: str) -> tuple[Destination, str]:
     return destination, target
 
 
-def check_options(options: dict[str, str]) -> None:
-    unknown = sorted(set(options) - KNOWN_OPTIONS)
-    if unknown:
-        raise OperatorError(
-            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
-        )
+def check_options(options: dict[str, str]) -> dict[str, str]:
+    """`-o` options as canonical ones (the model the splitter applies to metadata); OperatorError else."""
+    try:
+        return normalise(options, "-o")
+    except OptionsError as exc:
+        raise OperatorError(str(exc)) from None
 
 
 def submit(stack: StackRef, path: Path, to: str, options: dict[str, str], dry_run: bool = False) -> str:
@@ -132,10 +133,11 @@ def submit(stack: StackRef, path: Path, to: str, options: dict[str, str], dry_ru
     destination, target = parse_destination(to)
     if dry_run:
         options = {**options, "dry-run": "true"}
-    check_options(options)
+    # Canonical, so the `columns` headers travel percent-encoded (S3 metadata carries ASCII only).
+    metadata = check_options(options)
     key = f"inbox/{destination.value}/{target}/{path.name}"
     with path.open("rb") as body:
-        answer = client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body, Metadata=options)
+        answer = client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body, Metadata=metadata)
     return ids.job_id(stack.bucket, key, answer.get("VersionId") or answer["ETag"].strip('"'))
 
 
@@ -257,7 +259,7 @@ class Validation:
 def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
     """The splitter's reading, validation and chunking on a local file, with no AWS at all."""
     destination, target = parse_destination(to)
-    check_options(options)
+    options = check_options(options)
     try:
         route = route_from_key(f"inbox/{destination.value}/{target}/{path.name}", options) or Route(
             destination, target, options

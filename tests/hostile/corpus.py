@@ -787,18 +787,26 @@ def _all_cases() -> Iterator[HostileFile]:
     yield HostileFile(
         "bad-dry-run",
         f"{WORKSHOP}/{{run}}-dry.csv",
-        "dry-run=on, which must never be read as 'no' and sent for real",
+        "dry-run=perhaps, which must never be read as 'no' and sent for real",
         lambda: OK,
-        Failed("file option dry-run='on' must be true or false"),
-        metadata={"dry-run": "on"},
+        Failed("file option dry-run='perhaps' must be true or false"),
+        metadata={"dry-run": "perhaps"},
     )
     yield HostileFile(
         "bad-tolerance",
         f"{WORKSHOP}/{{run}}-tolerance.csv",
         "a percentage written with its sign",
         lambda: OK,
-        Failed("file option tolerated-invalid-percent='50%' is not a number"),
+        Failed("file option tolerated-invalid-percent='50%' must be a number from 0 to 100"),
         metadata={"tolerated-invalid-percent": "50%"},
+    )
+    yield HostileFile(
+        "underscored-tolerance",
+        f"{WORKSHOP}/{{run}}-tolerance-underscore.csv",
+        "1_0, which Python's float() reads as 10",
+        lambda: OK,
+        Failed("file option tolerated-invalid-percent='1_0' must be a number from 0 to 100"),
+        metadata={"tolerated-invalid-percent": "1_0"},
     )
 
 

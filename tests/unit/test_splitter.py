@@ -627,3 +627,83 @@ def test_a_finished_split_is_left_alone_by_a_late_failure_record(
     assert failed == []
     job = store.get_job(outcome.job_id)
     assert job is not None and job.status is JobStatus.SENDING
+
+
+# --- file options, one model (issue 14 items 5 and 7) ---------------------------------------------------
+
+
+def row_sum(summary: dict[str, Any]) -> int:
+    return sum(summary[f"rows_{state}"] for state in ("sent", "rejected", "failed", "uncertain", "planned"))
+
+
+def test_a_dry_run_counts_its_rows_as_planned_and_the_row_sum_holds(
+    splitter: Splitter, drop: Dropper, store: DynamoJobStore
+) -> None:
+    body = "email\nada@example.com\nnot-an-email\nbob@example.com\n"
+    metadata = {"dry-run": "on", "tolerated-invalid-percent": "50"}
+    outcome = split_one(splitter, drop.put(drop.key("inbox/workshop/jrn_welcome"), body, metadata))
+    job = store.get_job(outcome.job_id)
+
+    assert job is not None and job.status is JobStatus.PLANNED
+    summary = job.summary()
+    assert (summary["rows_read"], summary["rows_planned"], summary["rows_rejected"]) == (3, 2, 1)
+    assert row_sum(summary) == summary["rows_read"]
+    written = json.loads(read(drop.bucket, result_key(outcome.job_id, "summary.json")))
+    assert row_sum(written) == written["rows_read"] == 3
+
+
+def test_a_routes_entry_dry_run_sends_nothing_and_its_unknown_option_fails_the_job(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    prefix = f"inbox/ops-{drop.run}/"
+    dry = {"prefix": f"{prefix}dry/", "options": {"dry_run": "true"}}
+    dry["destinations"] = [{"destination": "workshop", "target": "jrn_welcome"}]
+    coloured = {"prefix": f"{prefix}coloured/", "options": {"dry_run": "true", "colour": "blue"}}
+    coloured["destinations"] = [{"destination": "workshop", "target": "jrn_welcome"}]
+    routes = {"routes": [dry, coloured]}
+    aws("s3").put_object(Bucket=drop.bucket, Key=splitter_config.routes_key, Body=json.dumps(routes).encode())
+    try:
+        body = "email\nada@example.com\nbob@example.com\n"
+        (planned,) = splitter.split(drop.put(f"{prefix}dry/a.csv", body))
+        (refused,) = splitter.split(drop.put(f"{prefix}coloured/a.csv", body))
+    finally:
+        aws("s3").delete_object(Bucket=drop.bucket, Key=splitter_config.routes_key)
+
+    assert planned.status is JobStatus.PLANNED
+    assert refused.status is JobStatus.FAILED
+    assert refused.message.startswith("unknown file option(s) colour in the routes entry for")
+    assert "dry-run" in refused.message and "only-new" in refused.message
+    assert all(messages == [] for messages in all_queued(splitter_config).values())
+
+
+def test_skip_triggers_on_by_metadata_reaches_altcraft(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    metadata = {"skip-triggers": "on"}
+    split_one(splitter, drop.put(drop.key("inbox/altcraft/12"), "email\nada@example.com\n", metadata))
+    (message,) = queued(splitter_config, Destination.ALTCRAFT)
+
+    assert message.envelope["skip_triggers"] is True
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [
+        ({"tolerated-invalid-percent": "1_0"}, "tolerated-invalid-percent='1_0' must be a number"),
+        ({"postal": "perhaps"}, "postal='perhaps' must be true or false"),
+    ],
+)
+def test_a_bad_option_value_fails_the_job_before_anything_is_sent(
+    metadata: dict[str, str],
+    fragment: str,
+    splitter: Splitter,
+    drop: Dropper,
+    splitter_config: SplitterConfig,
+) -> None:
+    outcome = split_one(
+        splitter, drop.put(drop.key("inbox/workshop/jrn_welcome"), "email\nada@example.com\n", metadata)
+    )
+
+    assert outcome.status is JobStatus.FAILED
+    assert fragment in outcome.message and "known options:" in outcome.message
+    assert all(messages == [] for messages in all_queued(splitter_config).values())

@@ -394,9 +394,8 @@ class Splitter:
             )
         if job.dry_run:
             job.status = JobStatus.PLANNED
-            job.message = (
-                f"dry run: {counts.read - counts.rejected} rows in {len(chunks)} chunks would be sent"
-            )
+            counts.planned = counts.read - counts.rejected
+            job.message = f"dry run: {counts.planned} rows in {len(chunks)} chunks would be sent"
             self._store.finish_split(job)
             publish(self._cfg.bucket_name, self._cfg.event_bus_name, job)
             return SplitOutcome(

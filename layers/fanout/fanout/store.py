@@ -74,6 +74,7 @@ class Job:
             "rows_rejected": self.counts.rejected,
             "rows_failed": self.counts.failed,
             "rows_uncertain": self.counts.uncertain,
+            "rows_planned": self.counts.planned,
             "chunks_total": self.chunks_total,
             "chunks_settled": self.chunks_settled,
             "encoding": self.encoding,
@@ -253,6 +254,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
             rejected=item.get("rows_rejected", 0),
             failed=item.get("rows_failed", 0),
             uncertain=item.get("rows_uncertain", 0),
+            planned=item.get("rows_planned", 0),
         ),
         chunks_total=item.get("chunks_total", 0),
         chunks_settled=item.get("chunks_settled", 0),
@@ -435,7 +437,7 @@ class DynamoJobStore(JobStore):
             Key=_job_key(job.job_id),
             UpdateExpression=(
                 "SET #s = :status, rows_read = :read, rows_rejected = :rejected, rows_sent = :zero,"
-                " rows_failed = :zero, rows_uncertain = :zero, chunks_total = :chunks, chunks_settled = :zero,"
+                " rows_failed = :zero, rows_uncertain = :zero, rows_planned = :planned, chunks_total = :chunks, chunks_settled = :zero,"
                 " encoding = :encoding, file_format = :format, message = :message, updated_at = :now"
                 + (", finished_at = :now" if job.status.is_final else "")
             ),
@@ -444,6 +446,7 @@ class DynamoJobStore(JobStore):
                 ":status": _s(job.status.value),
                 ":read": _n(job.counts.read),
                 ":rejected": _n(job.counts.rejected),
+                ":planned": _n(job.counts.planned),
                 ":zero": _n(0),
                 ":chunks": _n(job.chunks_total),
                 ":encoding": _s(job.encoding),

@@ -16,10 +16,7 @@ from fanout.providers.base import Provider
 from fanout.reading import RawRow
 
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
-# What dry-run may say (routing.is_dry_run takes 1/true/yes): anything else, say "on", is refused rather
-# than read as "no" and sent for real.
 _UNSEEN: Any = object()  # a header the validator has not mapped yet
-_YES_NO = frozenset({"", "1", "true", "yes", "0", "false", "no"})
 
 
 def _text(value: object) -> str | None:
@@ -210,25 +207,7 @@ def duplicate(row: int, first: int, identity: str = "") -> Rejection:
 
 
 def options_problem(provider: Provider, options: Mapping[str, str], headers: list[str]) -> str | None:
-    """Whole-file option problems (checked before any row)."""
-    percent = options.get("tolerated-invalid-percent")
-    if percent is not None:
-        try:
-            value = float(percent)
-        except ValueError:
-            return f"file option tolerated-invalid-percent='{percent}' is not a number"
-        if not 0 <= value <= 100:
-            return f"file option tolerated-invalid-percent={percent} must be between 0 and 100"
-    dry_run = options.get("dry-run")
-    if dry_run is not None and dry_run.lower() not in _YES_NO:
-        return f"file option dry-run='{dry_run}' must be true or false"
-    # An unknown region would make every number without +CC "not a valid phone number", row by row.
-    region = options.get("phone-region")
-    if region:
-        import phonenumbers  # here, not at cold start (the numbers load it at the first one: fields.py)
-
-        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            return (
-                f"file option phone-region='{region}' is not a region code; use two letters such as SE or GB"
-            )
+    """Whole-file option problems the options model cannot see alone (checked before any row): what the
+    destination needs of the options and the file's columns together. `options` are canonical
+    (fanout.options has checked each name, type and value)."""
     return provider.option_problem(options, headers)
