@@ -707,3 +707,44 @@ def test_a_bad_option_value_fails_the_job_before_anything_is_sent(
     assert outcome.status is JobStatus.FAILED
     assert fragment in outcome.message and "known options:" in outcome.message
     assert all(messages == [] for messages in all_queued(splitter_config).values())
+
+
+# --- no contact data in any log line (issue 14 item 6) ---------------------------------------------------
+
+
+@pytest.fixture
+def log_lines() -> Any:
+    """Every line the functions' logger writes during the test, as written (JSON, redacted)."""
+    import logging
+
+    from fanout.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.name).addHandler(handler)
+    try:
+        yield lambda: buffer.getvalue().splitlines()
+    finally:
+        logging.getLogger(logger.name).removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    "name", ["0701234567.csv", "иван@пример.рф.csv", "Anna Svensson +46 70 123 45 67.csv"]
+)
+def test_no_log_line_names_a_contact_from_the_key_or_the_rows(
+    name: str, splitter: Splitter, drop: Dropper, log_lines: Any
+) -> None:
+    failing = "email\nиван@пример.рф\nnot-an-email\n0701234567\n"
+    passing = "email,phone\nиван@пример.рф,0701234567\n"
+    key = f"inbox/workshop/jrn_welcome/{drop.run}-{name}"
+    split_one(splitter, drop.put(key, failing))
+    split_one(splitter, drop.put(key.replace("jrn_welcome", "jrn_other"), passing, {"dry-run": "true"}))
+    lines = log_lines()
+
+    assert any("job failed at split" in line for line in lines)
+    assert any("job settled" in line for line in lines)
+    for line in lines:
+        assert "иван" not in line and "пример" not in line
+        assert "0701234567" not in line and "70 123 45 67" not in line
+        assert drop.run not in line  # the key is logged by its hash, never by its name

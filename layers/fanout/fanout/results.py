@@ -18,7 +18,7 @@ from itertools import chain
 
 from fanout.aws import client
 from fanout.models import ChunkState, JobStatus, RowResult, RowState, StagedRow
-from fanout.observability import logger
+from fanout.observability import key_ref, logger
 from fanout.staging import (
     S3Writer,
     chunk_result_key,
@@ -159,7 +159,9 @@ def publish(bucket: str, bus: str, job: Job) -> None:
             }
         ]
     )
-    logger.info("job settled", extra={"job_id": job.job_id, "status": job.status.value, "counts": summary})
+    logged = {**summary, "source": {**summary["source"], "key": key_ref(job.key)}}
+    logged["message"] = job.message.replace(job.key, key_ref(job.key)) if job.key else job.message
+    logger.info("job settled", extra={"job_id": job.job_id, "status": job.status.value, "counts": logged})
 
 
 def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | None:

@@ -21,7 +21,7 @@ from fanout.aws import client
 from fanout.chunking import Background, ChunkPlanner, StagedChunk
 from fanout.config import SplitterConfig
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
-from fanout.observability import logger
+from fanout.observability import key_ref, logger
 from fanout.planning import plan_rows
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
@@ -135,7 +135,8 @@ def fail_job(store: JobStore, bucket: str, bus: str, job: Job, message: str) -> 
     """Record the job as failed at the split with `message`; staged rows (never sent) are settled as
     failed, rows.csv and summary.json are written and the JobFailed event is sent."""
     job.message = message
-    logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": message})
+    reason = message.replace(job.key, key_ref(job.key)) if job.key else message
+    logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": reason})
     if job.chunks_total:
         job.status = JobStatus.SENDING
         store.finish_split(job)
