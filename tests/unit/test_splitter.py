@@ -748,3 +748,76 @@ def test_no_log_line_names_a_contact_from_the_key_or_the_rows(
         assert "иван" not in line and "пример" not in line
         assert "0701234567" not in line and "70 123 45 67" not in line
         assert drop.run not in line  # the key is logged by its hash, never by its name
+
+
+# --- a file's content is sent once to a destination and target (issue 14 item 4) -------------------------
+
+
+def test_the_same_bytes_dropped_again_to_the_same_target_are_not_sent_again(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    body = contacts_csv(3, start=int(drop.run, 16) % 10**6 * 10)
+    first = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "monday.csv"), body))
+    queued(splitter_config, Destination.ALTCRAFT)
+    again = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "monday-again.csv"), body))
+    job = store.get_job(first.job_id)
+
+    assert first.status is JobStatus.SENDING
+    assert again.status is JobStatus.FAILED
+    assert job is not None
+    assert again.message == (
+        f"already sent to altcraft/42 by job {first.job_id} on {job.created_at[:10]}; drop it with"
+        " resend=true to send it again"
+    )
+    assert queued(splitter_config, Destination.ALTCRAFT) == []
+    failed = store.get_job(again.job_id)
+    assert failed is not None and failed.counts.sent == 0 and failed.counts.failed == 3
+
+
+def test_the_same_bytes_go_to_another_target_and_again_with_resend(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    body = contacts_csv(2, start=5000 + int(drop.run, 16) % 10**6 * 10)
+    first = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "a.csv"), body))
+    other = split_one(splitter, drop.put(drop.key("inbox/altcraft/43", "a.csv"), body))
+    meant = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "b.csv"), body, {"resend": "true"}))
+
+    assert [first.status, other.status, meant.status] == [JobStatus.SENDING] * 3
+    assert len(queued(splitter_config, Destination.ALTCRAFT)) == 3
+
+
+def test_two_versions_of_one_key_split_at_once_make_one_send(
+    splitter_config: SplitterConfig, drop: Dropper, store: DynamoJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client retrying a PUT that had succeeded: two versions of the same bytes, split concurrently; both
+    read the whole file before either decides, and exactly one sends."""
+    import threading
+
+    for destination in Destination:
+        queued(splitter_config, destination)
+    key = drop.key("inbox/altcraft/42", "retried-put.csv")
+    body = contacts_csv(4, start=9000 + int(drop.run, 16) % 10**6 * 10)
+    versions = [
+        aws("s3").put_object(Bucket=drop.bucket, Key=key, Body=body.encode())["VersionId"] for _ in "ab"
+    ]
+    refs = [ObjectRef(drop.bucket, key, version) for version in versions]
+    both_read = threading.Barrier(2, timeout=30)
+    claim = DynamoJobStore.claim_file
+
+    def claim_together(self: DynamoJobStore, *args: Any, **kwargs: Any) -> Any:
+        both_read.wait()
+        return claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoJobStore, "claim_file", claim_together)
+    outcomes: list[SplitOutcome] = []
+    threads = [
+        threading.Thread(target=lambda r=ref: outcomes.extend(Splitter(splitter_config, store).split(r)))
+        for ref in refs
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert sorted(o.status.value for o in outcomes) == ["failed", "sending"]
+    assert len(queued(splitter_config, Destination.ALTCRAFT)) == 1

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from botocore.exceptions import ClientError
 
@@ -26,6 +26,7 @@ from fanout.planning import plan_rows
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, LostRows, open_rows
+from fanout.options import yes
 from fanout.results import publish, settle_job, spreadsheet_safe, write_rows_file
 from fanout.routing import (
     RouteError,
@@ -35,6 +36,7 @@ from fanout.routing import (
     parse_routes,
     routes_for_key,
 )
+from fanout.sent_files import RESEND_WINDOW_SECONDS, FileClaim, HashingReader, already_sent
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
 from fanout.store import Chunk, Job, JobStore, Settlement
 from fanout.validation import options_problem
@@ -323,8 +325,8 @@ class Splitter:
         get_args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version:
             get_args["VersionId"] = ref.version
-        body = self._s3.get_object(**get_args)["Body"]
-        info, rows = open_rows(body, name=ref.key)
+        body = HashingReader(self._s3.get_object(**get_args)["Body"])
+        info, rows = open_rows(cast(BinaryIO, body), name=ref.key)
         job.encoding, job.file_format = info.encoding, info.format
         problem = options_problem(provider, route.options, info.columns)
         if problem:
@@ -378,9 +380,9 @@ class Splitter:
             return self._fail(
                 job, f"{rejections.lost}; nothing was sent: drop the complete, corrected file again"
             )
-        return self._conclude(job, route, chunks)
+        return self._conclude(job, route, chunks, body.hexdigest())
 
-    def _conclude(self, job: Job, route: Route, chunks: list[ChunkMessage]) -> SplitOutcome:
+    def _conclude(self, job: Job, route: Route, chunks: list[ChunkMessage], digest: str) -> SplitOutcome:
         counts = job.counts
         if counts.read == 0:
             return self._fail(job, "the file has no data rows")
@@ -393,6 +395,9 @@ class Splitter:
                 f" tolerated; nothing was sent. Fix the rows listed in results/{job.job_id}/rejected.csv and drop"
                 " the file again, or set the file option tolerated-invalid-percent",
             )
+        holder = self._claim_file(job, route, digest) if chunks else None
+        if holder is not None:
+            return self._fail(job, already_sent(route.destination.value, route.target, holder))
         if job.dry_run:
             job.status = JobStatus.PLANNED
             counts.planned = counts.read - counts.rejected
@@ -419,6 +424,15 @@ class Splitter:
             if settled is not None:
                 return SplitOutcome(job.job_id, settled.status, counts=settled.counts)
         return SplitOutcome(job.job_id, job.status, counts=counts, chunks=len(chunks))
+
+    def _claim_file(self, job: Job, route: Route, digest: str) -> FileClaim | None:
+        """Claim the file's content for the route's destination and target (sent_files.py); the claim of
+        the job that has it already, if any. A dry run only asks."""
+        where = (digest, route.destination.value, route.target)
+        if job.dry_run:
+            return self._store.file_claim(*where, RESEND_WINDOW_SECONDS)
+        force = yes(route.options, "resend")
+        return self._store.claim_file(*where, job.job_id, RESEND_WINDOW_SECONDS, force)
 
     def _lease_keeper(self, job_id: str) -> Callable[[int], None]:
         """A progress callback that renews the split lease at most every RENEW_EVERY_SECONDS."""

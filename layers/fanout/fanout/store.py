@@ -5,6 +5,7 @@ Layout (single table, `pk`/`sk`):
   JOB#<id> / CHUNK#<chunk>  one staged chunk: state, rows, attempts, lease; `turn` (its live follow-up
                             message, see ChunkMessage), `batch_id`/`batch_started` (a provider batch
                             started for it, whose status is polled)
+  FILE#<sha256> / TO#<dest>/<target>  which job sends that content there, and when (sent_files.py)
   RATE#<dest> / next        the pacing mark of one destination: when its next call may start (pacing.py)
 `gsi1` (gsi1pk = "JOBS", gsi1sk = created_at#id) lists jobs by date.
 
@@ -28,6 +29,7 @@ from botocore.exceptions import ClientError
 
 from fanout.aws import client
 from fanout.models import ChunkState, Counts, JobStatus
+from fanout.sent_files import FileClaim
 
 
 def iso_utc(epoch: float, timespec: str = "seconds") -> str:
@@ -200,6 +202,18 @@ class JobStore(ABC):
 
     @abstractmethod
     def list_jobs(self, limit: int = 50) -> list[Job]: ...
+
+    @abstractmethod
+    def claim_file(
+        self, digest: str, destination: str, target: str, job_id: str, window_seconds: int, force: bool
+    ) -> FileClaim | None:
+        """Record that `job_id` sends the file whose content hash is `digest` to destination/target, in
+        one conditional write; None when it is ours now, else the claim of the job that has it (within
+        `window_seconds`). `force` (resend=true) takes it whoever has it."""
+
+    @abstractmethod
+    def file_claim(self, digest: str, destination: str, target: str, window_seconds: int) -> FileClaim | None:
+        """Who has the file within `window_seconds` (a dry run asks without claiming)."""
 
 
 def _job_key(job_id: str) -> dict[str, Any]:
@@ -773,3 +787,45 @@ class DynamoJobStore(JobStore):
             Limit=limit,
         )
         return [job_from_item(_item(item)) for item in raw.get("Items", [])]
+
+    def _file_key(self, digest: str, destination: str, target: str) -> dict[str, Any]:
+        return {"pk": _s(f"FILE#{digest}"), "sk": _s(f"TO#{destination}/{target}")}
+
+    def claim_file(
+        self, digest: str, destination: str, target: str, job_id: str, window_seconds: int, force: bool
+    ) -> FileClaim | None:
+        now = time.time()
+        item = {
+            **self._file_key(digest, destination, target),
+            "job_id": _s(job_id),
+            "claimed_epoch": _n(now),
+            "claimed_at": _s(iso_utc(now)),
+            "expires_at": _n(int(now) + max(window_seconds, self._ttl_seconds)),
+        }
+        condition: dict[str, Any] = {}
+        if not force:
+            condition = {
+                # Free, lapsed, or ours already (a split redone after its invocation died).
+                "ConditionExpression": "attribute_not_exists(pk) OR claimed_epoch < :since OR job_id = :me",
+                "ExpressionAttributeValues": {":since": _n(now - window_seconds), ":me": _s(job_id)},
+            }
+        try:
+            self._db.put_item(TableName=self._table, Item=item, **condition)
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            holder = self.file_claim(digest, destination, target, window_seconds)
+            # Lapsed between the write and this read: the caller may try again; say who had it.
+            return holder or FileClaim("?", iso_utc(now))
+        return None
+
+    def file_claim(self, digest: str, destination: str, target: str, window_seconds: int) -> FileClaim | None:
+        raw = self._db.get_item(
+            TableName=self._table, Key=self._file_key(digest, destination, target), ConsistentRead=True
+        ).get("Item")
+        if not raw:
+            return None
+        item = _item(raw)
+        if float(item.get("claimed_epoch", 0)) < time.time() - window_seconds:
+            return None
+        return FileClaim(str(item["job_id"]), str(item["claimed_at"]))
