@@ -22,11 +22,11 @@ from fanout.chunking import Background, ChunkPlanner, StagedChunk
 from fanout.config import SplitterConfig
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
 from fanout.observability import key_ref, logger
+from fanout.options import yes
 from fanout.planning import plan_rows
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, LostRows, open_rows
-from fanout.options import yes
 from fanout.results import publish, settle_job, spreadsheet_safe, write_rows_file
 from fanout.routing import (
     RouteError,
