@@ -30,7 +30,6 @@ from rich.console import Console
 from rich.table import Table
 
 from fanout.destinations import Destination
-from fanout.reading import FileFormatError
 from fanout.store import Job
 from fanout_local import operations
 from fanout_local.aws_faults import parse_fault_rates
@@ -49,6 +48,7 @@ local = typer.Typer(help="The embedded local stack: moto (AWS), the provider emu
 app.add_typer(local, name="local")
 # A pipe or CI log has no width; give tables room rather than 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # What `fanout demo` sends: (destination, target in the emulators' demo fixture, file, file options).
@@ -283,8 +283,12 @@ EndpointOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+def _fail(message: str, as_json: bool = False) -> typer.Exit:
+    """An operator error: on stderr (JSON with --json), exit status 2."""
+    if as_json:
+        print(json.dumps({"error": message}, ensure_ascii=False), file=sys.stderr)
+    else:
+        errors.print(f"[red]error:[/red] {message}")
     return typer.Exit(2)
 
 
@@ -548,28 +552,25 @@ def validate(
     """
     try:
         found = operations.validate_file(file, to, parse_pairs(option, "--option"))
-    except (operations.OperatorError, FileFormatError) as exc:
-        raise _fail(str(exc)) from None
-    summary = {
-        "format": found.info.format,
-        "encoding": found.info.encoding,
-        "compressed": found.info.compressed,
-        "columns": found.info.columns,
-        "rows_read": found.rows_read,
-        "rows_valid": found.rows_valid,
-        "rows_rejected": len(found.rejections),
-        "chunks": len(found.chunks),
-        "problem": found.problem,
-    }
+    except operations.OperatorError as exc:
+        raise _fail(str(exc), as_json) from None
+    summary = validation_summary(found)
     if as_json:
-        print(
-            json.dumps(
-                {**summary, "rejected": [dataclasses.asdict(r) for r in found.rejections]}, ensure_ascii=False
-            )
-        )
+        rejected = [dataclasses.asdict(r) for r in found.rejections]
+        print(json.dumps({**summary, "rejected": rejected}, ensure_ascii=False))
     else:
-        for name, value in summary.items():
-            console.print(f"{name:>14}: {value}")
+        if found.problem:
+            console.print(f"verdict: the job would FAIL, nothing would be sent: {found.problem}")
+        else:
+            plan = summary["plan"]
+            console.print(
+                f"verdict: the job would send {found.rows_valid} rows in {plan['chunks']} chunks"
+                f" ({plan['provider_calls']} provider calls)"
+            )
+        for name in ("format", "encoding", "compressed", "rows_read", "rows_valid", "rows_rejected"):
+            console.print(f"{name:>14}: {summary[name]}")
+        for header, target in summary["columns"].items():
+            console.print(f"{'column':>14}: {header} -> {target}")
         if found.rejections:
             table = Table(title="rejected rows")
             for column in ("row", "column", "value", "reason"):
@@ -578,6 +579,28 @@ def validate(
                 table.add_row(str(r.row), r.column, r.value, r.reason)
             console.print(table)
     raise typer.Exit(1 if found.problem else 0)
+
+
+TRAVELS_AS_DATA = "travels as data"
+
+
+def validation_summary(found: operations.Validation) -> dict[str, Any]:
+    """What `fanout validate --json` prints (less the rejected rows): the verdict the job would get, the
+    counts, each header's field, and the plan."""
+    info = found.info
+    return {
+        "verdict": "fail" if found.problem else "send",
+        "problem": found.problem,
+        "format": info.format if info else None,
+        "encoding": info.encoding if info else None,
+        "compressed": info.compressed if info else None,
+        "rows_read": found.rows_read,
+        "rows_valid": found.rows_valid,
+        "rows_rejected": len(found.rejections),
+        "columns": {header: name or TRAVELS_AS_DATA for header, name in found.columns.items()},
+        "chunks": found.plan.chunks,
+        "plan": dataclasses.asdict(found.plan),
+    }
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,14 @@ from fanout.aws import client
 from fanout.chunking import ChunkPlanner, CountingWriter, StagedChunk
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, Rejection, Route
-from fanout.options import OptionsError, normalise
-from fanout.planning import plan_rows
+from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT, OptionsError, normalise
+from fanout.planning import Plan, plan_of, plan_rows, split_problem, tolerated_percent
 from fanout.providers import provider_for
-from fanout.reading import FileInfo, LostRows, open_rows
+from fanout.reading import FileFormatError, FileInfo, LostRows, open_rows
 from fanout.routing import RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
-from fanout.validation import options_problem
+from fanout.validation import column_mapping, options_problem
 from fanout_local.deploy import REPO
 
 
@@ -206,6 +206,11 @@ def redrive(stack: StackRef, job_id: str, include_uncertain: bool = False) -> Re
     job = get_job(stack, job_id)
     if not job.status.is_final:
         raise OperatorError(f"job {job_id} is still {job.status.value}; redrive once it has settled")
+    if job.split_failed:
+        raise OperatorError(
+            f"job {job_id} failed at the split and nothing of it was sent ({job.message}); a redrive only"
+            " resends what a provider failed or left uncertain: drop a corrected file instead"
+        )
     wanted = {ChunkState.FAILED} | ({ChunkState.UNCERTAIN} if include_uncertain else set())
     chunks = [c for c in store.chunks(job_id) if c.state in wanted]
     messages = []
@@ -243,21 +248,28 @@ def _fresh(stack: StackRef, message: ChunkMessage) -> ChunkMessage:
 
 @dataclass
 class Validation:
-    """What `fanout validate` found: the file, counts, the plan, and every rejected row."""
+    """What `fanout validate` found: the file, counts, the column mapping, the plan, every rejected row,
+    and the verdict the splitter would give (`problem`: why the job would fail; None: it would send)."""
 
-    info: FileInfo
+    info: FileInfo | None
     rows_read: int
     chunks: list[StagedChunk]
     rejections: list[Rejection]
     problem: str | None = None
+    columns: dict[str, str | None] = field(default_factory=dict)
+    plan: Plan = field(default_factory=lambda: Plan(0, 0))
 
     @property
     def rows_valid(self) -> int:
         return self.rows_read - len(self.rejections)
 
 
-def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
-    """The splitter's reading, validation and chunking on a local file, with no AWS at all."""
+def validate_file(path: Path, to: str, options: dict[str, str], tolerated: float | None = None) -> Validation:
+    """The splitter's reading, validation, chunking and verdict on a local file, with no AWS at all.
+
+    `tolerated`: the deployment's default invalid share (TOLERATED_INVALID_PERCENT), when not the usual.
+    Only what needs the stack cannot be told here: whether the same file was already sent (resend).
+    """
     destination, target = parse_destination(to)
     options = check_options(options)
     try:
@@ -270,21 +282,35 @@ def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
     chunks: list[StagedChunk] = []
     rejections: list[Rejection] = []
     with path.open("rb") as stream:
-        info, rows = open_rows(stream, name=path.name)
+        try:
+            info, rows = open_rows(stream, name=path.name)
+        except FileFormatError as exc:  # the job fails so too
+            return Validation(None, 0, [], [], str(exc))
+        columns = column_mapping(route, info.columns)
         problem = options_problem(provider, route.options, info.columns)
         if problem:
-            return Validation(info, 0, [], [], problem)
+            return Validation(info, 0, [], [], problem, columns)
         planner = ChunkPlanner(provider, "j-validate", "", chunks.append, open_writer=CountingWriter)
-        read = plan_rows(
-            rows,
-            route=route,
-            provider=provider,
-            columns=info.columns,
-            job_id="j-validate",
-            planner=planner,
-            reject=rejections.append,
-        )
+        try:
+            read = plan_rows(
+                rows,
+                route=route,
+                provider=provider,
+                columns=info.columns,
+                job_id="j-validate",
+                planner=planner,
+                reject=rejections.append,
+            )
+        except FileFormatError as exc:
+            return Validation(info, 0, [], [], str(exc), columns)
     lost = next((r.reason for r in rejections if isinstance(r.reason, LostRows)), None)
-    if lost is not None:  # the splitter fails such a file and sends nothing: say so here too
-        return Validation(info, read, chunks, rejections, f"{lost}; nothing would be sent")
-    return Validation(info, read, chunks, rejections)
+    problem = split_problem(
+        read=read,
+        rejected=len(rejections),
+        lost=lost,
+        tolerated=tolerated_percent(
+            route.options, DEFAULT_TOLERATED_INVALID_PERCENT if tolerated is None else tolerated
+        ),
+        rejected_at="results/<job>/rejected.csv",
+    )
+    return Validation(info, read, chunks, rejections, problem, columns, plan_of(provider, chunks))

@@ -30,7 +30,9 @@ _EMAIL = re.compile(r"[^\s\"'<>@,;:()\[\]\\/]+@(?:[^\s\"'<>@,;:()\[\]\\/.]+\.)+(
 # dashes or brackets between; not part of a longer word nor a job id (j-<hex>), not an ISO date.
 _PHONE = re.compile(r"(?<![\w+])(?<!j-)(?!\d{4}-\d\d-\d\d)(?:\+\s?|\(\s?)?\d(?:[\s().-]{0,2}\d){6,18}(?!\w)")
 # Log fields that are ours, never contact data (a job id may be all digits).
-_OURS = frozenset({"job_id", "chunk_id", "timestamp", "xray_trace_id", "function_request_id", "location"})
+_OURS = frozenset(
+    {"job_id", "chunk_id", "bucket", "timestamp", "xray_trace_id", "function_request_id", "location"}
+)
 
 
 def redact(text: str) -> str:

@@ -25,6 +25,7 @@ from fanout import fields
 _TRUE = frozenset({"1", "true", "yes", "on", "y"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", ""})
 _PERCENT = re.compile(r"\d{1,3}(\.\d+)?")  # digits only: float() would read "1_0" as 10, "1e1" as 10
+DEFAULT_TOLERATED_INVALID_PERCENT = 10.0  # a deployment may change it (TOLERATED_INVALID_PERCENT)
 MATCHING_MODES = ("email", "email_profile", "phone", "profile_id", "custom")
 
 

@@ -1,14 +1,17 @@
 """From raw rows to staged chunks for one route: validate, de-duplicate, map to the provider's item,
-chunk. The splitter runs it against S3; `fanout validate` runs it on a local file with no AWS at all.
+chunk; then the file's verdict (`split_problem`). The splitter runs both against S3; `fanout validate` runs
+the very same on a local file with no AWS at all, so it prints the verdict the job would get.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from fanout.chunking import ChunkPlanner
+from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.models import Contact, Rejection, Route, StagedRow
+from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow
 from fanout.validation import RowValidator, SeenContacts, duplicate
@@ -78,3 +81,62 @@ def plan_rows(
         planner.close()
         seen.close()
     return read
+
+
+def tolerated_percent(
+    options: Mapping[str, str], default: float = DEFAULT_TOLERATED_INVALID_PERCENT
+) -> float:
+    """The invalid share (percent) the file may have: its option tolerated-invalid-percent, else `default`."""
+    value = options.get("tolerated-invalid-percent")
+    return float(value) if value else default
+
+
+def split_problem(
+    *, read: int, rejected: int, lost: str | None, tolerated: float, rejected_at: str
+) -> str | None:
+    """Why a file whose rows were all read and planned must fail with nothing sent, or None when it goes.
+
+    `lost`: the first reading error that left rows unread; `rejected_at`: where the rejected rows are
+    listed (results/<job>/rejected.csv). The splitter and `fanout validate` both decide here.
+    """
+    if lost is not None:
+        # Rows went unread (gzip or a JSON array cut off) or were swallowed by a quote never closed: the
+        # counts cannot cover the file, and sending part of it would enrol people twice once the complete
+        # file comes.
+        return f"{lost}; nothing was sent: drop the complete, corrected file again"
+    if read == 0:
+        return "the file has no data rows"
+    share = 100.0 * rejected / read
+    if share > tolerated:
+        return (
+            f"{rejected} of {read} rows ({share:.1f}%) are invalid, more than the {tolerated:g}% tolerated;"
+            f" nothing was sent. Fix the rows listed in {rejected_at} and drop the file again, or set the"
+            " file option tolerated-invalid-percent"
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What sending a file takes: its chunks, the provider calls they make, and how long those take.
+
+    `seconds` is None unless the destination can tell: a provider with a `plan_seconds(calls)` method (a
+    quota-limited one, say) fills it in.
+    """
+
+    chunks: int
+    provider_calls: int
+    seconds: float | None = None
+
+
+def plan_of(provider: Provider, chunks: Sequence[StagedChunk]) -> Plan:
+    """The plan of staged `chunks`: a batch provider takes one call a chunk, a one-item provider one call
+    a row, a whole-file provider one call for the file."""
+    if getattr(provider, "whole_file", False):
+        calls = 1 if chunks else 0
+    elif provider.limits.max_items == 1:
+        calls = sum(chunk.rows for chunk in chunks)
+    else:
+        calls = len(chunks)
+    estimate = getattr(provider, "plan_seconds", None)
+    return Plan(len(chunks), calls, estimate(calls) if callable(estimate) else None)

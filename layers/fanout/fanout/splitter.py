@@ -23,7 +23,7 @@ from fanout.config import SplitterConfig
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
 from fanout.observability import key_ref, logger
 from fanout.options import yes
-from fanout.planning import plan_rows
+from fanout.planning import plan_rows, split_problem, tolerated_percent
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, LostRows, open_rows
@@ -137,6 +137,7 @@ def fail_job(store: JobStore, bucket: str, bus: str, job: Job, message: str) -> 
     """Record the job as failed at the split with `message`; staged rows (never sent) are settled as
     failed, rows.csv and summary.json are written and the JobFailed event is sent."""
     job.message = message
+    job.split_failed = True  # a redrive must never send it: that takes a corrected file
     reason = message.replace(job.key, key_ref(job.key)) if job.key else message
     logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": reason})
     if job.chunks_total:
@@ -373,28 +374,21 @@ class Splitter:
                 whole_file.close()
         counts.rejected = rejections.count
         job.chunks_total = len(chunks)
-        if rejections.lost is not None:
-            # Rows went unread (gzip or a JSON array cut off) or were swallowed by a quote never closed:
-            # the counts cannot cover the file, and sending part of it would enrol people twice once the
-            # complete file comes. Fail the job (its staged chunks settle as failed); nothing is sent.
-            return self._fail(
-                job, f"{rejections.lost}; nothing was sent: drop the complete, corrected file again"
-            )
-        return self._conclude(job, route, chunks, body.hexdigest())
+        return self._conclude(job, route, chunks, rejections.lost, body.hexdigest())
 
-    def _conclude(self, job: Job, route: Route, chunks: list[ChunkMessage], digest: str) -> SplitOutcome:
+    def _conclude(
+        self, job: Job, route: Route, chunks: list[ChunkMessage], lost: str | None, digest: str
+    ) -> SplitOutcome:
         counts = job.counts
-        if counts.read == 0:
-            return self._fail(job, "the file has no data rows")
-        tolerated = float(route.options.get("tolerated-invalid-percent", self._cfg.tolerated_invalid_percent))
-        share = 100.0 * counts.rejected / counts.read
-        if share > tolerated:
-            return self._fail(
-                job,
-                f"{counts.rejected} of {counts.read} rows ({share:.1f}%) are invalid, more than the {tolerated:g}%"
-                f" tolerated; nothing was sent. Fix the rows listed in results/{job.job_id}/rejected.csv and drop"
-                " the file again, or set the file option tolerated-invalid-percent",
-            )
+        problem = split_problem(
+            read=counts.read,
+            rejected=counts.rejected,
+            lost=lost,
+            tolerated=tolerated_percent(route.options, self._cfg.tolerated_invalid_percent),
+            rejected_at=f"results/{job.job_id}/rejected.csv",
+        )
+        if problem is not None:  # the job fails (its staged chunks settle as failed); nothing is sent
+            return self._fail(job, problem)
         holder = self._claim_file(job, route, digest) if chunks else None
         if holder is not None:
             return self._fail(job, already_sent(route.destination.value, route.target, holder))

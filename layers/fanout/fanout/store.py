@@ -62,6 +62,7 @@ class Job:
     dry_run: bool = False
     finished_at: str = ""
     options: dict[str, str] = field(default_factory=dict)
+    split_failed: bool = False  # failed at the split (bad file, options, target): no row of it may be sent
 
     def summary(self) -> dict[str, Any]:
         """The job as users see it (summary.json, events, `fanout status --json`): no contact data."""
@@ -279,6 +280,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
         dry_run=bool(item.get("dry_run", False)),
         finished_at=item.get("finished_at", ""),
         options=dict(item.get("options") or {}),
+        split_failed=bool(item.get("split_failed", False)),
     )
 
 
@@ -452,8 +454,8 @@ class DynamoJobStore(JobStore):
             UpdateExpression=(
                 "SET #s = :status, rows_read = :read, rows_rejected = :rejected, rows_sent = :zero,"
                 " rows_failed = :zero, rows_uncertain = :zero, rows_planned = :planned, chunks_total = :chunks, chunks_settled = :zero,"
-                " encoding = :encoding, file_format = :format, message = :message, updated_at = :now"
-                + (", finished_at = :now" if job.status.is_final else "")
+                " encoding = :encoding, file_format = :format, message = :message, updated_at = :now,"
+                " split_failed = :split_failed" + (", finished_at = :now" if job.status.is_final else "")
             ),
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
@@ -467,6 +469,7 @@ class DynamoJobStore(JobStore):
                 ":format": _s(job.file_format),
                 ":message": _s(job.message),
                 ":now": _s(now_iso()),
+                ":split_failed": {"BOOL": job.split_failed},
             },
         )
 

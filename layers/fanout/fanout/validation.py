@@ -30,6 +30,20 @@ def _text(value: object) -> str | None:
     return None
 
 
+def _kept_as_is(route: Route) -> str | None:
+    """The column an Altcraft custom match names (file option field-name): it keeps its own name, since
+    the provider looks it up, and sends it, under that name, so no alias may rename it."""
+    return route.options.get("field-name") if route.options.get("matching") == "custom" else None
+
+
+def column_mapping(route: Route, headers: list[str]) -> dict[str, str | None]:
+    """Each header -> the canonical field it fills, or None when it travels on under its own name: the
+    mapping RowValidator applies."""
+    header_map = fields.HeaderMap(route.columns)
+    as_is = _kept_as_is(route)
+    return {h: None if h == as_is else header_map.field(h) for h in headers}
+
+
 class RowValidator:
     """Validates rows for one route: identifiers present and well-formed, values normalised."""
 
@@ -39,9 +53,7 @@ class RowValidator:
         self._options = route.options
         self._region = (route.options.get("phone-region") or "").upper() or None
         self._map = fields.HeaderMap(route.columns)
-        # The column an Altcraft custom match names (file option field-name) keeps its own name: the
-        # provider looks it up, and sends it, under that name, so no alias may rename it.
-        self._as_is = route.options.get("field-name") if route.options.get("matching") == "custom" else None
+        self._as_is = _kept_as_is(route)
         self._map.add(h for h in headers if h != self._as_is)
         self._fields: dict[str, str | None] = {}
 
