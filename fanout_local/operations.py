@@ -27,7 +27,7 @@ from fanout.reading import FileFormatError, FileInfo, LostRows, open_rows
 from fanout.routing import RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
-from fanout.validation import column_mapping, options_problem
+from fanout.validation import column_mapping, file_problem
 from fanout_local.deploy import REPO
 
 
@@ -287,7 +287,7 @@ def validate_file(path: Path, to: str, options: dict[str, str], tolerated: float
         except FileFormatError as exc:  # the job fails so too
             return Validation(None, 0, [], [], str(exc))
         columns = column_mapping(route, info.columns)
-        problem = options_problem(provider, route.options, info.columns)
+        problem = file_problem(provider, route, info)
         if problem:
             return Validation(info, 0, [], [], problem, columns)
         planner = ChunkPlanner(provider, "j-validate", "", chunks.append, open_writer=CountingWriter)

@@ -653,9 +653,8 @@ def _all_cases() -> Iterator[HostileFile]:
         "the same phone list sent to Workshop, which enrols emails only",
         _phones,
         Failed(
-            "10 of 10 rows (100.0%) are invalid, more than the 10% tolerated; nothing was sent",
-            rows_read=10,
-            rejected={n: "no email (or list_email) to enroll" for n in range(1, 11)},
+            "no email (or list_email) to enroll, and no column of the file fills it: the file's columns are"
+            " phone. Map one with the file option columns, e.g. -o columns=HEADER:FIELD",
         ),
     )
 

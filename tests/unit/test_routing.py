@@ -293,3 +293,12 @@ def test_a_broken_routes_file_is_refused_with_what_is_wrong(text: str, fragment:
 
 def test_route_from_key_leaves_unknown_destinations_to_the_routes_file() -> None:
     assert route_from_key("inbox/vip-weekly/nordics/a.csv", {}) is None
+
+
+def test_a_column_mapping_of_non_ascii_headers_travels_percent_encoded_in_metadata() -> None:
+    from fanout.options import normalise
+
+    metadata = normalise({"columns": "Телефон:phone,Kundennr:external_id"})  # what `fanout submit` puts
+    assert metadata["columns"].isascii()
+    (route,) = routes_for_key("inbox/workshop/jrn_welcome/k.csv", options_from_metadata(metadata), [])
+    assert route.columns == {"Телефон": "phone", "Kundennr": "external_id"}

@@ -39,7 +39,7 @@ from fanout.routing import (
 from fanout.sent_files import RESEND_WINDOW_SECONDS, FileClaim, HashingReader, already_sent
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
 from fanout.store import Chunk, Job, JobStore, Settlement
-from fanout.validation import options_problem
+from fanout.validation import file_problem
 
 # A live split renews its claim on the job every RENEW_EVERY_SECONDS; one that died (out of memory, timed
 # out) lets it lapse, and the next delivery of the event (Lambda retries asynchronous invocations after
@@ -329,7 +329,7 @@ class Splitter:
         body = HashingReader(self._s3.get_object(**get_args)["Body"])
         info, rows = open_rows(cast(BinaryIO, body), name=ref.key)
         job.encoding, job.file_format = info.encoding, info.format
-        problem = options_problem(provider, route.options, info.columns)
+        problem = file_problem(provider, route, info)
         if problem:
             return self._fail(job, problem)
 

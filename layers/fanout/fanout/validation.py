@@ -13,7 +13,7 @@ from typing import Any
 from fanout import fields
 from fanout.models import Contact, Rejection, Route
 from fanout.providers.base import Provider
-from fanout.reading import RawRow
+from fanout.reading import FileInfo, RawRow
 
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
 _UNSEEN: Any = object()  # a header the validator has not mapped yet
@@ -223,3 +223,39 @@ def options_problem(provider: Provider, options: Mapping[str, str], headers: lis
     destination needs of the options and the file's columns together. `options` are canonical
     (fanout.options has checked each name, type and value)."""
     return provider.option_problem(options, headers)
+
+
+# Values that pass any field's check: what a row would hold if every column it has were filled.
+_PROBE_VALUES = {
+    fields.EMAIL: "probe@example.com",
+    "list_email": "probe@example.com",
+    fields.PHONE: "+46701234567",
+}
+
+
+def missing_field_problem(provider: Provider, route: Route, headers: list[str]) -> str | None:
+    """When no row of a file with these `headers` could ever be identified (the destination needs a field
+    no column fills, whatever the rows hold): the destination's reason, the file's headers and how to map
+    one; None otherwise. Asked once, of a row with every column filled."""
+    if not headers:
+        return None
+    mapping = column_mapping(route, headers)
+    canon = {name: _PROBE_VALUES.get(name, "x") for name in mapping.values() if name is not None}
+    extra: dict[str, object] = {header: "x" for header, name in mapping.items() if name is None}
+    ident = provider.identify(Contact(0, "", canon, extra), route.options)
+    if ident.identity is not None:
+        return None
+    field = ident.column if ident.column in fields.ALIASES else "FIELD"
+    return (
+        f"{ident.problem or 'no identifier'}, and no column of the file fills it: the file's columns are"
+        f" {', '.join(headers)}. Map one with the file option columns, e.g. -o columns=HEADER:{field}"
+        f" (S3 metadata x-amz-meta-columns: HEADER:{field}, or columns: in a routes entry)"
+    )
+
+
+def file_problem(provider: Provider, route: Route, info: FileInfo) -> str | None:
+    """Whole-file problems found before any row: the options against the file's columns, and (for a CSV
+    file, whose header names every column) a field the destination needs that no column fills."""
+    return options_problem(provider, route.options, info.columns) or (
+        missing_field_problem(provider, route, info.columns) if info.format == "csv" else None
+    )
