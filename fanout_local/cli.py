@@ -478,7 +478,11 @@ def _show(progress: Any, task: Any, job: Job, started: float) -> None:
 def report(
     job_id: str,
     rejected: Annotated[
-        bool, typer.Option("--rejected", help="Only rejected rows, with column and value")
+        bool,
+        typer.Option(
+            "--rejected",
+            help="Only the rejected rows, as in the file under its header, with a rejection_reason column",
+        ),
     ] = False,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed and uncertain rows")] = False,
     output_format: Annotated[str, typer.Option("--format", help="csv or json (one object a line)")] = "csv",

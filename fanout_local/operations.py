@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from fanout import ids
 from fanout.aws import client
 from fanout.chunking import ChunkPlanner, CountingWriter, StagedChunk
@@ -27,7 +29,7 @@ from fanout.reading import FileFormatError, FileInfo, LostRows, open_rows
 from fanout.routing import RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
-from fanout.validation import column_mapping, file_problem
+from fanout.validation import REASON_COLUMN, column_mapping, file_problem
 from fanout_local.deploy import REPO
 
 
@@ -180,14 +182,53 @@ def report_rows(stack: StackRef, job: Job, states: set[str] | None) -> Iterator[
 
 
 def rejected_rows(stack: StackRef, job: Job) -> Iterator[dict[str, str]]:
-    """results/<job>/rejected.csv: row, column, value, reason."""
+    """The job's rejected rows as they are in its file, under the file's own header, each with the reason
+    it was rejected (column REASON_COLUMN, which a file dropped again never sends): fix and drop again."""
+    s3 = client("s3")
     try:
-        body = client("s3").get_object(Bucket=stack.bucket, Key=result_key(job.job_id, "rejected.csv"))[
-            "Body"
-        ]
-    except client("s3").exceptions.NoSuchKey:
+        body = s3.get_object(Bucket=stack.bucket, Key=result_key(job.job_id, "rejected.csv"))["Body"]
+    except s3.exceptions.NoSuchKey:
         return
-    yield from csv.DictReader(io.TextIOWrapper(body, encoding="utf-8"))
+    reasons: dict[int, str] = {}
+    for line in csv.DictReader(io.TextIOWrapper(body, encoding="utf-8")):
+        reasons.setdefault(int(line["row"]), line["reason"])
+    if not reasons:
+        return
+    source = _source(stack, job)
+    info, rows = open_rows(source, name=job.key)
+    for raw in rows:
+        reason = reasons.get(raw.number)
+        if reason is not None:
+            cells = {header: _cell(raw.fields.get(header)) for header in info.columns}
+            cells.update(
+                (h, _cell(v)) for h, v in raw.fields.items() if h not in cells and h != REASON_COLUMN
+            )
+            yield {**cells, REASON_COLUMN: reason}
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _source(stack: StackRef, job: Job) -> Any:
+    """The job's file as it was dropped (its version, when the bucket keeps versions)."""
+    s3 = client("s3")
+    try:
+        if job.version:
+            try:
+                return s3.get_object(Bucket=job.bucket or stack.bucket, Key=job.key, VersionId=job.version)[
+                    "Body"
+                ]
+            except ClientError:
+                pass  # the identity was an ETag (no versioning): the key's object is the file
+        return s3.get_object(Bucket=job.bucket or stack.bucket, Key=job.key)["Body"]
+    except ClientError:
+        raise OperatorError(
+            f"the file of job {job.job_id} ({job.key}) is no longer in the bucket; results/{job.job_id}/"
+            "rejected.csv still lists each rejected row's number, column, value and reason"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -79,11 +79,11 @@ def test_submit_watch_status_and_report_follow_one_job(stack: LocalStack, cli: C
     assert (summary["rows_read"], summary["rows_sent"], summary["rows_rejected"]) == (6, 4, 2)
     code, out = run(cli, "report", job_id, "--rejected", "--format", "json")
     rejected = [json.loads(line) for line in out.splitlines()]
-    assert [r["reason"] for r in rejected] == [
+    assert [r["rejection_reason"] for r in rejected] == [
         "'not-an-email' is not a valid email address",
         "duplicate of row 1",
     ]
-    assert rejected[0]["column"] == "email"
+    assert (rejected[0]["email"], rejected[0]["first_name"]) == ("not-an-email", "Broken")
     code, out = run(cli, "report", job_id)
     assert out.splitlines()[0] == "row,identity,state,answer"
     assert len(out.splitlines()) == 7  # header + one line per input row

@@ -126,3 +126,46 @@ def test_a_job_that_failed_at_the_split_is_never_redriven(
     assert aws("sqs").receive_message(QueueUrl=url).get("Messages", []) == []
     job = DynamoJobStore(splitter_config.table_name).get_job(outcome.job_id)
     assert job is not None and job.status is JobStatus.FAILED and job.counts.sent == 0
+
+
+# --- fanout report --rejected: the original rows, ready to fix and drop again (issue 14 item 9) --------------
+
+
+def test_report_rejected_gives_the_original_rows_with_their_header_and_a_reason(
+    splitter: Splitter, splitter_config: SplitterConfig, stack: TemplateResources, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    body = (
+        f"E-Mail;Vorname;Stadt\n{tag}.a@example.com;Anna;Berlin\nkaputt;Bernd;Köln\n"
+        f"{tag}.c@example.com;Clara;Bonn\n{tag}.a@example.com;Anna;Berlin\n"
+    )
+    key = f"inbox/workshop/jrn_welcome/{tag}.csv"
+    aws("s3").put_object(Bucket=splitter_config.bucket_name, Key=key, Body=body.encode())
+    (outcome,) = splitter.split(ObjectRef(splitter_config.bucket_name, key))
+    ref = operations.StackRef.from_outputs(stack.outputs())
+    job = operations.get_job(ref, outcome.job_id)
+
+    rows = list(operations.rejected_rows(ref, job))
+
+    assert rows == [
+        {
+            "E-Mail": "kaputt",
+            "Vorname": "Bernd",
+            "Stadt": "Köln",
+            "rejection_reason": "'kaputt' is not a valid email address",
+        },
+        {
+            "E-Mail": f"{tag}.a@example.com",
+            "Vorname": "Anna",
+            "Stadt": "Berlin",
+            "rejection_reason": "duplicate of row 1",
+        },
+    ]
+    # Fixed and dropped again as it is, the reason column is not sent anywhere.
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(
+        "E-Mail,Vorname,Stadt,rejection_reason\nbernd@example.com,Bernd,Köln,'kaputt' is not valid\n"
+    )
+    found = operations.validate_file(fixed, "altcraft/12", {})
+    assert found.problem is None and found.rows_valid == 1
+    assert "rejection_reason" not in found.columns

@@ -17,6 +17,9 @@ from fanout.reading import FileInfo, RawRow
 
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
 _UNSEEN: Any = object()  # a header the validator has not mapped yet
+# The column `fanout report --rejected` adds to a file's rejected rows: a file fixed and dropped again with
+# it is read as before, the column never sent.
+REASON_COLUMN = "rejection_reason"
 
 
 def _text(value: object) -> str | None:
@@ -41,7 +44,7 @@ def column_mapping(route: Route, headers: list[str]) -> dict[str, str | None]:
     mapping RowValidator applies."""
     header_map = fields.HeaderMap(route.columns)
     as_is = _kept_as_is(route)
-    return {h: None if h == as_is else header_map.field(h) for h in headers}
+    return {h: None if h == as_is else header_map.field(h) for h in headers if h != REASON_COLUMN}
 
 
 class RowValidator:
@@ -77,6 +80,8 @@ class RowValidator:
             if name is _UNSEEN:
                 name = field_of(header)
             if name is None:  # travels on as it is (nested values too)
+                if header == REASON_COLUMN:
+                    continue
                 if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
                     return Rejection(
                         raw.number, f"value is longer than {MAX_VALUE_CHARS} characters", header, value[:40]
