@@ -31,10 +31,12 @@ def plan_rows(
     accept: Callable[[Any], None] | None = None,
     progress: Callable[[int], None] | None = None,
     progress_every: int = 10_000,
+    skip: Callable[[str], str | None] | None = None,
 ) -> int:
     """Plan every row; each ends either staged in a chunk (and passed to `accept`) or rejected.
 
     `progress(rows_read)` is called every `progress_every` rows (the splitter renews its lease there).
+    `skip(identity)`: why a valid, first-seen contact is not to be sent (only-new), or None to send it.
     Returns how many rows were read. Memory stays flat: rows stream through (a batch of BATCH_ROWS at a
     time, handled in file order), chunks go to the planner's writers as they fill, and the duplicate
     check lives on disk.
@@ -57,6 +59,10 @@ def plan_rows(
             lane, first = next(lane_of), next(firsts)
             if first is not None:
                 reject(duplicate(checked.row, first, checked.identity))
+                continue
+            reason = skip(checked.identity) if skip is not None else None
+            if reason is not None:
+                reject(Rejection(checked.row, reason, "", checked.identity))
                 continue
             item = provider.to_item(checked, job_id, route.options)
             too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item))
@@ -92,12 +98,13 @@ def tolerated_percent(
 
 
 def split_problem(
-    *, read: int, rejected: int, lost: str | None, tolerated: float, rejected_at: str
+    *, read: int, rejected: int, lost: str | None, tolerated: float, rejected_at: str, skipped: int = 0
 ) -> str | None:
     """Why a file whose rows were all read and planned must fail with nothing sent, or None when it goes.
 
     `lost`: the first reading error that left rows unread; `rejected_at`: where the rejected rows are
-    listed (results/<job>/rejected.csv). The splitter and `fanout validate` both decide here.
+    listed (results/<job>/rejected.csv); `skipped`: rejected rows that are not invalid (contacts only-new
+    skips as sent before). The splitter and `fanout validate` both decide here.
     """
     if lost is not None:
         # Rows went unread (gzip or a JSON array cut off) or were swallowed by a quote never closed: the
@@ -106,10 +113,11 @@ def split_problem(
         return f"{lost}; nothing was sent: drop the complete, corrected file again"
     if read == 0:
         return "the file has no data rows"
-    share = 100.0 * rejected / read
+    invalid = rejected - skipped
+    share = 100.0 * invalid / read
     if share > tolerated:
         return (
-            f"{rejected} of {read} rows ({share:.1f}%) are invalid, more than the {tolerated:g}% tolerated;"
+            f"{invalid} of {read} rows ({share:.1f}%) are invalid, more than the {tolerated:g}% tolerated;"
             f" nothing was sent. Fix the rows listed in {rejected_at} and drop the file again, or set the"
             " file option tolerated-invalid-percent"
         )

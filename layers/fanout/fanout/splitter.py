@@ -36,6 +36,7 @@ from fanout.routing import (
     parse_routes,
     routes_for_key,
 )
+from fanout.sent_contacts import OnlyNew
 from fanout.sent_files import RESEND_WINDOW_SECONDS, FileClaim, HashingReader, already_sent
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
 from fanout.store import Chunk, Job, JobStore, Settlement
@@ -354,6 +355,7 @@ class Splitter:
             else None
         )
         counts = job.counts
+        only_new = self._only_new(route)
         try:
             counts.read = plan_rows(
                 rows,
@@ -367,6 +369,7 @@ class Splitter:
                 if whole_file
                 else None,
                 progress=self._lease_keeper(job.job_id),
+                skip=only_new,
             )
         finally:
             rejections.close()
@@ -374,10 +377,11 @@ class Splitter:
                 whole_file.close()
         counts.rejected = rejections.count
         job.chunks_total = len(chunks)
-        return self._conclude(job, route, chunks, rejections.lost, body.hexdigest())
+        skipped = only_new.skipped if only_new else 0
+        return self._conclude(job, route, chunks, rejections.lost, body.hexdigest(), skipped)
 
     def _conclude(
-        self, job: Job, route: Route, chunks: list[ChunkMessage], lost: str | None, digest: str
+        self, job: Job, route: Route, chunks: list[ChunkMessage], lost: str | None, digest: str, skipped: int
     ) -> SplitOutcome:
         counts = job.counts
         problem = split_problem(
@@ -386,6 +390,7 @@ class Splitter:
             lost=lost,
             tolerated=tolerated_percent(route.options, self._cfg.tolerated_invalid_percent),
             rejected_at=f"results/{job.job_id}/rejected.csv",
+            skipped=skipped,
         )
         if problem is not None:  # the job fails (its staged chunks settle as failed); nothing is sent
             return self._fail(job, problem)
@@ -418,6 +423,12 @@ class Splitter:
             if settled is not None:
                 return SplitOutcome(job.job_id, settled.status, counts=settled.counts)
         return SplitOutcome(job.job_id, job.status, counts=counts, chunks=len(chunks))
+
+    def _only_new(self, route: Route) -> OnlyNew | None:
+        """only-new=true: the filter that skips contacts sent to this destination and target before."""
+        if not yes(route.options, "only-new"):
+            return None
+        return OnlyNew.load(self._cfg.bucket_name, route.destination.value, route.target)
 
     def _claim_file(self, job: Job, route: Route, digest: str) -> FileClaim | None:
         """Claim the file's content for the route's destination and target (sent_files.py); the claim of
