@@ -33,7 +33,7 @@ from fanout.destinations import Destination
 from fanout.store import Job
 from fanout_local import operations
 from fanout_local.aws_faults import parse_fault_rates
-from fanout_local.stack import LocalStack, StackSettings
+from fanout_local.stack import EMULATOR_OF, LocalStack, StackSettings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode=None)
 
@@ -76,6 +76,57 @@ AwsFaultsOption = Annotated[
 RateOption = Annotated[
     list[str] | None, typer.Option("--rate-limit", help="Emulator limit, e.g. mateo=2 (requests/s)")
 ]
+DailyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--daily-limit", help="Emulator daily quota, e.g. mateo=10000/25000 (requests/contacts a UTC day)"
+    ),
+]
+DocumentedOption = Annotated[
+    bool,
+    typer.Option(
+        "--documented-limits",
+        help="Mateo's documented limits: 2 requests/s, 10,000 requests and 25,000 contacts a UTC day",
+    ),
+]
+
+
+def emulator_limits(
+    documented: bool, daily_limit: list[str] | None, rate_limit: list[str] | None
+) -> dict[str, dict[str, Any]]:
+    """The limits to set on each emulator: Mateo's documented ones when asked, then --rate-limit and
+    --daily-limit over them (a missing half of REQUESTS/CONTACTS leaves that quota as it is)."""
+    from emulators import mateo
+
+    limits: dict[str, dict[str, Any]] = {}
+    if documented:
+        limits["mateo"] = {
+            "rate_limit": float(mateo.RATE_LIMIT_PER_SECOND),
+            "daily_requests": mateo.DAILY_REQUEST_LIMIT,
+            "daily_entities": mateo.DAILY_ENTITY_LIMIT,
+        }
+    for name, value in parse_pairs(rate_limit, "--rate-limit").items():
+        limits.setdefault(name, {})["rate_limit"] = float(value)
+    for name, value in parse_pairs(daily_limit, "--daily-limit").items():
+        requests, _, contacts = value.partition("/")
+        try:
+            quota = {k: int(v) for k, v in (("daily_requests", requests), ("daily_entities", contacts)) if v}
+        except ValueError:
+            raise typer.BadParameter(
+                f"--daily-limit {name}={value}: use REQUESTS[/CONTACTS], whole numbers"
+            ) from None
+        limits.setdefault(name, {}).update(quota)
+    return limits
+
+
+def apply_limits(stack: LocalStack, limits: dict[str, dict[str, Any]]) -> None:
+    """Set `limits` on the running emulators, keeping each one's other fault settings."""
+    import httpx
+
+    for name, values in limits.items():
+        emulator = EMULATOR_OF.get(name, name)  # mateo-message is served by the mateo emulator
+        url = f"{stack.emulator_admin(emulator)}/_emulator/faults"
+        stack.set_faults(emulator, {**httpx.get(url, timeout=10).json(), **values})
 
 
 def parse_to(value: str) -> tuple[str, str]:
@@ -183,6 +234,8 @@ def local_run(
     seed: SeedOption = None,
     rate_limit: RateOption = None,
     aws_faults: AwsFaultsOption = "",
+    daily_limit: DailyOption = None,
+    documented_limits: DocumentedOption = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job to settle")] = 600,
 ) -> None:
     """Drop FILE under inbox/DESTINATION/TARGET/ on a fresh local stack and wait until the job settles.
@@ -192,7 +245,9 @@ def local_run(
     Exits 0 when the job completed (with or without rejected rows), 1 when it failed.
     """
     destination, target = parse_to(to)
+    limits = emulator_limits(documented_limits, daily_limit, rate_limit)
     with LocalStack(settings_for(faults, seed, rate_limit, aws_faults)) as stack:
+        apply_limits(stack, limits)
         job_id = stack.drop(file, destination, target, parse_pairs(option, "--option"))
         job = stack.wait(job_id, timeout)
         report = job_report(stack, job)
@@ -211,12 +266,16 @@ def local_up(
     seed: SeedOption = None,
     rate_limit: RateOption = None,
     aws_faults: AwsFaultsOption = "",
+    daily_limit: DailyOption = None,
+    documented_limits: DocumentedOption = False,
 ) -> None:
     """Start the local stack and keep it running until Ctrl-C; prints how to reach it.
 
     Example: fanout local up --faults "5xx=0.1" --aws-faults "dynamodb=0.1" --seed 7
     """
+    limits = emulator_limits(documented_limits, daily_limit, rate_limit)
     with LocalStack(settings_for(faults, seed, rate_limit, aws_faults)) as stack:
+        apply_limits(stack, limits)
         operator = stack.aws_env()
         credentials = {k: operator[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
         operations.write_local_state(stack.endpoint, stack.settings.region, stack.outputs(), credentials)
@@ -226,11 +285,13 @@ def local_up(
             if name != "admin":
                 console.print(f"{name:>9}:     {url}")
         console.print(f"Logs:          {stack.log_dir}")
-        console.print(
+        # One line, never wrapped, so it can be pasted as it is (from the repository's root).
+        print(
             f"Try:  AWS_ACCESS_KEY_ID={credentials['AWS_ACCESS_KEY_ID']} "
             f"AWS_SECRET_ACCESS_KEY={credentials['AWS_SECRET_ACCESS_KEY']} AWS_DEFAULT_REGION=eu-west-1 "
             f"aws --endpoint-url {stack.endpoint} s3 cp examples/contacts.csv "
-            f"s3://{stack.bucket}/inbox/workshop/jrn_welcome/contacts.csv"
+            f"s3://{stack.bucket}/inbox/workshop/jrn_welcome/contacts.csv",
+            flush=True,
         )
         console.print("Ctrl-C stops it.")
         stopped = threading.Event()
@@ -292,18 +353,18 @@ def _fail(message: str, as_json: bool = False) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _connect(stack: str | None, endpoint: str | None) -> operations.StackRef:
+def _connect(stack: str | None, endpoint: str | None, as_json: bool = False) -> operations.StackRef:
     try:
         return operations.connect(stack, endpoint)
     except operations.OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json) from None
 
 
-def _job(ref: operations.StackRef, job_id: str) -> Job:
+def _job(ref: operations.StackRef, job_id: str, as_json: bool = False) -> Job:
     try:
         return operations.get_job(ref, job_id)
     except operations.OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json) from None
 
 
 def jobs_table(jobs: list[Job]) -> Table:
@@ -346,12 +407,18 @@ def submit(
 
     Example: fanout submit contacts.csv --to workshop/jrn_welcome -o phone-region=SE
     """
-    ref = _connect(stack, endpoint)
-    try:
-        job_id = operations.submit(ref, file, to, parse_pairs(option, "--option"), dry_run)
+    options = parse_pairs(option, "--option")
+    try:  # a wrong destination or option is refused before any stack is looked for
+        operations.parse_destination(to)
+        operations.check_options(options)
     except operations.OperatorError as exc:
         raise _fail(str(exc)) from None
-    print(job_id)
+    ref = _connect(stack, endpoint)
+    try:
+        job_id = operations.submit(ref, file, to, options, dry_run)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+    print(job_id)  # the job id alone on stdout: job=$(fanout submit ...)
 
 
 @app.command()
@@ -362,7 +429,7 @@ def status(
 
     Example: fanout status j-0123456789abcdef --json
     """
-    job = _job(_connect(stack, endpoint), job_id)
+    job = _job(_connect(stack, endpoint, as_json), job_id, as_json)
     if as_json:
         print(json.dumps(job.summary()))
     else:
@@ -385,12 +452,13 @@ def jobs_command(
 
     Example: fanout jobs --since 1d --status failed
     """
-    ref = _connect(stack, endpoint)
     try:
         window = operations.parse_since(since) if since else None
-        found = operations.list_jobs(ref, window, status_filter)
+        wanted = operations.parse_status(status_filter) if status_filter else None
     except operations.OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json) from None
+    ref = _connect(stack, endpoint, as_json)
+    found = operations.list_jobs(ref, window, wanted)
     if as_json:
         for job in found:
             print(json.dumps(job.summary()))
@@ -463,14 +531,15 @@ def _wait_for_start(ref: operations.StackRef, job_id: str, until: float) -> Job:
 def _show(progress: Any, task: Any, job: Job, started: float) -> None:
     c = job.counts
     done = c.sent + c.rejected + c.failed + c.uncertain + c.planned
-    rate = done / max(0.001, time.time() - started)
+    # The sending rate: rows the provider took. A job that sent nothing shows none (no rows/s).
+    rate = f"{c.sent / max(0.001, time.time() - started):,.0f} rows/s" if c.sent else ""
     progress.update(
         task,
         total=c.read or None,
         completed=done,
         description=f"{job.job_id} {job.status.value}",
         chunks=f"chunks {job.chunks_settled}/{job.chunks_total}",
-        rate=f"{rate:,.0f} rows/s",
+        rate=rate,
     )
 
 

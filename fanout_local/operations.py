@@ -21,7 +21,7 @@ from fanout import ids
 from fanout.aws import client
 from fanout.chunking import ChunkPlanner, CountingWriter, StagedChunk
 from fanout.destinations import Destination
-from fanout.models import ChunkMessage, ChunkState, Rejection, Route
+from fanout.models import ChunkMessage, ChunkState, JobStatus, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT, OptionsError, normalise
 from fanout.planning import Plan, plan_of, plan_rows, split_problem, tolerated_percent
 from fanout.providers import provider_for
@@ -150,13 +150,24 @@ def get_job(stack: StackRef, job_id: str) -> Job:
     return job
 
 
-def list_jobs(stack: StackRef, since: timedelta | None, status: str | None, limit: int = 200) -> list[Job]:
+def parse_status(text: str) -> JobStatus:
+    """`failed` -> JobStatus.FAILED; OperatorError listing the statuses for anything else."""
+    try:
+        return JobStatus(text.strip().lower())
+    except ValueError:
+        known = ", ".join(status.value for status in JobStatus)
+        raise OperatorError(f"--status '{text}' is not a job status; use one of {known}") from None
+
+
+def list_jobs(
+    stack: StackRef, since: timedelta | None, status: JobStatus | None, limit: int = 200
+) -> list[Job]:
     jobs = stack.store().list_jobs(limit)
     if since is not None:
         cutoff = (datetime.now(UTC) - since).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         jobs = [j for j in jobs if j.created_at >= cutoff]
     if status:
-        jobs = [j for j in jobs if j.status.value == status]
+        jobs = [j for j in jobs if j.status is status]
     return jobs
 
 
