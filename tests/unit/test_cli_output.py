@@ -61,7 +61,7 @@ def shown_rate(counts: Counts) -> str:
     job = Job("j-0123456789abcdef", JobStatus.SENDING, "b", "k", "workshop", "t", counts=counts)
     with Progress(
         TextColumn("{task.fields[rate]}"), console=Console(width=120, file=open("/dev/null", "w"))
-    ) as progress:  # noqa: SIM115
+    ) as progress:
         task = progress.add_task("x", total=None, chunks="", rate="")
         cli._show(progress, task, job, time.time() - 2)
         return str(progress.tasks[0].fields["rate"])
