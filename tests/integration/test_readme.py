@@ -85,7 +85,7 @@ def run(command: str, terminal: dict[str, str]) -> subprocess.CompletedProcess[s
         env=terminal,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         check=False,
     )
 
@@ -102,3 +102,12 @@ def test_the_readmes_commands_work_as_pasted(local_up: list[str], terminal: dict
     fix = (Path(terminal["PWD"]) / "to-fix.csv").read_text().splitlines()
     assert fix[0] == "email,first_name,last_name,phone,city,plan,rejection_reason"
     assert len(fix) == 3  # the sample's broken email and its duplicate
+
+
+@pytest.mark.slow
+def test_the_local_stack_commands_work_as_pasted(terminal: dict[str, str]) -> None:
+    """`fanout demo` and the `fanout local run` lines (the one with faults too): each starts its own stack."""
+    (commands,) = [block for block in sh_blocks("Running it") if block.startswith("fanout demo")]
+    done = run(commands, terminal)
+
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
