@@ -20,7 +20,7 @@ from fanout.splitter import Splitter
 from fanout.store import DynamoJobStore
 from fanout_local import operations
 from fanout_local.cli import app
-from fanout_local.resources import TemplateResources
+from fanout_local.deployed import DeployedStack
 
 pytestmark = pytest.mark.unit
 
@@ -109,7 +109,7 @@ def test_validate_json_gives_verdict_counts_column_mapping_and_plan(tmp_path: Pa
 
 
 def test_a_job_that_failed_at_the_split_is_never_redriven(
-    splitter: Splitter, splitter_config: SplitterConfig, stack: TemplateResources
+    splitter: Splitter, splitter_config: SplitterConfig, stack: DeployedStack
 ) -> None:
     key = f"inbox/workshop/jrn_welcome/{uuid.uuid4().hex[:8]}.csv"
     aws("s3").put_object(Bucket=splitter_config.bucket_name, Key=key, Body=emails(4, 2, "redrive"))
@@ -132,7 +132,7 @@ def test_a_job_that_failed_at_the_split_is_never_redriven(
 
 
 def test_report_rejected_gives_the_original_rows_with_their_header_and_a_reason(
-    splitter: Splitter, splitter_config: SplitterConfig, stack: TemplateResources, tmp_path: Path
+    splitter: Splitter, splitter_config: SplitterConfig, stack: DeployedStack, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     body = (
