@@ -616,7 +616,8 @@ def test_a_split_that_never_made_its_job_still_leaves_a_failed_job(
 def test_a_finished_split_is_left_alone_by_a_late_failure_record(
     splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
 ) -> None:
-    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(3))
+    # Contacts of its own: the same bytes another test sent to this journey would be refused as re-sent.
+    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(3, start=int(drop.run, 16) % 10**6 * 10))
     outcome = split_one(splitter, ref)
     queued(splitter_config, Destination.MATEO)
 
