@@ -30,11 +30,10 @@ from rich.console import Console
 from rich.table import Table
 
 from fanout.destinations import Destination
-from fanout.reading import FileFormatError
 from fanout.store import Job
 from fanout_local import operations
 from fanout_local.aws_faults import parse_fault_rates
-from fanout_local.stack import LocalStack, StackSettings
+from fanout_local.stack import EMULATOR_OF, LocalStack, StackSettings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode=None)
 
@@ -49,6 +48,7 @@ local = typer.Typer(help="The embedded local stack: moto (AWS), the provider emu
 app.add_typer(local, name="local")
 # A pipe or CI log has no width; give tables room rather than 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # What `fanout demo` sends: (destination, target in the emulators' demo fixture, file, file options).
@@ -76,6 +76,57 @@ AwsFaultsOption = Annotated[
 RateOption = Annotated[
     list[str] | None, typer.Option("--rate-limit", help="Emulator limit, e.g. mateo=2 (requests/s)")
 ]
+DailyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--daily-limit", help="Emulator daily quota, e.g. mateo=10000/25000 (requests/contacts a UTC day)"
+    ),
+]
+DocumentedOption = Annotated[
+    bool,
+    typer.Option(
+        "--documented-limits",
+        help="Mateo's documented limits: 2 requests/s, 10,000 requests and 25,000 contacts a UTC day",
+    ),
+]
+
+
+def emulator_limits(
+    documented: bool, daily_limit: list[str] | None, rate_limit: list[str] | None
+) -> dict[str, dict[str, Any]]:
+    """The limits to set on each emulator: Mateo's documented ones when asked, then --rate-limit and
+    --daily-limit over them (a missing half of REQUESTS/CONTACTS leaves that quota as it is)."""
+    from emulators import mateo
+
+    limits: dict[str, dict[str, Any]] = {}
+    if documented:
+        limits["mateo"] = {
+            "rate_limit": float(mateo.RATE_LIMIT_PER_SECOND),
+            "daily_requests": mateo.DAILY_REQUEST_LIMIT,
+            "daily_entities": mateo.DAILY_ENTITY_LIMIT,
+        }
+    for name, value in parse_pairs(rate_limit, "--rate-limit").items():
+        limits.setdefault(name, {})["rate_limit"] = float(value)
+    for name, value in parse_pairs(daily_limit, "--daily-limit").items():
+        requests, _, contacts = value.partition("/")
+        try:
+            quota = {k: int(v) for k, v in (("daily_requests", requests), ("daily_entities", contacts)) if v}
+        except ValueError:
+            raise typer.BadParameter(
+                f"--daily-limit {name}={value}: use REQUESTS[/CONTACTS], whole numbers"
+            ) from None
+        limits.setdefault(name, {}).update(quota)
+    return limits
+
+
+def apply_limits(stack: LocalStack, limits: dict[str, dict[str, Any]]) -> None:
+    """Set `limits` on the running emulators, keeping each one's other fault settings."""
+    import httpx
+
+    for name, values in limits.items():
+        emulator = EMULATOR_OF.get(name, name)  # mateo-message is served by the mateo emulator
+        url = f"{stack.emulator_admin(emulator)}/_emulator/faults"
+        stack.set_faults(emulator, {**httpx.get(url, timeout=10).json(), **values})
 
 
 def parse_to(value: str) -> tuple[str, str]:
@@ -191,6 +242,8 @@ def local_run(
             " continuations, as a huge one does",
         ),
     ] = None,
+    daily_limit: DailyOption = None,
+    documented_limits: DocumentedOption = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job to settle")] = 600,
 ) -> None:
     """Drop FILE under inbox/DESTINATION/TARGET/ on a fresh local stack and wait until the job settles.
@@ -200,8 +253,10 @@ def local_run(
     Exits 0 when the job completed (with or without rejected rows), 1 when it failed.
     """
     destination, target = parse_to(to)
+    limits = emulator_limits(documented_limits, daily_limit, rate_limit)
     timeouts = {"SplitterFunction": splitter_timeout} if splitter_timeout else {}
     with LocalStack(settings_for(faults, seed, rate_limit, aws_faults, function_timeouts=timeouts)) as stack:
+        apply_limits(stack, limits)
         job_id = stack.drop(file, destination, target, parse_pairs(option, "--option"))
         job = stack.wait(job_id, timeout)
         report = job_report(stack, job)
@@ -220,12 +275,16 @@ def local_up(
     seed: SeedOption = None,
     rate_limit: RateOption = None,
     aws_faults: AwsFaultsOption = "",
+    daily_limit: DailyOption = None,
+    documented_limits: DocumentedOption = False,
 ) -> None:
     """Start the local stack and keep it running until Ctrl-C; prints how to reach it.
 
     Example: fanout local up --faults "5xx=0.1" --aws-faults "dynamodb=0.1" --seed 7
     """
+    limits = emulator_limits(documented_limits, daily_limit, rate_limit)
     with LocalStack(settings_for(faults, seed, rate_limit, aws_faults)) as stack:
+        apply_limits(stack, limits)
         operator = stack.aws_env()
         credentials = {k: operator[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
         operations.write_local_state(stack.endpoint, stack.settings.region, stack.outputs(), credentials)
@@ -235,11 +294,13 @@ def local_up(
             if name != "admin":
                 console.print(f"{name:>9}:     {url}")
         console.print(f"Logs:          {stack.log_dir}")
-        console.print(
+        # One line, never wrapped, so it can be pasted as it is (from the repository's root).
+        print(
             f"Try:  AWS_ACCESS_KEY_ID={credentials['AWS_ACCESS_KEY_ID']} "
             f"AWS_SECRET_ACCESS_KEY={credentials['AWS_SECRET_ACCESS_KEY']} AWS_DEFAULT_REGION=eu-west-1 "
             f"aws --endpoint-url {stack.endpoint} s3 cp examples/contacts.csv "
-            f"s3://{stack.bucket}/inbox/workshop/jrn_welcome/contacts.csv"
+            f"s3://{stack.bucket}/inbox/workshop/jrn_welcome/contacts.csv",
+            flush=True,
         )
         console.print("Ctrl-C stops it.")
         stopped = threading.Event()
@@ -292,23 +353,27 @@ EndpointOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+def _fail(message: str, as_json: bool = False) -> typer.Exit:
+    """An operator error: on stderr (JSON with --json), exit status 2."""
+    if as_json:
+        print(json.dumps({"error": message}, ensure_ascii=False), file=sys.stderr)
+    else:
+        errors.print(f"[red]error:[/red] {message}")
     return typer.Exit(2)
 
 
-def _connect(stack: str | None, endpoint: str | None) -> operations.StackRef:
+def _connect(stack: str | None, endpoint: str | None, as_json: bool = False) -> operations.StackRef:
     try:
         return operations.connect(stack, endpoint)
     except operations.OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json) from None
 
 
-def _job(ref: operations.StackRef, job_id: str) -> Job:
+def _job(ref: operations.StackRef, job_id: str, as_json: bool = False) -> Job:
     try:
         return operations.get_job(ref, job_id)
     except operations.OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json) from None
 
 
 def jobs_table(jobs: list[Job]) -> Table:
@@ -351,12 +416,18 @@ def submit(
 
     Example: fanout submit contacts.csv --to workshop/jrn_welcome -o phone-region=SE
     """
-    ref = _connect(stack, endpoint)
-    try:
-        job_id = operations.submit(ref, file, to, parse_pairs(option, "--option"), dry_run)
+    options = parse_pairs(option, "--option")
+    try:  # a wrong destination or option is refused before any stack is looked for
+        operations.parse_destination(to)
+        operations.check_options(options)
     except operations.OperatorError as exc:
         raise _fail(str(exc)) from None
-    print(job_id)
+    ref = _connect(stack, endpoint)
+    try:
+        job_id = operations.submit(ref, file, to, options, dry_run)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+    print(job_id)  # the job id alone on stdout: job=$(fanout submit ...)
 
 
 @app.command()
@@ -367,7 +438,7 @@ def status(
 
     Example: fanout status j-0123456789abcdef --json
     """
-    job = _job(_connect(stack, endpoint), job_id)
+    job = _job(_connect(stack, endpoint, as_json), job_id, as_json)
     if as_json:
         print(json.dumps(job.summary()))
     else:
@@ -390,12 +461,13 @@ def jobs_command(
 
     Example: fanout jobs --since 1d --status failed
     """
-    ref = _connect(stack, endpoint)
     try:
         window = operations.parse_since(since) if since else None
-        found = operations.list_jobs(ref, window, status_filter)
+        wanted = operations.parse_status(status_filter) if status_filter else None
     except operations.OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json) from None
+    ref = _connect(stack, endpoint, as_json)
+    found = operations.list_jobs(ref, window, wanted)
     if as_json:
         for job in found:
             print(json.dumps(job.summary()))
@@ -467,15 +539,16 @@ def _wait_for_start(ref: operations.StackRef, job_id: str, until: float) -> Job:
 
 def _show(progress: Any, task: Any, job: Job, started: float) -> None:
     c = job.counts
-    done = c.sent + c.rejected + c.failed + c.uncertain
-    rate = done / max(0.001, time.time() - started)
+    done = c.sent + c.rejected + c.failed + c.uncertain + c.planned
+    # The sending rate: rows the provider took. A job that sent nothing shows none (no rows/s).
+    rate = f"{c.sent / max(0.001, time.time() - started):,.0f} rows/s" if c.sent else ""
     progress.update(
         task,
         total=c.read or None,
         completed=done,
         description=f"{job.job_id} {job.status.value}",
         chunks=f"chunks {job.chunks_settled}/{job.chunks_total}",
-        rate=f"{rate:,.0f} rows/s",
+        rate=rate,
     )
 
 
@@ -483,7 +556,11 @@ def _show(progress: Any, task: Any, job: Job, started: float) -> None:
 def report(
     job_id: str,
     rejected: Annotated[
-        bool, typer.Option("--rejected", help="Only rejected rows, with column and value")
+        bool,
+        typer.Option(
+            "--rejected",
+            help="Only the rejected rows, as in the file under its header, with a rejection_reason column",
+        ),
     ] = False,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed and uncertain rows")] = False,
     output_format: Annotated[str, typer.Option("--format", help="csv or json (one object a line)")] = "csv",
@@ -557,30 +634,27 @@ def validate(
     """
     try:
         found = operations.validate_file(file, to, parse_pairs(option, "--option"))
-    except (operations.OperatorError, FileFormatError) as exc:
-        raise _fail(str(exc)) from None
-    summary = {
-        "format": found.info.format,
-        "encoding": found.info.encoding,
-        "compressed": found.info.compressed,
-        "columns": found.info.columns,
-        "rows_read": found.rows_read,
-        "rows_valid": found.rows_valid,
-        "rows_rejected": len(found.rejections),
-        "chunks": len(found.chunks),
-        "problem": found.problem,
-    }
+    except operations.OperatorError as exc:
+        raise _fail(str(exc), as_json) from None
+    summary = validation_summary(found)
     if found.quota:
         summary["quota"] = found.quota
     if as_json:
-        print(
-            json.dumps(
-                {**summary, "rejected": [dataclasses.asdict(r) for r in found.rejections]}, ensure_ascii=False
-            )
-        )
+        rejected = [dataclasses.asdict(r) for r in found.rejections]
+        print(json.dumps({**summary, "rejected": rejected}, ensure_ascii=False))
     else:
-        for name, value in summary.items():
-            console.print(f"{name:>14}: {value}")
+        if found.problem:
+            console.print(f"verdict: the job would FAIL, nothing would be sent: {found.problem}")
+        else:
+            plan = summary["plan"]
+            console.print(
+                f"verdict: the job would send {found.rows_valid} rows in {plan['chunks']} chunks"
+                f" ({plan['provider_calls']} provider calls)"
+            )
+        for name in ("format", "encoding", "compressed", "rows_read", "rows_valid", "rows_rejected"):
+            console.print(f"{name:>14}: {summary[name]}")
+        for header, target in summary["columns"].items():
+            console.print(f"{'column':>14}: {header} -> {target}")
         if found.rejections:
             table = Table(title="rejected rows")
             for column in ("row", "column", "value", "reason"):
@@ -589,6 +663,28 @@ def validate(
                 table.add_row(str(r.row), r.column, r.value, r.reason)
             console.print(table)
     raise typer.Exit(1 if found.problem else 0)
+
+
+TRAVELS_AS_DATA = "travels as data"
+
+
+def validation_summary(found: operations.Validation) -> dict[str, Any]:
+    """What `fanout validate --json` prints (less the rejected rows): the verdict the job would get, the
+    counts, each header's field, and the plan."""
+    info = found.info
+    return {
+        "verdict": "fail" if found.problem else "send",
+        "problem": found.problem,
+        "format": info.format if info else None,
+        "encoding": info.encoding if info else None,
+        "compressed": info.compressed if info else None,
+        "rows_read": found.rows_read,
+        "rows_valid": found.rows_valid,
+        "rows_rejected": len(found.rejections),
+        "columns": {header: name or TRAVELS_AS_DATA for header, name in found.columns.items()},
+        "chunks": found.plan.chunks,
+        "plan": dataclasses.asdict(found.plan),
+    }
 
 
 if __name__ == "__main__":

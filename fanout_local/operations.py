@@ -10,24 +10,27 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from fanout import ids
 from fanout.aws import client
 from fanout.chunking import ChunkPlanner, CountingWriter, StagedChunk
 from fanout.destinations import Destination
-from fanout.models import ChunkMessage, ChunkState, Rejection, Route
-from fanout.planning import plan_rows
+from fanout.models import ChunkMessage, ChunkState, JobStatus, Rejection, Route
+from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT, OptionsError, normalise
+from fanout.planning import Plan, plan_of, plan_rows, split_problem, tolerated_percent
 from fanout.providers import provider_for
 from fanout.quotas import plan_note
-from fanout.reading import FileInfo, LostRows, open_rows
-from fanout.routing import KNOWN_OPTIONS, RouteError, route_from_key
+from fanout.reading import FileFormatError, FileInfo, LostRows, open_rows
+from fanout.routing import RouteError, route_from_key
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
-from fanout.validation import options_problem
+from fanout.validation import REASON_COLUMN, column_mapping, file_problem
 from fanout_local.deploy import REPO
 
 
@@ -120,12 +123,12 @@ def parse_destination(value: str) -> tuple[Destination, str]:
     return destination, target
 
 
-def check_options(options: dict[str, str]) -> None:
-    unknown = sorted(set(options) - KNOWN_OPTIONS)
-    if unknown:
-        raise OperatorError(
-            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
-        )
+def check_options(options: dict[str, str]) -> dict[str, str]:
+    """`-o` options as canonical ones (the model the splitter applies to metadata); OperatorError else."""
+    try:
+        return normalise(options, "-o")
+    except OptionsError as exc:
+        raise OperatorError(str(exc)) from None
 
 
 def submit(stack: StackRef, path: Path, to: str, options: dict[str, str], dry_run: bool = False) -> str:
@@ -133,10 +136,11 @@ def submit(stack: StackRef, path: Path, to: str, options: dict[str, str], dry_ru
     destination, target = parse_destination(to)
     if dry_run:
         options = {**options, "dry-run": "true"}
-    check_options(options)
+    # Canonical, so the `columns` headers travel percent-encoded (S3 metadata carries ASCII only).
+    metadata = check_options(options)
     key = f"inbox/{destination.value}/{target}/{path.name}"
     with path.open("rb") as body:
-        answer = client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body, Metadata=options)
+        answer = client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body, Metadata=metadata)
     return ids.job_id(stack.bucket, key, answer.get("VersionId") or answer["ETag"].strip('"'))
 
 
@@ -147,13 +151,24 @@ def get_job(stack: StackRef, job_id: str) -> Job:
     return job
 
 
-def list_jobs(stack: StackRef, since: timedelta | None, status: str | None, limit: int = 200) -> list[Job]:
+def parse_status(text: str) -> JobStatus:
+    """`failed` -> JobStatus.FAILED; OperatorError listing the statuses for anything else."""
+    try:
+        return JobStatus(text.strip().lower())
+    except ValueError:
+        known = ", ".join(status.value for status in JobStatus)
+        raise OperatorError(f"--status '{text}' is not a job status; use one of {known}") from None
+
+
+def list_jobs(
+    stack: StackRef, since: timedelta | None, status: JobStatus | None, limit: int = 200
+) -> list[Job]:
     jobs = stack.store().list_jobs(limit)
     if since is not None:
         cutoff = (datetime.now(UTC) - since).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         jobs = [j for j in jobs if j.created_at >= cutoff]
     if status:
-        jobs = [j for j in jobs if j.status.value == status]
+        jobs = [j for j in jobs if j.status is status]
     return jobs
 
 
@@ -179,14 +194,53 @@ def report_rows(stack: StackRef, job: Job, states: set[str] | None) -> Iterator[
 
 
 def rejected_rows(stack: StackRef, job: Job) -> Iterator[dict[str, str]]:
-    """results/<job>/rejected.csv: row, column, value, reason."""
+    """The job's rejected rows as they are in its file, under the file's own header, each with the reason
+    it was rejected (column REASON_COLUMN, which a file dropped again never sends): fix and drop again."""
+    s3 = client("s3")
     try:
-        body = client("s3").get_object(Bucket=stack.bucket, Key=result_key(job.job_id, "rejected.csv"))[
-            "Body"
-        ]
-    except client("s3").exceptions.NoSuchKey:
+        body = s3.get_object(Bucket=stack.bucket, Key=result_key(job.job_id, "rejected.csv"))["Body"]
+    except s3.exceptions.NoSuchKey:
         return
-    yield from csv.DictReader(io.TextIOWrapper(body, encoding="utf-8"))
+    reasons: dict[int, str] = {}
+    for line in csv.DictReader(io.TextIOWrapper(body, encoding="utf-8")):
+        reasons.setdefault(int(line["row"]), line["reason"])
+    if not reasons:
+        return
+    source = _source(stack, job)
+    info, rows = open_rows(source, name=job.key)
+    for raw in rows:
+        reason = reasons.get(raw.number)
+        if reason is not None:
+            cells = {header: _cell(raw.fields.get(header)) for header in info.columns}
+            cells.update(
+                (h, _cell(v)) for h, v in raw.fields.items() if h not in cells and h != REASON_COLUMN
+            )
+            yield {**cells, REASON_COLUMN: reason}
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _source(stack: StackRef, job: Job) -> Any:
+    """The job's file as it was dropped (its version, when the bucket keeps versions)."""
+    s3 = client("s3")
+    try:
+        if job.version:
+            try:
+                return s3.get_object(Bucket=job.bucket or stack.bucket, Key=job.key, VersionId=job.version)[
+                    "Body"
+                ]
+            except ClientError:
+                pass  # the identity was an ETag (no versioning): the key's object is the file
+        return s3.get_object(Bucket=job.bucket or stack.bucket, Key=job.key)["Body"]
+    except ClientError:
+        raise OperatorError(
+            f"the file of job {job.job_id} ({job.key}) is no longer in the bucket; results/{job.job_id}/"
+            "rejected.csv still lists each rejected row's number, column, value and reason"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -205,6 +259,11 @@ def redrive(stack: StackRef, job_id: str, include_uncertain: bool = False) -> Re
     job = get_job(stack, job_id)
     if not job.status.is_final:
         raise OperatorError(f"job {job_id} is still {job.status.value}; redrive once it has settled")
+    if job.split_failed:
+        raise OperatorError(
+            f"job {job_id} failed at the split and nothing of it was sent ({job.message}); a redrive only"
+            " resends what a provider failed or left uncertain: drop a corrected file instead"
+        )
     wanted = {ChunkState.FAILED} | ({ChunkState.UNCERTAIN} if include_uncertain else set())
     chunks = [c for c in store.chunks(job_id) if c.state in wanted]
     messages = []
@@ -242,24 +301,31 @@ def _fresh(stack: StackRef, message: ChunkMessage) -> ChunkMessage:
 
 @dataclass
 class Validation:
-    """What `fanout validate` found: the file, counts, the plan, and every rejected row."""
+    """What `fanout validate` found: the file, counts, the column mapping, the plan, every rejected row,
+    and the verdict the splitter would give (`problem`: why the job would fail; None: it would send)."""
 
-    info: FileInfo
+    info: FileInfo | None
     rows_read: int
     chunks: list[StagedChunk]
     rejections: list[Rejection]
     problem: str | None = None
     quota: str | None = None  # how many UTC days the file needs at the provider's daily quota, if over one
+    columns: dict[str, str | None] = field(default_factory=dict)
+    plan: Plan = field(default_factory=lambda: Plan(0, 0))
 
     @property
     def rows_valid(self) -> int:
         return self.rows_read - len(self.rejections)
 
 
-def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
-    """The splitter's reading, validation and chunking on a local file, with no AWS at all."""
+def validate_file(path: Path, to: str, options: dict[str, str], tolerated: float | None = None) -> Validation:
+    """The splitter's reading, validation, chunking and verdict on a local file, with no AWS at all.
+
+    `tolerated`: the deployment's default invalid share (TOLERATED_INVALID_PERCENT), when not the usual.
+    Only what needs the stack cannot be told here: whether the same file was already sent (resend).
+    """
     destination, target = parse_destination(to)
-    check_options(options)
+    options = check_options(options)
     try:
         route = route_from_key(f"inbox/{destination.value}/{target}/{path.name}", options) or Route(
             destination, target, options
@@ -270,23 +336,46 @@ def validate_file(path: Path, to: str, options: dict[str, str]) -> Validation:
     chunks: list[StagedChunk] = []
     rejections: list[Rejection] = []
     with path.open("rb") as stream:
-        info, rows = open_rows(stream, name=path.name)
-        problem = options_problem(provider, route.options, info.columns)
+        try:
+            info, rows = open_rows(stream, name=path.name)
+        except FileFormatError as exc:  # the job fails so too
+            return Validation(None, 0, [], [], str(exc))
+        columns = column_mapping(route, info.columns)
+        problem = file_problem(provider, route, info)
         if problem:
-            return Validation(info, 0, [], [], problem)
+            return Validation(info, 0, [], [], problem, columns=columns)
         planner = ChunkPlanner(provider, "j-validate", "", chunks.append, open_writer=CountingWriter)
-        read = plan_rows(
-            rows,
-            route=route,
-            provider=provider,
-            columns=info.columns,
-            job_id="j-validate",
-            planner=planner,
-            reject=rejections.append,
-        )
+        try:
+            read = plan_rows(
+                rows,
+                route=route,
+                provider=provider,
+                columns=info.columns,
+                job_id="j-validate",
+                planner=planner,
+                reject=rejections.append,
+            )
+        except FileFormatError as exc:
+            return Validation(info, 0, [], [], str(exc), columns=columns)
     lost = next((r.reason for r in rejections if isinstance(r.reason, LostRows)), None)
-    if lost is not None:  # the splitter fails such a file and sends nothing: say so here too
-        return Validation(info, read, chunks, rejections, f"{lost}; nothing would be sent")
+    problem = split_problem(
+        read=read,
+        rejected=len(rejections),
+        lost=lost,
+        tolerated=tolerated_percent(
+            route.options, DEFAULT_TOLERATED_INVALID_PERCENT if tolerated is None else tolerated
+        ),
+        rejected_at="results/<job>/rejected.csv",
+    )
     valid = read - len(rejections)
     calls = valid if provider.rows_per_message else len(chunks)
-    return Validation(info, read, chunks, rejections, quota=plan_note(destination, valid, calls))
+    return Validation(
+        info,
+        read,
+        chunks,
+        rejections,
+        problem,
+        quota=plan_note(destination, valid, calls),
+        columns=columns,
+        plan=plan_of(provider, chunks),
+    )

@@ -653,9 +653,8 @@ def _all_cases() -> Iterator[HostileFile]:
         "the same phone list sent to Workshop, which enrols emails only",
         _phones,
         Failed(
-            "10 of 10 rows (100.0%) are invalid, more than the 10% tolerated; nothing was sent",
-            rows_read=10,
-            rejected={n: "no email (or list_email) to enroll" for n in range(1, 11)},
+            "no email (or list_email) to enroll, and no column of the file fills it: the file's columns are"
+            " phone. Map one with the file option columns, e.g. -o columns=HEADER:FIELD",
         ),
     )
 
@@ -787,18 +786,26 @@ def _all_cases() -> Iterator[HostileFile]:
     yield HostileFile(
         "bad-dry-run",
         f"{WORKSHOP}/{{run}}-dry.csv",
-        "dry-run=on, which must never be read as 'no' and sent for real",
+        "dry-run=perhaps, which must never be read as 'no' and sent for real",
         lambda: OK,
-        Failed("file option dry-run='on' must be true or false"),
-        metadata={"dry-run": "on"},
+        Failed("file option dry-run='perhaps' must be true or false"),
+        metadata={"dry-run": "perhaps"},
     )
     yield HostileFile(
         "bad-tolerance",
         f"{WORKSHOP}/{{run}}-tolerance.csv",
         "a percentage written with its sign",
         lambda: OK,
-        Failed("file option tolerated-invalid-percent='50%' is not a number"),
+        Failed("file option tolerated-invalid-percent='50%' must be a number from 0 to 100"),
         metadata={"tolerated-invalid-percent": "50%"},
+    )
+    yield HostileFile(
+        "underscored-tolerance",
+        f"{WORKSHOP}/{{run}}-tolerance-underscore.csv",
+        "1_0, which Python's float() reads as 10",
+        lambda: OK,
+        Failed("file option tolerated-invalid-percent='1_0' must be a number from 0 to 100"),
+        metadata={"tolerated-invalid-percent": "1_0"},
     )
 
 

@@ -69,7 +69,11 @@ def drop(stack: LocalStack, case: HostileFile, path: Path) -> tuple[str, str]:
     """Upload the file as a person would; the job id its event makes, and the key."""
     key = case.object_key(uuid.uuid4().hex[:8])
     answer = stack.client("s3").put_object(
-        Bucket=stack.bucket, Key=key, Body=path.read_bytes(), Metadata=dict(case.metadata)
+        # Each case stands alone: many share their bytes and target, which must not be refused as re-sent.
+        Bucket=stack.bucket,
+        Key=key,
+        Body=path.read_bytes(),
+        Metadata={"resend": "true", **case.metadata},
     )
     return ids.job_id(stack.bucket, key, answer.get("VersionId") or answer["ETag"].strip('"')), key
 

@@ -65,9 +65,7 @@ def test_submit_watch_status_and_report_follow_one_job(stack: LocalStack, cli: C
         str(EXAMPLES / "contacts.csv"),
         "--to",
         "altcraft/12",
-        "-o",
-        "tolerated-invalid-percent=50",
-    )
+    )  # the README's sample: 2 of 24 rows rejected, within the default 10 %
     assert code == 0
     job_id = out.strip()
     assert job_id.startswith("j-")
@@ -76,17 +74,17 @@ def test_submit_watch_status_and_report_follow_one_job(stack: LocalStack, cli: C
     assert "completed" in out
     code, out = run(cli, "status", job_id, "--json")
     summary = json.loads(out)
-    assert (summary["rows_read"], summary["rows_sent"], summary["rows_rejected"]) == (6, 4, 2)
+    assert (summary["rows_read"], summary["rows_sent"], summary["rows_rejected"]) == (24, 22, 2)
     code, out = run(cli, "report", job_id, "--rejected", "--format", "json")
     rejected = [json.loads(line) for line in out.splitlines()]
-    assert [r["reason"] for r in rejected] == [
+    assert [r["rejection_reason"] for r in rejected] == [
         "'not-an-email' is not a valid email address",
         "duplicate of row 1",
     ]
-    assert rejected[0]["column"] == "email"
+    assert (rejected[0]["email"], rejected[0]["first_name"]) == ("not-an-email", "Broken")
     code, out = run(cli, "report", job_id)
     assert out.splitlines()[0] == "row,identity,state,answer"
-    assert len(out.splitlines()) == 7  # header + one line per input row
+    assert len(out.splitlines()) == 25  # header + one line per input row
 
 
 def test_jobs_lists_and_filters_by_status(stack: LocalStack, cli: CliRunner, tmp_path: Path) -> None:
@@ -146,7 +144,7 @@ def test_validate_reads_a_file_with_no_aws(
     )
     assert code == 0
     found = json.loads(out)
-    assert (found["rows_read"], found["rows_valid"], found["chunks"]) == (6, 4, 1)
+    assert (found["rows_read"], found["rows_valid"], found["chunks"]) == (24, 22, 1)
     assert [r["row"] for r in found["rejected"]] == [4, 5]
 
 

@@ -24,6 +24,17 @@ pytestmark = pytest.mark.unit
             "job j-0123456789abcdef settled: 4 rows, 2026-11-26T18:00:00Z",
             "job j-0123456789abcdef settled: 4 rows, 2026-11-26T18:00:00Z",
         ),
+        ("'иван@пример.рф' is not valid", "'<email>' is not valid"),
+        ("row 3: 用户@例子.中国 and jürgen@münchen.de", "row 3: <email> and <email>"),
+        ("δοκιμή@παράδειγμα.δοκιμή", "<email>"),
+        ("ada@xn--e1afmkfd.xn--p1ai", "<email>"),
+        ("key inbox/workshop/jrn_welcome/0701234567.csv", "key inbox/workshop/jrn_welcome/<phone>.csv"),
+        ("call 070-123 45 67 or (555) 123-4567", "call <phone> or <phone>"),
+        ("٠٧٠١٢٣٤٥٦٧", "<phone>"),  # Arabic-Indic digits are digits too
+        (
+            "already sent by job j-1234567890123456 on 2026-11-26 18:00:00; 12 of 40 rows (30.0%)",
+            "already sent by job j-1234567890123456 on 2026-11-26 18:00:00; 12 of 40 rows (30.0%)",
+        ),
     ],
 )
 def test_redact_hides_contact_details_and_keeps_the_rest(text: str, expected: str) -> None:
@@ -45,3 +56,15 @@ def test_every_function_logs_through_the_redacting_formatter() -> None:
     assert isinstance(logger.registered_formatter, RedactingFormatter)
     assert logger.handlers
     assert all(isinstance(h.formatter, RedactingFormatter) for h in logger.handlers)
+
+
+def test_numbers_the_code_logs_are_not_taken_for_phones() -> None:
+    buffer = io.StringIO()
+    log = Logger(
+        service="test-numbers",
+        logger_formatter=RedactingFormatter(),
+        logger_handler=logging.StreamHandler(buffer),
+    )
+    log.info("split", extra={"rows_read": 10_000_000, "elapsed_ms": 123456789.5})
+    line = json.loads(buffer.getvalue().strip().splitlines()[-1])
+    assert (line["rows_read"], line["elapsed_ms"]) == (10_000_000, 123456789.5)

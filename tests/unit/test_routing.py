@@ -185,14 +185,51 @@ def test_an_unknown_option_is_refused_with_its_name_and_the_known_ones() -> None
     assert "dry-run" in message and "tolerated-invalid-percent" in message
 
 
-@pytest.mark.parametrize("value", ["true", "TRUE", "yes", "1"])
+@pytest.mark.parametrize("value", ["true", "TRUE", "yes", "1", "on"])
 def test_dry_run_by_metadata(value: str) -> None:
-    assert is_dry_run(f"inbox/mateo/{JOURNEY}/c.csv", {"dry-run": value})
+    assert is_dry_run(f"inbox/mateo/{JOURNEY}/c.csv", options_from_metadata({"dry-run": value}))
 
 
 @pytest.mark.parametrize("options", [{}, {"dry-run": "false"}, {"dry-run": "no"}, {"dry-run": ""}])
 def test_no_dry_run_unless_asked(options: dict[str, str]) -> None:
-    assert not is_dry_run(f"inbox/mateo/{JOURNEY}/c.csv", options)
+    assert not is_dry_run(f"inbox/mateo/{JOURNEY}/c.csv", options_from_metadata(options))
+
+
+def test_a_routes_entry_dry_run_is_a_dry_run_whatever_its_spelling() -> None:
+    routes = [
+        {
+            "prefix": "inbox/x/",
+            "options": {"dry_run": "true"},
+            "destinations": [{"destination": "altcraft", "target": "12", "options": {"skip_triggers": True}}],
+        }
+    ]
+    (route,) = routes_for_key("inbox/x/a.csv", {}, routes)
+
+    assert is_dry_run("inbox/x/a.csv", route.options)
+    assert route.options["skip-triggers"] == "true"
+
+
+def test_a_routes_entry_with_an_unknown_option_fails_with_the_known_ones() -> None:
+    routes = [
+        {
+            "prefix": "inbox/x/",
+            "options": {"dry_run": "true", "colour": "blue"},
+            "destinations": [{"destination": "workshop", "target": "jrn_welcome"}],
+        }
+    ]
+    message = route_error("inbox/x/a.csv", routes=routes)
+
+    assert message.startswith("unknown file option(s) colour in the routes entry for inbox/x/; known: ")
+    assert "dry-run" in message
+
+
+def test_a_files_own_column_mapping_by_metadata() -> None:
+    (route,) = routes_for_key(
+        "inbox/workshop/jrn_welcome/k.csv",
+        options_from_metadata({"columns": "Kundennr:external_id,Handy:phone"}),
+        [],
+    )
+    assert route.columns == {"Kundennr": "external_id", "Handy": "phone"}
 
 
 def test_dry_run_by_the_dryrun_prefix_routes_like_the_real_key() -> None:
@@ -279,3 +316,12 @@ def test_a_broken_routes_file_is_refused_with_what_is_wrong(text: str, fragment:
 
 def test_route_from_key_leaves_unknown_destinations_to_the_routes_file() -> None:
     assert route_from_key("inbox/vip-weekly/nordics/a.csv", {}) is None
+
+
+def test_a_column_mapping_of_non_ascii_headers_travels_percent_encoded_in_metadata() -> None:
+    from fanout.options import normalise
+
+    metadata = normalise({"columns": "Телефон:phone,Kundennr:external_id"})  # what `fanout submit` puts
+    assert metadata["columns"].isascii()
+    (route,) = routes_for_key("inbox/workshop/jrn_welcome/k.csv", options_from_metadata(metadata), [])
+    assert route.columns == {"Телефон": "phone", "Kundennr": "external_id"}

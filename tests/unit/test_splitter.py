@@ -616,7 +616,8 @@ def test_a_split_that_never_made_its_job_still_leaves_a_failed_job(
 def test_a_finished_split_is_left_alone_by_a_late_failure_record(
     splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
 ) -> None:
-    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(3))
+    # Contacts of its own: the same bytes another test sent to this journey would be refused as re-sent.
+    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(3, start=int(drop.run, 16) % 10**6 * 10))
     outcome = split_one(splitter, ref)
     queued(splitter_config, Destination.MATEO)
 
@@ -627,3 +628,197 @@ def test_a_finished_split_is_left_alone_by_a_late_failure_record(
     assert failed == []
     job = store.get_job(outcome.job_id)
     assert job is not None and job.status is JobStatus.SENDING
+
+
+# --- file options, one model (issue 14 items 5 and 7) ---------------------------------------------------
+
+
+def row_sum(summary: dict[str, Any]) -> int:
+    return sum(summary[f"rows_{state}"] for state in ("sent", "rejected", "failed", "uncertain", "planned"))
+
+
+def test_a_dry_run_counts_its_rows_as_planned_and_the_row_sum_holds(
+    splitter: Splitter, drop: Dropper, store: DynamoJobStore
+) -> None:
+    body = "email\nada@example.com\nnot-an-email\nbob@example.com\n"
+    metadata = {"dry-run": "on", "tolerated-invalid-percent": "50"}
+    outcome = split_one(splitter, drop.put(drop.key("inbox/workshop/jrn_welcome"), body, metadata))
+    job = store.get_job(outcome.job_id)
+
+    assert job is not None and job.status is JobStatus.PLANNED
+    summary = job.summary()
+    assert (summary["rows_read"], summary["rows_planned"], summary["rows_rejected"]) == (3, 2, 1)
+    assert row_sum(summary) == summary["rows_read"]
+    written = json.loads(read(drop.bucket, result_key(outcome.job_id, "summary.json")))
+    assert row_sum(written) == written["rows_read"] == 3
+
+
+def test_a_routes_entry_dry_run_sends_nothing_and_its_unknown_option_fails_the_job(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    prefix = f"inbox/ops-{drop.run}/"
+    dry = {"prefix": f"{prefix}dry/", "options": {"dry_run": "true"}}
+    dry["destinations"] = [{"destination": "workshop", "target": "jrn_welcome"}]
+    coloured = {"prefix": f"{prefix}coloured/", "options": {"dry_run": "true", "colour": "blue"}}
+    coloured["destinations"] = [{"destination": "workshop", "target": "jrn_welcome"}]
+    routes = {"routes": [dry, coloured]}
+    aws("s3").put_object(Bucket=drop.bucket, Key=splitter_config.routes_key, Body=json.dumps(routes).encode())
+    try:
+        body = "email\nada@example.com\nbob@example.com\n"
+        (planned,) = splitter.split(drop.put(f"{prefix}dry/a.csv", body))
+        (refused,) = splitter.split(drop.put(f"{prefix}coloured/a.csv", body))
+    finally:
+        aws("s3").delete_object(Bucket=drop.bucket, Key=splitter_config.routes_key)
+
+    assert planned.status is JobStatus.PLANNED
+    assert refused.status is JobStatus.FAILED
+    assert refused.message.startswith("unknown file option(s) colour in the routes entry for")
+    assert "dry-run" in refused.message and "only-new" in refused.message
+    assert all(messages == [] for messages in all_queued(splitter_config).values())
+
+
+def test_skip_triggers_on_by_metadata_reaches_altcraft(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    metadata = {"skip-triggers": "on"}
+    split_one(splitter, drop.put(drop.key("inbox/altcraft/12"), "email\nada@example.com\n", metadata))
+    (message,) = queued(splitter_config, Destination.ALTCRAFT)
+
+    assert message.envelope["skip_triggers"] is True
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [
+        ({"tolerated-invalid-percent": "1_0"}, "tolerated-invalid-percent='1_0' must be a number"),
+        ({"postal": "perhaps"}, "postal='perhaps' must be true or false"),
+    ],
+)
+def test_a_bad_option_value_fails_the_job_before_anything_is_sent(
+    metadata: dict[str, str],
+    fragment: str,
+    splitter: Splitter,
+    drop: Dropper,
+    splitter_config: SplitterConfig,
+) -> None:
+    outcome = split_one(
+        splitter, drop.put(drop.key("inbox/workshop/jrn_welcome"), "email\nada@example.com\n", metadata)
+    )
+
+    assert outcome.status is JobStatus.FAILED
+    assert fragment in outcome.message and "known options:" in outcome.message
+    assert all(messages == [] for messages in all_queued(splitter_config).values())
+
+
+# --- no contact data in any log line (issue 14 item 6) ---------------------------------------------------
+
+
+@pytest.fixture
+def log_lines() -> Any:
+    """Every line the functions' logger writes during the test, as written (JSON, redacted)."""
+    import logging
+
+    from fanout.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.name).addHandler(handler)
+    try:
+        yield lambda: buffer.getvalue().splitlines()
+    finally:
+        logging.getLogger(logger.name).removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    "name", ["0701234567.csv", "иван@пример.рф.csv", "Anna Svensson +46 70 123 45 67.csv"]
+)
+def test_no_log_line_names_a_contact_from_the_key_or_the_rows(
+    name: str, splitter: Splitter, drop: Dropper, log_lines: Any
+) -> None:
+    failing = "email\nиван@пример.рф\nnot-an-email\n0701234567\n"
+    passing = "email,phone\nиван@пример.рф,0701234567\n"
+    key = f"inbox/workshop/jrn_welcome/{drop.run}-{name}"
+    split_one(splitter, drop.put(key, failing))
+    split_one(splitter, drop.put(key.replace("jrn_welcome", "jrn_other"), passing, {"dry-run": "true"}))
+    lines = log_lines()
+
+    assert any("job failed at split" in line for line in lines)
+    assert any("job settled" in line for line in lines)
+    for line in lines:
+        assert "иван" not in line and "пример" not in line
+        assert "0701234567" not in line and "70 123 45 67" not in line
+        assert drop.run not in line  # the key is logged by its hash, never by its name
+
+
+# --- a file's content is sent once to a destination and target (issue 14 item 4) -------------------------
+
+
+def test_the_same_bytes_dropped_again_to_the_same_target_are_not_sent_again(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig, store: DynamoJobStore
+) -> None:
+    body = contacts_csv(3, start=int(drop.run, 16) % 10**6 * 10)
+    first = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "monday.csv"), body))
+    queued(splitter_config, Destination.ALTCRAFT)
+    again = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "monday-again.csv"), body))
+    job = store.get_job(first.job_id)
+
+    assert first.status is JobStatus.SENDING
+    assert again.status is JobStatus.FAILED
+    assert job is not None
+    assert again.message == (
+        f"already sent to altcraft/42 by job {first.job_id} on {job.created_at[:10]}; drop it with"
+        " resend=true to send it again"
+    )
+    assert queued(splitter_config, Destination.ALTCRAFT) == []
+    failed = store.get_job(again.job_id)
+    assert failed is not None and failed.counts.sent == 0 and failed.counts.failed == 3
+
+
+def test_the_same_bytes_go_to_another_target_and_again_with_resend(
+    splitter: Splitter, drop: Dropper, splitter_config: SplitterConfig
+) -> None:
+    body = contacts_csv(2, start=5000 + int(drop.run, 16) % 10**6 * 10)
+    first = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "a.csv"), body))
+    other = split_one(splitter, drop.put(drop.key("inbox/altcraft/43", "a.csv"), body))
+    meant = split_one(splitter, drop.put(drop.key("inbox/altcraft/42", "b.csv"), body, {"resend": "true"}))
+
+    assert [first.status, other.status, meant.status] == [JobStatus.SENDING] * 3
+    assert len(queued(splitter_config, Destination.ALTCRAFT)) == 3
+
+
+def test_two_versions_of_one_key_split_at_once_make_one_send(
+    splitter_config: SplitterConfig, drop: Dropper, store: DynamoJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client retrying a PUT that had succeeded: two versions of the same bytes, split concurrently; both
+    read the whole file before either decides, and exactly one sends."""
+    import threading
+
+    for destination in Destination:
+        queued(splitter_config, destination)
+    key = drop.key("inbox/altcraft/42", "retried-put.csv")
+    body = contacts_csv(4, start=9000 + int(drop.run, 16) % 10**6 * 10)
+    versions = [
+        aws("s3").put_object(Bucket=drop.bucket, Key=key, Body=body.encode())["VersionId"] for _ in "ab"
+    ]
+    refs = [ObjectRef(drop.bucket, key, version) for version in versions]
+    both_read = threading.Barrier(2, timeout=30)
+    claim = DynamoJobStore.claim_file
+
+    def claim_together(self: DynamoJobStore, *args: Any, **kwargs: Any) -> Any:
+        both_read.wait()
+        return claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoJobStore, "claim_file", claim_together)
+    outcomes: list[SplitOutcome] = []
+    threads = [
+        threading.Thread(target=lambda r=ref: outcomes.extend(Splitter(splitter_config, store).split(r)))
+        for ref in refs
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert sorted(o.status.value for o in outcomes) == ["failed", "sending"]
+    assert len(queued(splitter_config, Destination.ALTCRAFT)) == 1

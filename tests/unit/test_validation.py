@@ -299,8 +299,6 @@ def test_a_routes_column_mapping_names_the_identifier() -> None:
 @pytest.mark.parametrize(
     ("destination", "options", "headers", "fragment"),
     [
-        (Destination.MATEO, {"tolerated-invalid-percent": "five"}, ["email"], "is not a number"),
-        (Destination.MATEO, {"tolerated-invalid-percent": "120"}, ["email"], "between 0 and 100"),
         (Destination.ALTCRAFT, {"matching": "fuzzy"}, ["email"], "matching='fuzzy' is not one of"),
         (
             Destination.ALTCRAFT,

@@ -13,6 +13,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanout.destinations import Destination
+from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 
 
 class _Env(BaseModel):
@@ -33,7 +34,9 @@ class SplitterConfig(CommonConfig):
     queue_url_workshop: str = Field(alias="QUEUE_URL_WORKSHOP")
     queue_url_altcraft: str = Field(alias="QUEUE_URL_ALTCRAFT")
     presign_expiry_seconds: int = Field(alias="PRESIGN_EXPIRY_SECONDS", default=86400, ge=60, le=604800)
-    tolerated_invalid_percent: float = Field(alias="TOLERATED_INVALID_PERCENT", default=10.0, ge=0, le=100)
+    tolerated_invalid_percent: float = Field(
+        alias="TOLERATED_INVALID_PERCENT", default=DEFAULT_TOLERATED_INVALID_PERCENT, ge=0, le=100
+    )
     routes_key: str = Field(alias="ROUTES_KEY", default="config/routes.yaml")
 
     def queue_url(self, destination: Destination) -> str:

@@ -122,6 +122,7 @@ class Checkpoint:
     # start and skips the rows up to `last_row`.
     offset: int | None = None
     file: dict[str, Any] = field(default_factory=dict)  # format, encoding, delimiter (FileInfo)
+    skipped: int = 0  # rows only-new skipped as sent before (rejected, but not invalid)
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -1,13 +1,15 @@
 """Header names -> canonical contact fields, and the one place that normalises values.
 
-Headers match case- and punctuation-insensitively ("E-Mail", "email_address", "emailAddress" are all
-`email`). A column that no alias claims travels on under its own name (Mateo `context`, Symplify
+Headers match case-, accent- and punctuation-insensitively, in the usual names of CRM and spreadsheet
+exports in the providers' markets' languages ("E-Mail", "email_address", "E-Mail-Adresse", "Courriel",
+"Электронная почта" are all `email`); a file may name its own mapping (the `columns` option). A column that no alias claims travels on under its own name (Mateo `context`, Symplify
 `properties`, Altcraft `data`).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
@@ -15,36 +17,114 @@ EMAIL = "email"
 PHONE = "phone"
 PHONE_CACHE_SIZE = 4096  # distinct phone strings remembered (a few hundred KB)
 
-# canonical field -> aliases, written as a person would; matching strips case and punctuation.
+# canonical field -> aliases, written as a person (or a CRM, or a spreadsheet) would, in the languages of the
+# providers' markets: English, German, French, Spanish, Swedish, Norwegian, Danish, Finnish, Polish,
+# Russian, Dutch, Italian, Portuguese. Matching ignores case, accents and punctuation (see `squash`), so
+# "E-Mail-Adresse", "e_mail_adresse" and "EmailAdresse" are one alias; an alias may belong to one field only.
 ALIASES: dict[str, tuple[str, ...]] = {
-    EMAIL: ("email", "e-mail", "emailAddress", "email_address", "mail", "email address"),
-    PHONE: (
-        "phone",
-        "mobile",
-        "sms",
-        "phones",
-        "phone_number",
-        "mobile_phone",
-        "cell",
-        "msisdn",
-        "telephone",
+    EMAIL: (
+        "email", "e-mail", "emailAddress", "email_address", "mail", "email address", "e-mail 1 - value",
+        "email 1", "primary email", "work email", "person - email", "contact email",
+        # de
+        "e-mail-adresse", "mail-adresse", "mailadresse", "elektronische post",
+        # fr
+        "courriel", "adresse e-mail", "adresse mail", "adresse électronique", "mél", "adresse courriel",
+        # es / it / pt
+        "correo", "correo electrónico", "dirección de correo", "dirección de correo electrónico",
+        "posta elettronica", "indirizzo email", "endereço de email", "endereço de e-mail",
+        # sv / no / da / fi
+        "e-post", "e-postadress", "epost", "epostadress", "mejl", "mejladress", "e-postadresse",
+        "sähköposti", "sähköpostiosoite",
+        # pl
+        "adres e-mail", "adres email", "poczta", "poczta e-mail",
+        # ru
+        "электронная почта", "эл. почта", "эл почта", "почта", "e-mail адрес", "адрес электронной почты",
+        "емейл", "имейл", "емайл",
+        # nl
+        "e-mailadres", "emailadres", "mailadres",
     ),
-    "first_name": ("first_name", "firstname", "_fname", "fname", "given_name", "first name"),
-    "last_name": ("last_name", "lastname", "_lname", "lname", "surname", "family_name"),
-    "full_name": ("full_name", "fullname", "name", "display_name"),
-    "external_id": ("external_id", "externalid", "customer_id", "user_id"),
+    PHONE: (
+        "phone", "mobile", "sms", "phones", "phone_number", "mobile_phone", "cell", "msisdn", "telephone",
+        "tel", "mobile number", "mobile phone number", "cell phone", "cellphone", "phone 1 - value",
+        "person - phone", "contact phone",
+        # de
+        "telefon", "telefonnummer", "handy", "handynummer", "mobil", "mobilnummer", "mobiltelefon",
+        "mobilfunknummer", "rufnummer mobil",
+        # fr
+        "téléphone", "numéro de téléphone", "téléphone portable", "portable", "tél", "tél portable",
+        "numéro de portable", "téléphone mobile",
+        # es / it / pt
+        "teléfono", "teléfono móvil", "móvil", "celular", "número de teléfono", "número de móvil",
+        "telefono cellulare", "cellulare", "telemóvel", "número de telefone", "telefone",
+        # sv / no / da / fi
+        "mobiltelefonnummer", "tfn", "telefonnr", "mobilnr", "puhelin", "puhelinnumero", "matkapuhelin",
+        # pl
+        "numer telefonu", "telefon komórkowy", "komórka", "nr telefonu", "nr tel", "telefon kontaktowy",
+        # ru
+        "телефон", "мобильный", "мобильный телефон", "номер телефона", "тел", "сотовый", "сотовый телефон",
+        "моб. телефон", "моб телефон",
+        # nl
+        "telefoon", "telefoonnummer", "mobiel", "mobiel nummer", "mobiele telefoon", "mobielnummer", "gsm",
+    ),
+    "first_name": (
+        "first_name", "firstname", "_fname", "fname", "given_name", "first name", "first",
+        "vorname", "prénom", "nombre", "förnamn", "fornavn", "etunimi", "nome", "imię", "имя", "voornaam",
+    ),
+    "last_name": (
+        "last_name", "lastname", "_lname", "lname", "surname", "family_name", "last",
+        "nachname", "familienname", "nom", "nom de famille", "apellido", "apellidos", "primer apellido",
+        "efternamn", "etternavn", "efternavn", "sukunimi", "cognome", "sobrenome", "apelido", "nazwisko",
+        "фамилия", "achternaam",
+    ),
+    "full_name": (
+        "full_name", "fullname", "name", "display_name", "contact name", "vollständiger name",
+        "nom complet", "nombre completo", "fullständigt namn", "namn", "fullt navn", "navn", "nimi",
+        "nome completo", "imię i nazwisko", "фио", "полное имя", "volledige naam", "naam",
+    ),
+    "external_id": (
+        "external_id", "externalid", "customer_id", "user_id", "record id", "customer number",
+        "customer no", "client id", "crm id",
+        "kundennummer", "kundennr", "kunden-nr", "kunden id", "numéro client", "n° client", "id client",
+        "référence client", "número de cliente", "id cliente", "kundnummer", "kundnr", "kund-id",
+        "kundenummer", "asiakasnumero", "codice cliente", "numer klienta", "id klienta", "nr klienta",
+        "номер клиента", "id клиента", "код клиента", "klantnummer", "klant id", "klantnr",
+    ),
     "contact_id": ("contact_id", "contactid"),
     "profile_id": ("profile_id", "profileid"),
     "id": ("id",),
     "whatsapp": ("whatsapp",),
     "list_email": ("list_email", "list_email_address", "list"),
-    "birthday": ("birthday", "birth_date", "date_of_birth", "dob"),
-    "city": ("city", "town"),
-    "country": ("country",),
-    "zipcode": ("zipcode", "zip", "postcode", "postal_code"),
-    "address_line1": ("address_line1", "address", "street"),
-    "address_line2": ("address_line2",),
-    "salutation": ("salutation", "title"),
+    "birthday": (
+        "birthday", "birth_date", "date_of_birth", "dob", "birthdate", "geburtstag", "geburtsdatum",
+        "date de naissance", "fecha de nacimiento", "födelsedatum", "födelsedag", "fødselsdato",
+        "syntymäaika", "data di nascita", "data de nascimento", "data urodzenia", "дата рождения",
+        "день рождения", "geboortedatum",
+    ),
+    "city": (
+        "city", "town", "mailing city", "stadt", "ort", "wohnort", "ville", "ciudad", "localidad",
+        "poblacion", "stad", "postort", "poststed", "kaupunki", "città", "cidade", "miasto",
+        "miejscowość", "город", "населенный пункт", "plaats", "woonplaats",
+    ),
+    "country": (
+        "country", "country/region", "mailing country", "land", "pays", "país", "maa", "paese", "kraj",
+        "страна",
+    ),
+    "zipcode": (
+        "zipcode", "zip", "postcode", "postal_code", "zip code", "mailing zip/postal code",
+        "zip/postal code", "plz", "postleitzahl", "code postal", "código postal", "cp", "postnummer",
+        "postinumero", "cap", "kod pocztowy", "почтовый индекс", "индекс",
+    ),
+    "address_line1": (
+        "address_line1", "address", "street", "mailing street", "street address", "address 1",
+        "address line 1", "straße", "strasse", "straße und hausnummer", "adresse", "anschrift",
+        "dirección", "domicilio", "gatuadress", "adress", "gateadresse", "katuosoite", "indirizzo",
+        "endereço", "ulica", "adres", "адрес", "улица", "straat",
+    ),
+    "address_line2": ("address_line2", "address 2", "address line 2"),
+    "salutation": (
+        "salutation", "title", "anrede", "civilité", "tratamiento", "saludo", "tilltal", "zwrot",
+        "обращение", "aanhef",
+    ),
     # message content (mateo-message)
     "subject": ("subject",),
     "text": ("text", "body"),
@@ -52,14 +132,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "template_id": ("template_id",),
     "placeholder_values": ("placeholder_values", "placeholders"),
     "send_after": ("send_after",),
-}
-
-_PUNCT = re.compile(r"[^0-9a-z]+")
+}  # fmt: skip
 
 
 def squash(name: str) -> str:
-    """`E-Mail Address` -> `emailaddress`: the form headers are compared in."""
-    return _PUNCT.sub("", name.casefold())
+    """`E-Mail Address` -> `emailaddress`, `Téléphone` -> `telephone`, `Мобильный` -> `мобилныи`: the form
+    headers are compared in (case, accents and anything not a letter or digit dropped, in any script)."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(char for char in decomposed if char.isalnum())
 
 
 _BY_SQUASHED: dict[str, str] = {squash(alias): canon for canon, names in ALIASES.items() for alias in names}

@@ -247,10 +247,12 @@ class ChunkState(StrEnum):
 
 @dataclass(slots=True)
 class Counts:
-    """Row counters of a job; `read == sent + rejected + failed + uncertain` once it settles."""
+    """Row counters of a job; `read == sent + rejected + failed + uncertain + planned` once it settles
+    (`planned`: rows a dry run would have sent)."""
 
     read: int = 0
     sent: int = 0
     rejected: int = 0
     failed: int = 0
     uncertain: int = 0
+    planned: int = 0

@@ -1,16 +1,18 @@
 """From raw rows to staged chunks for one route: validate, de-duplicate, map to the provider's item,
-chunk. The splitter runs it against S3; `fanout validate` runs it on a local file with no AWS at all.
+chunk; then the file's verdict (`split_problem`). The splitter runs both against S3; `fanout validate` runs
+the very same on a local file with no AWS at all, so it prints the verdict the job would get.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.chunking import ChunkPlanner
+from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.dedup import SeenContacts
 from fanout.models import Contact, Rejection, Route, StagedRow
+from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow
 from fanout.validation import RowValidator, duplicate
@@ -47,6 +49,7 @@ def plan_some(
     seen: SeenContacts | None = None,
     stop: Callable[[], bool] | None = None,
     text_rows: bool = False,
+    skip: Callable[[str], str | None] | None = None,
 ) -> Planned:
     """Plan rows; each ends either staged in a chunk (and passed to `accept`) or rejected.
 
@@ -55,6 +58,7 @@ def plan_some(
     chunk is cut and staged), and `Planned.stopped` says rows may remain (a split that must continue).
 
     `progress(rows_read)` is called every `progress_every` rows (the splitter renews its lease there).
+    `skip(identity)`: why a valid, first-seen contact is not to be sent (only-new), or None to send it.
     Returns how many rows were read. Memory stays flat: rows stream through (a batch of BATCH_ROWS at a
     time, handled in file order), chunks go to the planner's writers as they fill, and the duplicate
     check spills to disk. `seen`: the duplicate state to go on with (a continued split), kept open.
@@ -78,6 +82,10 @@ def plan_some(
             lane, first = next(lane_of), next(firsts)
             if first is not None:
                 reject(duplicate(checked.row, first, checked.identity))
+                continue
+            reason = skip(checked.identity) if skip is not None else None
+            if reason is not None:
+                reject(Rejection(checked.row, reason, "", checked.identity))
                 continue
             item = provider.to_item(checked, job_id, route.options)
             too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item))
@@ -108,3 +116,64 @@ def plan_some(
         if own_seen:
             seen.close()
     return Planned(read, last, stopped)
+
+
+def tolerated_percent(
+    options: Mapping[str, str], default: float = DEFAULT_TOLERATED_INVALID_PERCENT
+) -> float:
+    """The invalid share (percent) the file may have: its option tolerated-invalid-percent, else `default`."""
+    value = options.get("tolerated-invalid-percent")
+    return float(value) if value else default
+
+
+def split_problem(
+    *, read: int, rejected: int, lost: str | None, tolerated: float, rejected_at: str, skipped: int = 0
+) -> str | None:
+    """Why a file whose rows were all read and planned must fail with nothing sent, or None when it goes.
+
+    `lost`: the first reading error that left rows unread; `rejected_at`: where the rejected rows are
+    listed (results/<job>/rejected.csv); `skipped`: rejected rows that are not invalid (contacts only-new
+    skips as sent before). The splitter and `fanout validate` both decide here.
+    """
+    if lost is not None:
+        # Rows went unread (gzip or a JSON array cut off) or were swallowed by a quote never closed: the
+        # counts cannot cover the file, and sending part of it would enrol people twice once the complete
+        # file comes.
+        return f"{lost}; nothing was sent: drop the complete, corrected file again"
+    if read == 0:
+        return "the file has no data rows"
+    invalid = rejected - skipped
+    share = 100.0 * invalid / read
+    if share > tolerated:
+        return (
+            f"{invalid} of {read} rows ({share:.1f}%) are invalid, more than the {tolerated:g}% tolerated;"
+            f" nothing was sent. Fix the rows listed in {rejected_at} and drop the file again, or set the"
+            " file option tolerated-invalid-percent"
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What sending a file takes: its chunks, the provider calls they make, and how long those take.
+
+    `seconds` is None unless the destination can tell: a provider with a `plan_seconds(calls)` method (a
+    quota-limited one, say) fills it in.
+    """
+
+    chunks: int
+    provider_calls: int
+    seconds: float | None = None
+
+
+def plan_of(provider: Provider, chunks: Sequence[StagedChunk]) -> Plan:
+    """The plan of staged `chunks`: a batch provider takes one call a chunk, a one-item provider one call
+    a row, a whole-file provider one call for the file."""
+    if getattr(provider, "whole_file", False):
+        calls = 1 if chunks else 0
+    elif provider.limits.max_items == 1:
+        calls = sum(chunk.rows for chunk in chunks)
+    else:
+        calls = len(chunks)
+    estimate = getattr(provider, "plan_seconds", None)
+    return Plan(len(chunks), calls, estimate(calls) if callable(estimate) else None)

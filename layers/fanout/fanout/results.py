@@ -11,6 +11,7 @@ import heapq
 import io
 import json
 import re
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +19,8 @@ from itertools import chain
 
 from fanout.aws import client
 from fanout.models import ChunkState, JobStatus, RowResult, RowState, StagedRow
-from fanout.observability import logger
+from fanout.observability import key_ref, logger
+from fanout.sent_contacts import contact_hash, record
 from fanout.staging import (
     S3Writer,
     chunk_result_key,
@@ -114,8 +116,10 @@ def _rejected(bucket: str, job_id: str) -> Iterator[_Record]:
         yield row, _fields(RowResult(row, "", RowState.REJECTED, data["reason"]))
 
 
-def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> None:
-    """Merge rejected rows and every chunk's results into rows.csv, in file order."""
+def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> array:
+    """Merge rejected rows and every chunk's results into rows.csv, in file order; the hashes of the
+    contacts sent (or maybe sent: uncertain) for the record only-new reads (sent_contacts.py)."""
+    sent = array("Q")
     streams: list[Iterable[_Record]] = [_rejected(bucket, job.job_id), *_lanes(bucket, job, chunks)]
     with S3Writer(bucket, result_key(job.job_id, "rows.csv"), content_type="text/csv") as out:
         buffer = io.StringIO()
@@ -123,11 +127,17 @@ def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> None:
         writer.writerow(ROWS_HEADER)
         for _row, fields in heapq.merge(*streams):
             writer.writerow(fields)
+            if fields[2] in _SENT_STATES:
+                sent.append(contact_hash(fields[1]))
             if buffer.tell() > 1 << 20:
                 out.write(buffer.getvalue().encode("utf-8"))
                 buffer.seek(0)
                 buffer.truncate()
         out.write(buffer.getvalue().encode("utf-8"))
+    return sent
+
+
+_SENT_STATES = frozenset({RowState.SENT.value, RowState.UNCERTAIN.value})
 
 
 def final_status(job: Job) -> JobStatus:
@@ -159,7 +169,9 @@ def publish(bucket: str, bus: str, job: Job) -> None:
             }
         ]
     )
-    logger.info("job settled", extra={"job_id": job.job_id, "status": job.status.value, "counts": summary})
+    logged = {**summary, "source": {**summary["source"], "key": key_ref(job.key)}}
+    logged["message"] = job.message.replace(job.key, key_ref(job.key)) if job.key else job.message
+    logger.info("job settled", extra={"job_id": job.job_id, "status": job.status.value, "counts": logged})
 
 
 def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | None:
@@ -174,7 +186,8 @@ def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | Non
     job = store.get_job(job_id)
     if job is None:
         return None
-    write_rows_file(bucket, job, store.chunks(job_id))
+    sent = write_rows_file(bucket, job, store.chunks(job_id))
+    _record_sent(bucket, job, sent)
     job.status = final_status(job)
     if job.status is JobStatus.FAILED and not job.message:
         job.message = f"no row could be sent; see results/{job_id}/rows.csv for each row's answer"
@@ -182,3 +195,14 @@ def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | Non
     publish(bucket, bus, job)
     store.finish_job(job_id, job.status, job.message)
     return job
+
+
+def _record_sent(bucket: str, job: Job, sent: array) -> None:
+    """Add the job's sent contacts to its destination and target's record (what only-new skips). A record
+    that cannot be written is logged, not fatal: the job has sent what it sent either way."""
+    if not sent or not job.destination:
+        return
+    try:
+        record(bucket, job.destination, job.target, job.job_id, job.created_at[:10], sent)
+    except Exception as exc:  # the job's own results are written; only the only-new record is behind
+        logger.warning("sent contacts not recorded", extra={"job_id": job.job_id, "error": str(exc)})

@@ -13,8 +13,9 @@ Routes file (YAML or JSON, at ROUTES_KEY in the bucket, default `config/routes.y
             target: jrn_welcome
         options: {tolerated-invalid-percent: "5"}   # optional: defaults for every file there
 
-Per-file options come from S3 user metadata (`x-amz-meta-<name>`): `dry-run`, `tolerated-invalid-percent`,
-`phone-region`, Altcraft `matching` and `field-name`, Mateo message `template-id`, `subject`, `postal`.
+Per-file options come from S3 user metadata (`x-amz-meta-<name>`), a routes entry's `options:` (defaults
+for the prefix, then the destination's own) and the file's metadata, later ones winning; fanout.options
+defines them all and refuses what it does not know.
 """
 
 from __future__ import annotations
@@ -25,25 +26,11 @@ from urllib.parse import unquote_plus
 
 from fanout.destinations import Destination
 from fanout.models import Route
+from fanout.options import OptionsError, columns_of, normalise, yes
 from fanout.providers import provider_for
 
 INBOX = "inbox/"
 DRYRUN = "dryrun/"
-KNOWN_OPTIONS = frozenset(
-    {
-        "dry-run",
-        "tolerated-invalid-percent",
-        "phone-region",
-        "matching",
-        "field-name",
-        "skip-triggers",
-        "template-id",
-        "subject",
-        "text",
-        "html",
-        "postal",
-    }
-)
 
 
 class RouteError(ValueError):
@@ -55,19 +42,22 @@ def decode_key(raw_key: str) -> str:
     return unquote_plus(raw_key)
 
 
+def checked_options(raw: Mapping[str, Any], source: str) -> dict[str, str]:
+    """`raw` options as canonical ones (fanout.options); RouteError naming the problem otherwise."""
+    try:
+        return normalise(raw, source)
+    except OptionsError as exc:
+        raise RouteError(str(exc)) from None
+
+
 def options_from_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    """Per-file options from S3 user metadata; unknown names are refused rather than ignored."""
-    options = {k.lower().replace("_", "-"): v.strip() for k, v in metadata.items()}
-    unknown = sorted(set(options) - KNOWN_OPTIONS)
-    if unknown:
-        raise RouteError(
-            f"unknown file option(s) {', '.join(unknown)} in the object's metadata; known: {', '.join(sorted(KNOWN_OPTIONS))}"
-        )
-    return options
+    """Per-file options from S3 user metadata; anything the options model does not accept is refused."""
+    return checked_options(metadata, "the object's metadata")
 
 
 def is_dry_run(key: str, options: Mapping[str, str]) -> bool:
-    return key.startswith(DRYRUN) or options.get("dry-run", "").lower() in {"1", "true", "yes"}
+    """A dry run: the key is under dryrun/, or the (canonical) options say dry-run."""
+    return key.startswith(DRYRUN) or yes(options, "dry-run")
 
 
 def _check(destination: Destination, target: str) -> str:
@@ -102,7 +92,7 @@ def route_from_key(key: str, options: dict[str, str]) -> Route | None:
     destination = _destination(name)
     if not target:
         raise RouteError(f"no target in the key: use inbox/{name}/<target>/<file>")
-    return Route(destination, _check(destination, target), options)
+    return Route(destination, _check(destination, target), options, columns_of(options))
 
 
 def parse_routes(text: str) -> list[dict[str, Any]]:
@@ -136,14 +126,24 @@ def routes_for_key(key: str, options: dict[str, str], routes: list[dict[str, Any
             f" or add a routes-file entry for the prefix {INBOX}{first}/"
         )
     entry = max(matches, key=lambda r: len(str(r["prefix"])))
-    defaults = {str(k): str(v) for k, v in (entry.get("options") or {}).items()}
+    where = f"the routes entry for {entry['prefix']}"
+    defaults = checked_options(_mapping(entry.get("options"), where), where)
     result = []
     for spec in entry.get("destinations") or []:
         destination = _destination(str(spec.get("destination", "")))
         target = _check(destination, str(spec.get("target", "")))
-        merged = {**defaults, **{str(k): str(v) for k, v in (spec.get("options") or {}).items()}, **options}
-        columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
-        result.append(Route(destination, target, merged, columns))
+        label = f"{where} ({destination.value}/{target})"
+        merged = {**defaults, **checked_options(_mapping(spec.get("options"), label), label), **options}
+        columns = columns_of(checked_options({"columns": _mapping(spec.get("columns"), label)}, label))
+        result.append(Route(destination, target, merged, {**columns, **columns_of(merged)}))
     if not result:
         raise RouteError(f"the routes entry for {entry['prefix']} lists no destinations")
     return result
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RouteError(f"{where}: options and columns must be a mapping of name: value")
+    return value

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from botocore.exceptions import ClientError
 
@@ -26,8 +26,9 @@ from fanout.config import SplitterConfig
 from fanout.continuation import Checkpoint, Continuation, Invoker, object_payload, stopper
 from fanout.dedup import SeenContacts
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
-from fanout.observability import logger
-from fanout.planning import plan_some
+from fanout.observability import key_ref, logger
+from fanout.options import yes
+from fanout.planning import plan_some, split_problem, tolerated_percent
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, FileInfo, LostRows, RawRow, open_rows, open_rows_at
@@ -40,9 +41,11 @@ from fanout.routing import (
     parse_routes,
     routes_for_key,
 )
+from fanout.sent_contacts import OnlyNew
+from fanout.sent_files import RESEND_WINDOW_SECONDS, FileClaim, HashingReader, already_sent
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
 from fanout.store import Chunk, Job, JobStore, Settlement, SplitLost
-from fanout.validation import options_problem
+from fanout.validation import file_problem
 
 # A live split renews its claim on the job every RENEW_EVERY_SECONDS; one that died (out of memory, killed)
 # lets it lapse, and the next delivery of its event (Lambda retries asynchronous invocations after about
@@ -153,7 +156,9 @@ def fail_job(store: JobStore, bucket: str, bus: str, job: Job, message: str) -> 
     """Record the job as failed at the split with `message`; staged rows (never sent) are settled as
     failed, rows.csv and summary.json are written and the JobFailed event is sent."""
     job.message = message
-    logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": message})
+    job.split_failed = True  # a redrive must never send it: that takes a corrected file
+    reason = message.replace(job.key, key_ref(job.key)) if job.key else message
+    logger.warning("job failed at split", extra={"job_id": job.job_id, "reason": reason})
     if job.chunks_total:
         job.status = JobStatus.SENDING
         store.finish_split(job)
@@ -463,13 +468,17 @@ class Splitter:
         route_index: int = 0,
     ) -> SplitOutcome:
         provider = provider_for(route.destination)
+        # The content's hash (a re-drop of the same bytes is not sent again) is taken while the file is
+        # read in one go; a continued split hashes the object in a pass of its own at the end.
+        hashing: HashingReader | None = None
         if checkpoint is None:
-            info, rows = open_rows(self._open_object(ref), name=ref.key)
+            hashing = HashingReader(self._open_object(ref))
+            info, rows = open_rows(cast(BinaryIO, hashing), name=ref.key)
         else:
             info, rows = self._reopen(ref, checkpoint)
         job.encoding, job.file_format = info.encoding, info.format
         if checkpoint is None:
-            problem = options_problem(provider, route.options, info.columns)
+            problem = file_problem(provider, route, info)
             if problem:
                 return self._fail(job, problem)
         else:
@@ -500,6 +509,7 @@ class Splitter:
             else SeenContacts()
         )
         counts = job.counts
+        only_new = self._only_new(route)
         try:
             planned = plan_some(
                 rows,
@@ -516,6 +526,7 @@ class Splitter:
                 seen=seen,
                 stop=stopper(remaining_ms) if self._invoker is not None else None,
                 text_rows=info.format == "csv",
+                skip=only_new,
             )
             counts.read += planned.read
             counts.rejected = rejections.count
@@ -534,6 +545,8 @@ class Splitter:
                     seen=seen_keys,
                     columns=info.columns,
                     offset=info.position(),
+                    skipped=(checkpoint.skipped if checkpoint is not None else 0)
+                    + (only_new.skipped if only_new else 0),
                     file={"format": info.format, "encoding": info.encoding, "delimiter": info.delimiter},
                 )
                 return self._checkpoint(job, state, rejections, whole_file, seen)
@@ -543,14 +556,14 @@ class Splitter:
         if whole_file is not None:
             whole_file.close()
         messages = self._record_chunks(job, route, staged)
-        if rejections.lost is not None:
-            # Rows went unread (gzip or a JSON array cut off) or were swallowed by a quote never closed:
-            # the counts cannot cover the file, and sending part of it would enrol people twice once the
-            # complete file comes. Fail the job (its staged chunks settle as failed); nothing is sent.
-            return self._fail(
-                job, f"{rejections.lost}; nothing was sent: drop the complete, corrected file again"
-            )
-        return self._conclude(job, route, messages)
+        skipped = (checkpoint.skipped if checkpoint is not None else 0) + (
+            only_new.skipped if only_new else 0
+        )
+
+        def digest() -> str:
+            return hashing.hexdigest() if hashing is not None else self._content_digest(ref)
+
+        return self._conclude(job, route, messages, rejections.lost, digest, skipped)
 
     def _record_chunks(self, job: Job, route: Route, staged: list[StagedChunk]) -> list[ChunkMessage]:
         """Record every staged chunk as pending (and only those: records an interrupted invocation
@@ -613,24 +626,33 @@ class Splitter:
             message=f"continued after row {state.last_row} (invocation {job.split_invocations + 1})",
         )
 
-    def _conclude(self, job: Job, route: Route, chunks: list[ChunkMessage]) -> SplitOutcome:
+    def _conclude(
+        self,
+        job: Job,
+        route: Route,
+        chunks: list[ChunkMessage],
+        lost: str | None,
+        digest: Callable[[], str],
+        skipped: int,
+    ) -> SplitOutcome:
         counts = job.counts
-        if counts.read == 0:
-            return self._fail(job, "the file has no data rows")
-        tolerated = float(route.options.get("tolerated-invalid-percent", self._cfg.tolerated_invalid_percent))
-        share = 100.0 * counts.rejected / counts.read
-        if share > tolerated:
-            return self._fail(
-                job,
-                f"{counts.rejected} of {counts.read} rows ({share:.1f}%) are invalid, more than the {tolerated:g}%"
-                f" tolerated; nothing was sent. Fix the rows listed in results/{job.job_id}/rejected.csv and drop"
-                " the file again, or set the file option tolerated-invalid-percent",
-            )
+        problem = split_problem(
+            read=counts.read,
+            rejected=counts.rejected,
+            lost=lost,
+            tolerated=tolerated_percent(route.options, self._cfg.tolerated_invalid_percent),
+            rejected_at=f"results/{job.job_id}/rejected.csv",
+            skipped=skipped,
+        )
+        if problem is not None:  # the job fails (its staged chunks settle as failed); nothing is sent
+            return self._fail(job, problem)
+        holder = self._claim_file(job, route, digest()) if chunks else None
+        if holder is not None:
+            return self._fail(job, already_sent(route.destination.value, route.target, holder))
         if job.dry_run:
             job.status = JobStatus.PLANNED
-            job.message = (
-                f"dry run: {counts.read - counts.rejected} rows in {len(chunks)} chunks would be sent"
-            )
+            counts.planned = counts.read - counts.rejected
+            job.message = f"dry run: {counts.planned} rows in {len(chunks)} chunks would be sent"
             self._store.finish_split(job)
             publish(self._cfg.bucket_name, self._cfg.event_bus_name, job)
             return SplitOutcome(
@@ -653,6 +675,28 @@ class Splitter:
             if settled is not None:
                 return SplitOutcome(job.job_id, settled.status, counts=settled.counts)
         return SplitOutcome(job.job_id, job.status, counts=counts, chunks=len(chunks))
+
+    def _content_digest(self, ref: ObjectRef) -> str:
+        """The SHA-256 of the whole object, read once more (a split that continued read it in parts)."""
+        hashing = HashingReader(self._open_object(ref))
+        while hashing.read(8 * 1024 * 1024):
+            pass
+        return hashing.hexdigest()
+
+    def _only_new(self, route: Route) -> OnlyNew | None:
+        """only-new=true: the filter that skips contacts sent to this destination and target before."""
+        if not yes(route.options, "only-new"):
+            return None
+        return OnlyNew.load(self._cfg.bucket_name, route.destination.value, route.target)
+
+    def _claim_file(self, job: Job, route: Route, digest: str) -> FileClaim | None:
+        """Claim the file's content for the route's destination and target (sent_files.py); the claim of
+        the job that has it already, if any. A dry run only asks."""
+        where = (digest, route.destination.value, route.target)
+        if job.dry_run:
+            return self._store.file_claim(*where, RESEND_WINDOW_SECONDS)
+        force = yes(route.options, "resend")
+        return self._store.claim_file(*where, job.job_id, RESEND_WINDOW_SECONDS, force)
 
     def _lease_keeper(self, job: Job) -> Callable[[int], None]:
         """A progress callback that renews the split lease at most every RENEW_EVERY_SECONDS (SplitLost

@@ -5,6 +5,7 @@ Layout (single table, `pk`/`sk`):
   JOB#<id> / CHUNK#<chunk>  one staged chunk: state, rows, attempts, lease; `turn` (its live follow-up
                             message, see ChunkMessage), `batch_id`/`batch_started` (a provider batch
                             started for it, whose status is polled)
+  FILE#<sha256> / TO#<dest>/<target>  which job sends that content there, and when (sent_files.py)
   RATE#<dest> / next        the pacing mark of one destination: when its next call may start (pacing.py)
 `gsi1` (gsi1pk = "JOBS", gsi1sk = created_at#id) lists jobs by date.
 
@@ -27,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from fanout.aws import client
 from fanout.models import ChunkState, Counts, JobStatus
+from fanout.sent_files import FileClaim
 
 
 def iso_utc(epoch: float, timespec: str = "seconds") -> str:
@@ -65,6 +67,7 @@ class Job:
     split_generation: int = 0
     checkpoint_key: str = ""
     split_owner: str = ""
+    split_failed: bool = False  # failed at the split (bad file, options, target): no row of it may be sent
 
     def summary(self) -> dict[str, Any]:
         """The job as users see it (summary.json, events, `fanout status --json`): no contact data."""
@@ -79,6 +82,7 @@ class Job:
             "rows_rejected": self.counts.rejected,
             "rows_failed": self.counts.failed,
             "rows_uncertain": self.counts.uncertain,
+            "rows_planned": self.counts.planned,
             "chunks_total": self.chunks_total,
             "chunks_settled": self.chunks_settled,
             "split_invocations": self.split_invocations,
@@ -226,6 +230,18 @@ class JobStore(ABC):
     @abstractmethod
     def list_jobs(self, limit: int = 50) -> list[Job]: ...
 
+    @abstractmethod
+    def claim_file(
+        self, digest: str, destination: str, target: str, job_id: str, window_seconds: int, force: bool
+    ) -> FileClaim | None:
+        """Record that `job_id` sends the file whose content hash is `digest` to destination/target, in
+        one conditional write; None when it is ours now, else the claim of the job that has it (within
+        `window_seconds`). `force` (resend=true) takes it whoever has it."""
+
+    @abstractmethod
+    def file_claim(self, digest: str, destination: str, target: str, window_seconds: int) -> FileClaim | None:
+        """Who has the file within `window_seconds` (a dry run asks without claiming)."""
+
 
 def _job_key(job_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
@@ -279,6 +295,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
             rejected=item.get("rows_rejected", 0),
             failed=item.get("rows_failed", 0),
             uncertain=item.get("rows_uncertain", 0),
+            planned=item.get("rows_planned", 0),
         ),
         chunks_total=item.get("chunks_total", 0),
         chunks_settled=item.get("chunks_settled", 0),
@@ -293,6 +310,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
         split_generation=int(item.get("split_generation", 0)),
         checkpoint_key=item.get("checkpoint_key", ""),
         split_owner=item.get("split_owner", ""),
+        split_failed=bool(item.get("split_failed", False)),
     )
 
 
@@ -579,15 +597,16 @@ class DynamoJobStore(JobStore):
             Key=_job_key(job.job_id),
             UpdateExpression=(
                 "SET #s = :status, rows_read = :read, rows_rejected = :rejected, rows_sent = :zero,"
-                " rows_failed = :zero, rows_uncertain = :zero, chunks_total = :chunks, chunks_settled = :zero,"
-                " encoding = :encoding, file_format = :format, message = :message, updated_at = :now"
-                + (", finished_at = :now" if job.status.is_final else "")
+                " rows_failed = :zero, rows_uncertain = :zero, rows_planned = :planned, chunks_total = :chunks, chunks_settled = :zero,"
+                " encoding = :encoding, file_format = :format, message = :message, updated_at = :now,"
+                " split_failed = :split_failed" + (", finished_at = :now" if job.status.is_final else "")
             ),
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
                 ":status": _s(job.status.value),
                 ":read": _n(job.counts.read),
                 ":rejected": _n(job.counts.rejected),
+                ":planned": _n(job.counts.planned),
                 ":zero": _n(0),
                 ":chunks": _n(job.chunks_total),
                 ":encoding": _s(job.encoding),
@@ -595,6 +614,7 @@ class DynamoJobStore(JobStore):
                 ":message": _s(job.message),
                 ":now": _s(now_iso()),
                 **({":owner": _s(job.split_owner)} if held else {}),
+                ":split_failed": {"BOOL": job.split_failed},
             },
         )
 
@@ -915,3 +935,45 @@ class DynamoJobStore(JobStore):
             Limit=limit,
         )
         return [job_from_item(_item(item)) for item in raw.get("Items", [])]
+
+    def _file_key(self, digest: str, destination: str, target: str) -> dict[str, Any]:
+        return {"pk": _s(f"FILE#{digest}"), "sk": _s(f"TO#{destination}/{target}")}
+
+    def claim_file(
+        self, digest: str, destination: str, target: str, job_id: str, window_seconds: int, force: bool
+    ) -> FileClaim | None:
+        now = time.time()
+        item = {
+            **self._file_key(digest, destination, target),
+            "job_id": _s(job_id),
+            "claimed_epoch": _n(now),
+            "claimed_at": _s(iso_utc(now)),
+            "expires_at": _n(int(now) + max(window_seconds, self._ttl_seconds)),
+        }
+        condition: dict[str, Any] = {}
+        if not force:
+            condition = {
+                # Free, lapsed, or ours already (a split redone after its invocation died).
+                "ConditionExpression": "attribute_not_exists(pk) OR claimed_epoch < :since OR job_id = :me",
+                "ExpressionAttributeValues": {":since": _n(now - window_seconds), ":me": _s(job_id)},
+            }
+        try:
+            self._db.put_item(TableName=self._table, Item=item, **condition)
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            holder = self.file_claim(digest, destination, target, window_seconds)
+            # Lapsed between the write and this read: the caller may try again; say who had it.
+            return holder or FileClaim("?", iso_utc(now))
+        return None
+
+    def file_claim(self, digest: str, destination: str, target: str, window_seconds: int) -> FileClaim | None:
+        raw = self._db.get_item(
+            TableName=self._table, Key=self._file_key(digest, destination, target), ConsistentRead=True
+        ).get("Item")
+        if not raw:
+            return None
+        item = _item(raw)
+        if float(item.get("claimed_epoch", 0)) < time.time() - window_seconds:
+            return None
+        return FileClaim(str(item["job_id"]), str(item["claimed_at"]))

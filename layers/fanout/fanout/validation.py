@@ -9,13 +9,13 @@ from typing import Any
 from fanout import fields
 from fanout.models import Contact, Rejection, Route
 from fanout.providers.base import Provider
-from fanout.reading import RawRow
+from fanout.reading import FileInfo, RawRow
 
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
-# What dry-run may say (routing.is_dry_run takes 1/true/yes): anything else, say "on", is refused rather
-# than read as "no" and sent for real.
 _UNSEEN: Any = object()  # a header the validator has not mapped yet
-_YES_NO = frozenset({"", "1", "true", "yes", "0", "false", "no"})
+# The column `fanout report --rejected` adds to a file's rejected rows: a file fixed and dropped again with
+# it is read as before, the column never sent.
+REASON_COLUMN = "rejection_reason"
 
 
 def _text(value: object) -> str | None:
@@ -29,6 +29,20 @@ def _text(value: object) -> str | None:
     return None
 
 
+def _kept_as_is(route: Route) -> str | None:
+    """The column an Altcraft custom match names (file option field-name): it keeps its own name, since
+    the provider looks it up, and sends it, under that name, so no alias may rename it."""
+    return route.options.get("field-name") if route.options.get("matching") == "custom" else None
+
+
+def column_mapping(route: Route, headers: list[str]) -> dict[str, str | None]:
+    """Each header -> the canonical field it fills, or None when it travels on under its own name: the
+    mapping RowValidator applies."""
+    header_map = fields.HeaderMap(route.columns)
+    as_is = _kept_as_is(route)
+    return {h: None if h == as_is else header_map.field(h) for h in headers if h != REASON_COLUMN}
+
+
 class RowValidator:
     """Validates rows for one route: identifiers present and well-formed, values normalised."""
 
@@ -38,9 +52,7 @@ class RowValidator:
         self._options = route.options
         self._region = (route.options.get("phone-region") or "").upper() or None
         self._map = fields.HeaderMap(route.columns)
-        # The column an Altcraft custom match names (file option field-name) keeps its own name: the
-        # provider looks it up, and sends it, under that name, so no alias may rename it.
-        self._as_is = route.options.get("field-name") if route.options.get("matching") == "custom" else None
+        self._as_is = _kept_as_is(route)
         self._map.add(h for h in headers if h != self._as_is)
         self._fields: dict[str, str | None] = {}
         # CSV: every row's fields are `headers`, in order, all text. Their mapping is then compiled once
@@ -74,6 +86,8 @@ class RowValidator:
             if name is _UNSEEN:
                 name = field_of(header)
             if name is None:  # travels on as it is (nested values too)
+                if header == REASON_COLUMN:
+                    continue
                 if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
                     return Rejection(
                         raw.number, f"value is longer than {MAX_VALUE_CHARS} characters", header, value[:40]
@@ -176,25 +190,43 @@ def duplicate(row: int, first: int, identity: str = "") -> Rejection:
 
 
 def options_problem(provider: Provider, options: Mapping[str, str], headers: list[str]) -> str | None:
-    """Whole-file option problems (checked before any row)."""
-    percent = options.get("tolerated-invalid-percent")
-    if percent is not None:
-        try:
-            value = float(percent)
-        except ValueError:
-            return f"file option tolerated-invalid-percent='{percent}' is not a number"
-        if not 0 <= value <= 100:
-            return f"file option tolerated-invalid-percent={percent} must be between 0 and 100"
-    dry_run = options.get("dry-run")
-    if dry_run is not None and dry_run.lower() not in _YES_NO:
-        return f"file option dry-run='{dry_run}' must be true or false"
-    # An unknown region would make every number without +CC "not a valid phone number", row by row.
-    region = options.get("phone-region")
-    if region:
-        import phonenumbers  # here, not at cold start (the numbers load it at the first one: fields.py)
-
-        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            return (
-                f"file option phone-region='{region}' is not a region code; use two letters such as SE or GB"
-            )
+    """Whole-file option problems the options model cannot see alone (checked before any row): what the
+    destination needs of the options and the file's columns together. `options` are canonical
+    (fanout.options has checked each name, type and value)."""
     return provider.option_problem(options, headers)
+
+
+# Values that pass any field's check: what a row would hold if every column it has were filled.
+_PROBE_VALUES = {
+    fields.EMAIL: "probe@example.com",
+    "list_email": "probe@example.com",
+    fields.PHONE: "+46701234567",
+}
+
+
+def missing_field_problem(provider: Provider, route: Route, headers: list[str]) -> str | None:
+    """When no row of a file with these `headers` could ever be identified (the destination needs a field
+    no column fills, whatever the rows hold): the destination's reason, the file's headers and how to map
+    one; None otherwise. Asked once, of a row with every column filled."""
+    if not headers:
+        return None
+    mapping = column_mapping(route, headers)
+    canon = {name: _PROBE_VALUES.get(name, "x") for name in mapping.values() if name is not None}
+    extra: dict[str, object] = {header: "x" for header, name in mapping.items() if name is None}
+    ident = provider.identify(Contact(0, "", canon, extra), route.options)
+    if ident.identity is not None:
+        return None
+    field = ident.column if ident.column in fields.ALIASES else "FIELD"
+    return (
+        f"{ident.problem or 'no identifier'}, and no column of the file fills it: the file's columns are"
+        f" {', '.join(headers)}. Map one with the file option columns, e.g. -o columns=HEADER:{field}"
+        f" (S3 metadata x-amz-meta-columns: HEADER:{field}, or columns: in a routes entry)"
+    )
+
+
+def file_problem(provider: Provider, route: Route, info: FileInfo) -> str | None:
+    """Whole-file problems found before any row: the options against the file's columns, and (for a CSV
+    file, whose header names every column) a field the destination needs that no column fills."""
+    return options_problem(provider, route.options, info.columns) or (
+        missing_field_problem(provider, route, info.columns) if info.format == "csv" else None
+    )

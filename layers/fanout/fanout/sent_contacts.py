@@ -1,0 +1,170 @@
+"""Who was sent where: per destination and target, the 64-bit hashes of the contacts jobs have sent (or
+may have: uncertain rows count), with the job and date of the first, in one S3 object. The file option
+`only-new=true` skips a contact found there ("already sent to DEST/TARGET by job J on DATE"), so a team
+that exports its whole segment every night enrols only the people who joined since.
+
+The object (`state/sent/<destination>/<target>.bin`): MAGIC, a 4-byte length and a JSON list of
+[job_id, date] pairs, then N sorted unsigned 64-bit hashes, then N 32-bit indexes into that list, all
+little-endian. A million contacts take 12 MB; a lookup is a binary search over the hashes as they lie in
+memory (no Python object per contact), and recording a job's contacts is one merge pass over the old and
+new hashes, written back only if no other job wrote in between (S3 If-Match / If-None-Match), else
+merged again.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import struct
+import sys
+from array import array
+from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
+
+from fanout.aws import client
+
+MAGIC = b"FANOUT-SENT-1\n"
+PREFIX = "state/sent/"
+RECORD_ATTEMPTS = 8
+
+
+def contact_hash(identity: str) -> int:
+    """The 64-bit hash a contact is known by (its identity at the destination)."""
+    return int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=8).digest(), "little")
+
+
+def state_key(destination: str, target: str) -> str:
+    return f"{PREFIX}{destination}/{target}.bin"
+
+
+def _little(values: array) -> bytes:
+    if sys.byteorder != "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _load_array(typecode: str, data: bytes) -> array:
+    values = array(typecode)
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
+@dataclass
+class SentContacts:
+    """The contacts sent to one destination and target (empty when none yet)."""
+
+    jobs: list[tuple[str, str]] = field(default_factory=list)  # (job_id, date) by index
+    hashes: array = field(default_factory=lambda: array("Q"))
+    job_of: array = field(default_factory=lambda: array("I"))
+
+    def who(self, identity: str) -> tuple[str, str] | None:
+        """(job_id, date) of the job that first sent `identity`, or None: a binary search over the hashes
+        as they lie in memory (a memoryview: no Python object per contact)."""
+        value = contact_hash(identity)
+        view = memoryview(self.hashes)
+        at = bisect.bisect_left(view, value)
+        if at < len(view) and view[at] == value:
+            return self.jobs[self.job_of[at]]
+        return None
+
+    def to_bytes(self) -> bytes:
+        names = json.dumps(self.jobs).encode()
+        return MAGIC + struct.pack("<I", len(names)) + names + _little(self.hashes) + _little(self.job_of)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SentContacts:
+        if not data.startswith(MAGIC):
+            raise ValueError("not a sent-contacts file")
+        at = len(MAGIC)
+        (size,) = struct.unpack_from("<I", data, at)
+        at += 4
+        jobs = [(str(j), str(d)) for j, d in json.loads(data[at : at + size])]
+        at += size
+        count = (len(data) - at) // 12
+        hashes = _load_array("Q", data[at : at + 8 * count])
+        job_of = _load_array("I", data[at + 8 * count : at + 12 * count])
+        return cls(jobs, hashes, job_of)
+
+    def merged(self, job_id: str, date: str, new: array) -> SentContacts:
+        """These contacts and `new` (sorted, unique hashes sent by `job_id` on `date`), in one pass: runs
+        of known hashes are copied whole between the places the new ones go; a contact known already keeps
+        its first job."""
+        jobs = [*self.jobs, (job_id, date)]
+        index = len(jobs) - 1
+        old, old_jobs = self.hashes, self.job_of
+        hashes, job_of = array("Q"), array("I")
+        view = memoryview(old)
+        done = 0
+        for value in new:
+            at = bisect.bisect_left(view, value, done)
+            if at > done:
+                hashes.extend(old[done:at])
+                job_of.extend(old_jobs[done:at])
+                done = at
+            if at < len(old) and old[at] == value:
+                continue  # known: copied with the next run
+            hashes.append(value)
+            job_of.append(index)
+        hashes.extend(old[done:])
+        job_of.extend(old_jobs[done:])
+        return SentContacts(jobs, hashes, job_of)
+
+
+def load(bucket: str, destination: str, target: str) -> tuple[SentContacts, str | None]:
+    """The contacts sent to destination/target, and the object's ETag (None: none sent yet)."""
+    s3 = client("s3")
+    try:
+        answer = s3.get_object(Bucket=bucket, Key=state_key(destination, target))
+    except s3.exceptions.NoSuchKey:
+        return SentContacts(), None
+    return SentContacts.from_bytes(answer["Body"].read()), str(answer["ETag"])
+
+
+def record(bucket: str, destination: str, target: str, job_id: str, date: str, identities: array) -> None:
+    """Add the contacts a job sent (`identities`: their hashes, any order) to destination/target's file.
+
+    Read, merge, write only if the object is still the one read; another job's write in between means
+    read and merge again."""
+    new = array("Q", sorted(set(identities)))
+    if not new:
+        return
+    s3 = client("s3")
+    for _ in range(RECORD_ATTEMPTS):
+        known, etag = load(bucket, destination, target)
+        body = known.merged(job_id, date, new).to_bytes()
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            s3.put_object(Bucket=bucket, Key=state_key(destination, target), Body=body, **condition)
+            return
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise
+    raise RuntimeError(f"could not record the contacts of {job_id}: {destination}/{target} kept changing")
+
+
+class OnlyNew:
+    """The splitter's filter for `only-new=true`: a contact an earlier job sent to the same destination and
+    target is skipped with the reason; `skipped` counts them (they are not invalid rows)."""
+
+    def __init__(self, known: SentContacts, destination: str, target: str) -> None:
+        self._known = known
+        self._where = f"{destination}/{target}"
+        self.skipped = 0
+
+    @classmethod
+    def load(cls, bucket: str, destination: str, target: str) -> OnlyNew:
+        return cls(load(bucket, destination, target)[0], destination, target)
+
+    def __call__(self, identity: str) -> str | None:
+        """Why the contact `identity` is skipped, or None when it is new here."""
+        first = self._known.who(identity)
+        if first is None:
+            return None
+        self.skipped += 1
+        return f"already sent to {self._where} by job {first[0]} on {first[1]}"
