@@ -73,7 +73,8 @@ class Clock:
 
 
 def put(bucket: str, key: str, body: bytes) -> ObjectRef:
-    answer = aws("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    # resend=true: each test splits the same bytes more than once (in one go, and continued), on purpose.
+    answer = aws("s3").put_object(Bucket=bucket, Key=key, Body=body, Metadata={"resend": "true"})
     return ObjectRef(bucket, key, answer["VersionId"])
 
 
@@ -478,3 +479,31 @@ def test_a_file_with_several_routes_hands_the_next_route_to_a_new_invocation(har
         assert job is not None and job.counts.read == 1_500 and job.split_invocations > 1
     harness.queued()
     aws("sqs").purge_queue(QueueUrl=harness.config.queue_url(Destination.ALTCRAFT))
+
+
+def test_the_same_bytes_after_a_continued_split_are_not_sent_again(harness: Harness) -> None:
+    """A continued split read the file in parts; its content hash (taken in a pass of its own) is the
+    same as a one-go split's, so the same bytes dropped again are refused."""
+    body = as_csv(contacts(1_200))
+    first_key = f"inbox/mateo/{JOURNEY}/{uuid.uuid4().hex[:8]}-first.csv"
+    first = ObjectRef(
+        harness.bucket,
+        first_key,
+        aws("s3").put_object(Bucket=harness.bucket, Key=first_key, Body=body)["VersionId"],
+    )
+    first_job, outcomes = harness.run(first, batches=1)
+    assert len(outcomes) > 1 and outcomes[-1].status is JobStatus.SENDING
+    harness.queued()
+
+    again_key = f"inbox/mateo/{JOURNEY}/{uuid.uuid4().hex[:8]}-again.csv"
+    again = ObjectRef(
+        harness.bucket,
+        again_key,
+        aws("s3").put_object(Bucket=harness.bucket, Key=again_key, Body=body)["VersionId"],
+    )
+    again_job, _ = harness.run(again, batches=100)
+
+    refused = harness.store.get_job(again_job)
+    assert refused is not None and refused.status is JobStatus.FAILED
+    assert f"already sent to mateo/{JOURNEY} by job {first_job}" in refused.message
+    assert harness.queued() == []
