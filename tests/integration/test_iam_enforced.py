@@ -76,27 +76,42 @@ def test_the_other_destinations_are_untouched_by_the_mutation(mutated_stack: Loc
 # -- a split whose retries are spent ends its job, not left splitting ------------------------------------
 
 
+def _splitter_cannot_stage() -> dict[str, Any]:
+    """template.yaml whose splitter may read the dropped file but not write staged chunks: every attempt
+    at a split fails the same way, as a persistent fault would."""
+    template = cfn_yaml.load_template(TEMPLATE)
+    policies = template["Resources"]["SplitterFunction"]["Properties"]["Policies"]
+    (statement,) = [
+        s
+        for p in policies
+        for s in p.get("Statement", [])
+        if s.get("Sid") == "ReadDroppedFilesAndWriteStagedChunks"
+    ]
+    statement["Action"] = [a for a in statement["Action"] if a != "s3:PutObject"]
+    return template
+
+
 @pytest.fixture(scope="module")
-def slow_splitter_stack() -> Iterator[LocalStack]:
-    settings = StackSettings(
-        stack_name="slowsplit",
-        function_timeouts={"SplitterFunction": 1},
-        async_retry_delays=(1, 1),
-    )
+def failing_splitter_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    path = tmp_path_factory.mktemp("cannot-stage") / "template.json"
+    path.write_text(json.dumps(_splitter_cannot_stage()))
+    settings = StackSettings(stack_name="failsplit", template=path, async_retry_delays=(1, 1))
     with LocalStack(settings) as running:
         yield running
 
 
-def test_a_split_that_times_out_three_times_fails_its_job_with_a_message(
-    slow_splitter_stack: LocalStack, tmp_path: Path
+def test_a_split_whose_retries_are_spent_fails_its_job_with_a_message(
+    failing_splitter_stack: LocalStack, tmp_path: Path
 ) -> None:
-    big = tmp_path / "big.csv"
-    big.write_text("email\n" + "".join(f"user{n}@example.com\n" for n in range(400_000)))
+    """Three attempts fail (Lambda's retries of the event), the event reaches SplitterFailureQueue, and
+    the dead-letter function ends the job failed, with a message, instead of leaving it splitting."""
+    file = tmp_path / "contacts.csv"
+    file.write_text("email\n" + "".join(f"user{n}@example.com\n" for n in range(50)))
 
-    job_id = slow_splitter_stack.drop(big, "workshop", WORKSHOP_TARGET)
-    job = slow_splitter_stack.wait(job_id, timeout=120)
+    job_id = failing_splitter_stack.drop(file, "workshop", WORKSHOP_TARGET)
+    job = failing_splitter_stack.wait(job_id, timeout=120)
 
     assert job.status.value == "failed"
     assert "could not be split" in job.message and "drop the file again" in job.message
     assert job.counts.sent == 0
-    assert slow_splitter_stack.received("workshop").get("targets", {}).get(WORKSHOP_TARGET) is None
+    assert failing_splitter_stack.received("workshop").get("targets", {}).get(WORKSHOP_TARGET) is None
