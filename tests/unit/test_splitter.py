@@ -822,3 +822,32 @@ def test_two_versions_of_one_key_split_at_once_make_one_send(
 
     assert sorted(o.status.value for o in outcomes) == ["failed", "sending"]
     assert len(queued(splitter_config, Destination.ALTCRAFT)) == 1
+
+
+def test_a_split_stopped_while_queueing_has_its_chunks_queued_by_the_events_retry(
+    splitter: Splitter,
+    drop: Dropper,
+    splitter_config: SplitterConfig,
+    store: DynamoJobStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQS failed past its retries while the chunks were being queued: the job is `sending` with chunks no
+    message will ever claim. Lambda retries the event; the retry queues them, and nothing twice matters."""
+    ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(1_200))
+
+    def sqs_down(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("SQS 500 InternalError (retries spent)")
+
+    with monkeypatch.context() as broken:
+        broken.setattr("fanout.splitter.send_chunk_messages", sqs_down)
+        with pytest.raises(RuntimeError):
+            splitter.split(ref)
+    assert queued(splitter_config, Destination.MATEO) == []
+
+    (retried,) = splitter.split(ref)
+
+    messages = queued(splitter_config, Destination.MATEO)
+    chunks = store.chunks(retried.job_id)
+    assert retried.duplicate
+    assert sorted(m.chunk_id for m in messages) == sorted(c.chunk_id for c in chunks)
+    assert sum(m.rows for m in messages) == 1_200

@@ -413,6 +413,8 @@ class Splitter:
                 return outcome or SplitOutcome(job.job_id, status, duplicate=True)
             if status is JobStatus.SPLITTING:
                 raise SplitInProgress(f"job {job.job_id} is being split by another invocation")
+            if existing is not None and status is JobStatus.SENDING and not existing.queued:
+                self._queue_unclaimed(existing, route)
             logger.info("duplicate event: job exists", extra={"job_id": job.job_id})
             return SplitOutcome(job.job_id, status, duplicate=True)
         job.split_invocations = 1
@@ -721,5 +723,20 @@ class Splitter:
             )
         return envelope
 
+    def _queue_unclaimed(self, job: Job, route: Route) -> None:
+        """An event again for a job whose split finished but never recorded that its messages all went out:
+        the split stopped while queueing (an SQS error that outlasted its retries, a crash), so chunks no
+        sender has claimed may have no message yet, and Lambda's retry of the event comes here. Their messages are queued again: a copy of one that did go
+        out is harmless, since a chunk is claimed once and its copies find it taken."""
+        unclaimed = [
+            ChunkMessage.from_json(c.message)
+            for c in self._store.chunks(job.job_id)
+            if c.state is ChunkState.PENDING and c.message
+        ]
+        if unclaimed:
+            logger.info("chunks queued again", extra={"job_id": job.job_id, "chunks": len(unclaimed)})
+            self._enqueue(job, route, unclaimed)
+
     def _enqueue(self, job: Job, route: Route, messages: list[ChunkMessage]) -> None:
         send_chunk_messages(self._cfg.queue_url(route.destination), messages)
+        self._store.mark_queued(job.job_id)

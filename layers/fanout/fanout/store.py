@@ -68,6 +68,7 @@ class Job:
     checkpoint_key: str = ""
     split_owner: str = ""
     split_failed: bool = False  # failed at the split (bad file, options, target): no row of it may be sent
+    queued: bool = False  # every chunk's message went out (set once the split has queued them all)
 
     def summary(self) -> dict[str, Any]:
         """The job as users see it (summary.json, events, `fanout status --json`): no contact data."""
@@ -178,6 +179,10 @@ class JobStore(ABC):
     @abstractmethod
     def finish_split(self, job: Job) -> None:
         """Store the split's counts, plan and next status (sending, planned or failed)."""
+
+    @abstractmethod
+    def mark_queued(self, job_id: str) -> None:
+        """Every chunk message of the job went out."""
 
     @abstractmethod
     def claim_chunk(self, job_id: str, chunk_id: str, lease_seconds: int, turn: str | None = None) -> Claim:
@@ -311,6 +316,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
         checkpoint_key=item.get("checkpoint_key", ""),
         split_owner=item.get("split_owner", ""),
         split_failed=bool(item.get("split_failed", False)),
+        queued=bool(item.get("queued", False)),
     )
 
 
@@ -579,6 +585,14 @@ class DynamoJobStore(JobStore):
         except ClientError as exc:
             if not _is_conditional_failure(exc):
                 raise
+
+    def mark_queued(self, job_id: str) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=_job_key(job_id),
+            UpdateExpression="SET queued = :yes",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )
 
     def finish_split(self, job: Job) -> None:
         # A split that holds its job by a token finishes only while it still does (a continued split).
