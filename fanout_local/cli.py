@@ -255,7 +255,10 @@ def local_run(
     destination, target = parse_to(to)
     limits = emulator_limits(documented_limits, daily_limit, rate_limit)
     timeouts = {"SplitterFunction": splitter_timeout} if splitter_timeout else {}
-    with LocalStack(settings_for(faults, seed, rate_limit, aws_faults, function_timeouts=timeouts)) as stack:
+    settings = settings_for(
+        faults, seed, rate_limit, aws_faults, function_timeouts=timeouts, provider_quotas=documented_limits
+    )
+    with LocalStack(settings) as stack:
         apply_limits(stack, limits)
         job_id = stack.drop(file, destination, target, parse_pairs(option, "--option"))
         job = stack.wait(job_id, timeout)
@@ -283,7 +286,9 @@ def local_up(
     Example: fanout local up --faults "5xx=0.1" --aws-faults "dynamodb=0.1" --seed 7
     """
     limits = emulator_limits(documented_limits, daily_limit, rate_limit)
-    with LocalStack(settings_for(faults, seed, rate_limit, aws_faults)) as stack:
+    with LocalStack(
+        settings_for(faults, seed, rate_limit, aws_faults, provider_quotas=documented_limits)
+    ) as stack:
         apply_limits(stack, limits)
         operator = stack.aws_env()
         credentials = {k: operator[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}

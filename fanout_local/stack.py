@@ -43,6 +43,7 @@ ACCOUNT = "123456789012"
 # after (the operator's, the CLI's, the event runner's: Lambda's own service).
 BOOTSTRAP_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap"}
 DEPLOYER = "journey-fanout-deployer"
+UNLIMITED_DAILY_QUOTAS = {"DAILY_REQUEST_QUOTA": "0", "DAILY_CONTACT_QUOTA": "0"}  # 0: no daily quota
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 # The emulators' demo tokens (emulators/fixtures/default.json); the local secrets carry them.
@@ -104,6 +105,9 @@ class StackSettings:
     visibility_timeout: int | None = None  # override the queues' visibility timeout (fast tests)
     async_retry_delays: tuple[int, ...] = LAMBDA_ASYNC_RETRY_DELAYS  # before the splitter's event retries
     function_env: dict[str, str] = field(default_factory=dict)  # extra env for every function
+    # The senders plan for Mateo's documented daily quotas as on AWS only when the emulators enforce them
+    # (`--documented-limits`); by default the local stack, like its emulators, runs unthrottled.
+    provider_quotas: bool = False
     state_dir: Path | None = None  # logs, port files, deployed code; a temporary folder by default
     iam: bool = True  # enforce IAM: each function may do only what its execution role allows
     aws_faults: str = ""  # e.g. "dynamodb=0.1,s3=0.05,sqs=0.05": AWS's own errors for that share of calls
@@ -430,6 +434,8 @@ class LocalStack:
                     **self._function_credentials[logical],
                 }
             )
+            if not self.settings.provider_quotas:
+                env.update(UNLIMITED_DAILY_QUOTAS)
             env.update(self.settings.function_env)
             specs[logical] = FunctionSpec(
                 logical_id=logical,
