@@ -250,7 +250,9 @@ def test_chaos_with_aws_errors_every_row_ends_once_and_no_job_stays_unfinished(
     settled = {d: chaos_stack.wait(job_id, timeout=1200) for d, job_id in jobs.items()}
 
     faults = chaos_stack.aws_stats()["faults_injected"]
-    assert faults.get("dynamodb", 0) > 0 and faults.get("s3", 0) > 0 and faults.get("sqs", 0) > 0, faults
+    # The functions make thousands of DynamoDB and S3 calls here but only tens of SQS calls (a batch of
+    # chunk messages per job, a visibility change per throttled delivery): an SQS fault is likely, not sure.
+    assert faults.get("dynamodb", 0) > 0 and faults.get("s3", 0) > 0, faults
     assert chaos_stack.aws_stats()["access_denied"] == 0
     assert_every_row_once(chaos_stack, settled, lambda d: CHAOS_ROWS_OF.get(d, CHAOS_ROWS), prefix="chaos")
     scanned, leaks = leaked_log_lines(chaos_stack.log_dir)
