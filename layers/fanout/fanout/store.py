@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -414,6 +415,17 @@ class DynamoJobStore(JobStore):
         """The container's DynamoDB client, made at first use rather than at cold start."""
         return _RetryingWhenBusy(client("dynamodb"))
 
+    @staticmethod
+    def _applied(write: Callable[..., Any], **request: Any) -> bool:
+        """Make a conditional write: False when its condition failed (someone else did it already)."""
+        try:
+            write(**request)
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
     def _expires(self) -> dict[str, str]:
         return _n(int(time.time()) + self._ttl_seconds)
 
@@ -438,28 +450,23 @@ class DynamoJobStore(JobStore):
             "gsi1sk": _s(f"{job.created_at}#{job.job_id}"),
             "expires_at": self._expires(),
         }
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=item,
-                # A duplicate event finds the job and stops; a split that died (lease lapsed) before its
-                # first checkpoint is redone; one past it is continued from its checkpoint instead.
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR (#s = :splitting AND split_lease_until < :now"
-                    " AND (attribute_not_exists(split_generation) OR split_generation = :zero))"
-                ),
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":splitting": _s(JobStatus.SPLITTING.value),
-                    ":now": _n(time.time()),
-                    ":zero": _n(0),
-                },
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self._applied(
+            self._db.put_item,
+            TableName=self._table,
+            Item=item,
+            # A duplicate event finds the job and stops; a split that died (lease lapsed) before its
+            # first checkpoint is redone; one past it is continued from its checkpoint instead.
+            ConditionExpression=(
+                "attribute_not_exists(pk) OR (#s = :splitting AND split_lease_until < :now"
+                " AND (attribute_not_exists(split_generation) OR split_generation = :zero))"
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":splitting": _s(JobStatus.SPLITTING.value),
+                ":now": _n(time.time()),
+                ":zero": _n(0),
+            },
+        )
 
     def renew_split_lease(self, job_id: str, lease_seconds: int, owner: str = "") -> None:
         args: dict[str, Any] = {}
@@ -484,58 +491,48 @@ class DynamoJobStore(JobStore):
 
     def claim_split(self, job_id: str, generation: int, owner: str, lease_seconds: int) -> bool:
         now = time.time()
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_job_key(job_id),
-                UpdateExpression=(
-                    "SET split_owner = :owner, split_lease_until = :lease,"
-                    " split_invocations = if_not_exists(split_invocations, :zero) + :one, updated_at = :iso"
-                ),
-                ConditionExpression="#s = :splitting AND split_generation = :gen AND split_lease_until < :now",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":owner": _s(owner),
-                    ":lease": _n(now + lease_seconds),
-                    ":zero": _n(0),
-                    ":one": _n(1),
-                    ":iso": _s(now_iso()),
-                    ":splitting": _s(JobStatus.SPLITTING.value),
-                    ":gen": _n(generation),
-                    ":now": _n(now),
-                },
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self._applied(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_job_key(job_id),
+            UpdateExpression=(
+                "SET split_owner = :owner, split_lease_until = :lease,"
+                " split_invocations = if_not_exists(split_invocations, :zero) + :one, updated_at = :iso"
+            ),
+            ConditionExpression="#s = :splitting AND split_generation = :gen AND split_lease_until < :now",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":owner": _s(owner),
+                ":lease": _n(now + lease_seconds),
+                ":zero": _n(0),
+                ":one": _n(1),
+                ":iso": _s(now_iso()),
+                ":splitting": _s(JobStatus.SPLITTING.value),
+                ":gen": _n(generation),
+                ":now": _n(now),
+            },
+        )
 
     def record_checkpoint(self, job_id: str, generation: int, owner: str, key: str) -> bool:
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_job_key(job_id),
-                UpdateExpression=(
-                    "SET split_generation = :next, checkpoint_key = :key, split_owner = :nobody,"
-                    " split_lease_until = :free, updated_at = :iso"
-                ),
-                ConditionExpression="split_generation = :gen AND split_owner = :owner",
-                ExpressionAttributeValues={
-                    ":next": _n(generation + 1),
-                    ":key": _s(key),
-                    ":nobody": _s(""),
-                    ":free": _n(0),
-                    ":iso": _s(now_iso()),
-                    ":gen": _n(generation),
-                    ":owner": _s(owner),
-                },
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self._applied(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_job_key(job_id),
+            UpdateExpression=(
+                "SET split_generation = :next, checkpoint_key = :key, split_owner = :nobody,"
+                " split_lease_until = :free, updated_at = :iso"
+            ),
+            ConditionExpression="split_generation = :gen AND split_owner = :owner",
+            ExpressionAttributeValues={
+                ":next": _n(generation + 1),
+                ":key": _s(key),
+                ":nobody": _s(""),
+                ":free": _n(0),
+                ":iso": _s(now_iso()),
+                ":gen": _n(generation),
+                ":owner": _s(owner),
+            },
+        )
 
     def replace_chunks(self, chunks: list[Chunk]) -> None:
         requests = [{"PutRequest": {"Item": self._new_chunk_item(chunk)}} for chunk in chunks]
@@ -676,24 +673,19 @@ class DynamoJobStore(JobStore):
         return _chunk_from_item(_item(raw["Item"])) if "Item" in raw else None
 
     def record_batch(self, job_id: str, chunk_id: str, batch_id: str, started: float) -> bool:
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_chunk_key(job_id, chunk_id),
-                UpdateExpression="SET batch_id = :batch, batch_started = :started",
-                ConditionExpression="#s = :flight",
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={
-                    ":batch": _s(batch_id),
-                    ":started": _n(started),
-                    ":flight": _s(ChunkState.IN_FLIGHT.value),
-                },
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self._applied(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_chunk_key(job_id, chunk_id),
+            UpdateExpression="SET batch_id = :batch, batch_started = :started",
+            ConditionExpression="#s = :flight",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={
+                ":batch": _s(batch_id),
+                ":started": _n(started),
+                ":flight": _s(ChunkState.IN_FLIGHT.value),
+            },
+        )
 
     def note_job(self, job_id: str, message: str) -> None:
         try:
@@ -839,80 +831,70 @@ class DynamoJobStore(JobStore):
         )
 
     def reopen_chunk(self, chunk: Chunk) -> bool:
-        try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _chunk_key(chunk.job_id, chunk.chunk_id),
-                            # A redrive starts over: the stored (first) message is live again, and a
-                            # provider batch is started anew (the operator's call).
-                            "UpdateExpression": (
-                                "SET #s = :pending, lease_until = :zero, n_sent = :zero, n_failed = :zero,"
-                                " n_uncertain = :zero REMOVE turn, batch_id, batch_started"
-                            ),
-                            "ConditionExpression": "#s = :state",
-                            "ExpressionAttributeNames": {"#s": "state"},
-                            "ExpressionAttributeValues": {
-                                ":pending": _s(ChunkState.PENDING.value),
-                                ":state": _s(chunk.state.value),
-                                ":zero": _n(0),
-                            },
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _job_key(chunk.job_id),
-                            "UpdateExpression": (
-                                "SET #s = :sending, updated_at = :now REMOVE finished_at"
-                                " ADD rows_sent :sent, rows_failed :failed, rows_uncertain :uncertain,"
-                                " chunks_settled :minus_one"
-                            ),
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": {
-                                ":sending": _s(JobStatus.SENDING.value),
-                                ":now": _s(now_iso()),
-                                ":sent": _n(-chunk.sent),
-                                ":failed": _n(-chunk.failed),
-                                ":uncertain": _n(-chunk.uncertain),
-                                ":minus_one": _n(-1),
-                            },
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self._applied(
+            self._db.transact_write_items,
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _chunk_key(chunk.job_id, chunk.chunk_id),
+                        # A redrive starts over: the stored (first) message is live again, and a
+                        # provider batch is started anew (the operator's call).
+                        "UpdateExpression": (
+                            "SET #s = :pending, lease_until = :zero, n_sent = :zero, n_failed = :zero,"
+                            " n_uncertain = :zero REMOVE turn, batch_id, batch_started"
+                        ),
+                        "ConditionExpression": "#s = :state",
+                        "ExpressionAttributeNames": {"#s": "state"},
+                        "ExpressionAttributeValues": {
+                            ":pending": _s(ChunkState.PENDING.value),
+                            ":state": _s(chunk.state.value),
+                            ":zero": _n(0),
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _job_key(chunk.job_id),
+                        "UpdateExpression": (
+                            "SET #s = :sending, updated_at = :now REMOVE finished_at"
+                            " ADD rows_sent :sent, rows_failed :failed, rows_uncertain :uncertain,"
+                            " chunks_settled :minus_one"
+                        ),
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {
+                            ":sending": _s(JobStatus.SENDING.value),
+                            ":now": _s(now_iso()),
+                            ":sent": _n(-chunk.sent),
+                            ":failed": _n(-chunk.failed),
+                            ":uncertain": _n(-chunk.uncertain),
+                            ":minus_one": _n(-1),
+                        },
+                    }
+                },
+            ],
+        )
 
     def begin_settling(self, job_id: str, lease_seconds: int) -> bool:
         now = time.time()
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_job_key(job_id),
-                UpdateExpression="SET #s = :settling, settle_lease_until = :lease REMOVE note",
-                ConditionExpression=(
-                    "chunks_settled = chunks_total AND"
-                    " (#s = :sending OR (#s = :settling AND settle_lease_until < :now))"
-                ),
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":settling": _s(JobStatus.SETTLING.value),
-                    ":sending": _s(JobStatus.SENDING.value),
-                    ":lease": _n(now + lease_seconds),
-                    ":now": _n(now),
-                },
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self._applied(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_job_key(job_id),
+            UpdateExpression="SET #s = :settling, settle_lease_until = :lease REMOVE note",
+            ConditionExpression=(
+                "chunks_settled = chunks_total AND"
+                " (#s = :sending OR (#s = :settling AND settle_lease_until < :now))"
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":settling": _s(JobStatus.SETTLING.value),
+                ":sending": _s(JobStatus.SENDING.value),
+                ":lease": _n(now + lease_seconds),
+                ":now": _n(now),
+            },
+        )
 
     def finish_job(self, job_id: str, status: JobStatus, message: str = "") -> None:
         self._db.update_item(
