@@ -5,7 +5,8 @@
     python -m bench --only throughput --only memory
     python -m bench --only throughput --profile   # also cProfile each split (bench/out/*.prof)
 
-Benchmarks: throughput (1), memory (2), end_to_end (3), pacing (4), cold_start (5), cost (6). The data is
+Benchmarks: throughput (1), memory (2), continued, end_to_end (3), pacing (4), cold_start (5), cost (6),
+segments (7). The data is
 generated into bench/out/data on first use; figures that machine speed would decide are ratios to a
 reference measured in the same run.
 """
@@ -25,6 +26,7 @@ from bench.coldstart import cold_start
 from bench.endtoend import cost, end_to_end
 from bench.pacing import pacing
 from bench.report import BenchResult, markdown, show, write
+from bench.segments import segments
 from bench.session import Session
 from bench.throughput import continued, memory, throughput
 
@@ -32,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[Session], BenchResult]] = {
     "throughput": throughput,
     "memory": memory,
     "continued": continued,
+    "segments": segments,
     "end_to_end": end_to_end,
     "cost": cost,
     "pacing": pacing,

@@ -40,6 +40,6 @@ class Session:
         return 100_000 if self.quick else 1_000_000
 
     @property
-    def small_rows(self) -> int:
-        """The smaller file the memory figure compares with."""
-        return 10_000 if self.quick else 100_000
+    def huge_rows(self) -> int:
+        """The file ten times larger: the memory figure's second size, the continued split, segments."""
+        return 10 * self.large_rows

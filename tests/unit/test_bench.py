@@ -125,3 +125,23 @@ def test_a_refused_call_is_counted_as_billed() -> None:
         counter.uninstall()
     assert counter.snapshot()["calls"] == {"s3:GetObject": 1, "s3:PutObject": 1}
     assert (counter.usage.s3_get_requests, counter.usage.s3_put_requests) == (1, 1)
+
+
+def test_segments_send_time_follows_each_providers_per_call_limits_and_rate() -> None:
+    from bench.segments import send_seconds
+    from fanout.destinations import Destination
+
+    # Mateo: 500 items a call at 2 calls/s; Symplify: one call for the whole file; Altcraft: 10 MB a call
+    assert send_seconds(Destination.MATEO, 10_000, 100.0) == (10.0, 20)
+    assert send_seconds(Destination.SYMPLIFY, 10_000_000, 100.0) == (1.0, 1)
+    assert send_seconds(Destination.ALTCRAFT, 1_000_000, 100.0) == (20.0, 100)  # 10,000 profiles a call
+    assert send_seconds(Destination.ALTCRAFT, 10_000, 3_000.0)[1] == 3  # 30 MB: 10 MB a call, not 1
+
+
+def test_segments_merge_finds_every_repeat_across_segments() -> None:
+    from bench.segments import hash_runs, merge_seconds
+
+    runs = hash_runs(10_000, segments=4)
+    everything = [value for run in runs for value in run]
+    _, repeats = merge_seconds(runs)
+    assert repeats == len(everything) - len(set(everything)) > 90

@@ -176,6 +176,8 @@ class Provider(ABC):
 
     destination: ClassVar[Destination]
     limits: ClassVar[Limits]
+    # True when one call carries the whole file (Symplify downloads it from a link): the splitter stages it.
+    whole_file: ClassVar[bool] = False
     # How many rows an SQS message carries when each row is its own call (mateo-message).
     rows_per_message: ClassVar[int | None] = None
     # True when an accepted call only starts a batch whose outcome the provider reports later (Symplify):
