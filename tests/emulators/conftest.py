@@ -1,4 +1,5 @@
-"""Fixtures for the emulator suite: one running EmulatorSet per session, reset around every test."""
+"""Fixtures for the emulator suite: one running EmulatorSet for the package (stopped after its last test),
+reset around every test."""
 
 from __future__ import annotations
 
@@ -19,21 +20,21 @@ from emulators.testing import AdminClient
 BUCKET = "emulator-test-contacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def emulators() -> Iterator[EmulatorSet]:
     """All four emulators on free ports with the default fixture."""
     with start_emulators() as emulator_set:
         yield emulator_set
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def http() -> Iterator[httpx.Client]:
     """A keep-alive client that ignores proxy settings from the environment."""
     with httpx.Client(trust_env=False, timeout=httpx.Timeout(3.0)) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tokens() -> dict[str, str]:
     """Provider -> the first token of the default fixture."""
     fixture = load_fixture()
@@ -58,7 +59,7 @@ def urls(emulators: EmulatorSet, admin: AdminClient) -> dict[str, str]:
     return emulators.base_urls
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def moto_s3() -> Iterator[Any]:
     """A moto S3 server on a free loopback port and a SigV4 boto3 client bound to it."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
