@@ -851,3 +851,48 @@ def test_a_split_stopped_while_queueing_has_its_chunks_queued_by_the_events_retr
     assert retried.duplicate
     assert sorted(m.chunk_id for m in messages) == sorted(c.chunk_id for c in chunks)
     assert sum(m.rows for m in messages) == 1_200
+
+
+def test_a_split_whose_queueing_failed_on_every_attempt_ends_its_job_with_the_unsent_rows_failed(
+    splitter: Splitter,
+    drop: Dropper,
+    splitter_config: SplitterConfig,
+    store: DynamoJobStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQS refused the chunks' messages on the event's every attempt (a permission missing for good): the
+    failure record ends the job instead of leaving it `sending`. A chunk a sender holds (its message did go
+    out) is left to finish; the others are failed, so a late copy of their message sends nothing."""
+    ref = drop.put(
+        drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(1_200, start=int(drop.run, 16) % 10**6 * 10)
+    )
+
+    def sqs_down(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("SQS 403 AccessDenied")
+
+    with monkeypatch.context() as broken:
+        broken.setattr("fanout.splitter.send_chunk_messages", sqs_down)
+        for _attempt in range(3):  # Lambda's first attempt and its two retries
+            with pytest.raises(RuntimeError):
+                splitter.split(ref)
+    version = aws("s3").head_object(Bucket=ref.bucket, Key=ref.key)["VersionId"]
+    job_id = ids.job_id(ref.bucket, ref.key, version, 0)
+    held, *unsent = store.chunks(job_id)
+    assert store.claim_chunk(job_id, held.chunk_id, 60).name.startswith("CLAIMED")
+
+    failed = fail_unfinished_split(
+        store,
+        splitter_config.bucket_name,
+        splitter_config.event_bus_name,
+        _destination_record(ref, "AccessDenied"),
+    )
+
+    job = store.get_job(job_id)
+    assert failed == [job_id]
+    assert job is not None and job.status is JobStatus.SENDING  # the held chunk is still being sent
+    assert "could not be queued" in job.message and "AccessDenied" in job.message
+    states = {c.chunk_id: c.state for c in store.chunks(job_id)}
+    assert states.pop(held.chunk_id) is ChunkState.IN_FLIGHT
+    assert set(states.values()) == {ChunkState.FAILED}
+    assert job.counts.failed == sum(c.rows for c in unsent)
+    assert queued(splitter_config, Destination.MATEO) == []

@@ -207,6 +207,10 @@ def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[s
         index = 0
         while (job := store.get_job(ids.job_id(ref.bucket, ref.key, ref.identity, index))) is not None:
             index += 1
+            if job.status is JobStatus.SENDING and not job.queued:
+                fail_unqueued_chunks(store, bucket, bus, job, why)
+                failed.append(job.job_id)
+                continue
             if job.status is not JobStatus.SPLITTING:
                 continue  # the split finished (or failed) after all: its own outcome stands
             chunks = store.chunks(job.job_id)
@@ -228,6 +232,24 @@ def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[s
                 fail_job(store, bucket, bus, job, message)
                 failed.append(job.job_id)
     return failed
+
+
+def fail_unqueued_chunks(store: JobStore, bucket: str, bus: str, job: Job, why: str) -> None:
+    """A split that finished but whose chunks' messages could not all be queued on any attempt: the chunks
+    no sender has claimed are failed (never sent; `fanout redrive` sends them), the ones a sender holds
+    finish as usual, and the job settles when the last one does."""
+    message = (
+        f"the file's chunks could not be queued: {why}. Rows of chunks no sender took were not sent"
+        f" (failed in rows.csv); fix the cause and, once the job has settled, `fanout redrive {job.job_id}`"
+        " sends them"
+    )
+    logger.warning("job's chunks could not be queued", extra={"job_id": job.job_id})
+    store.note_job(job.job_id, message)
+    for chunk in store.chunks(job.job_id):
+        if chunk.state is ChunkState.PENDING:
+            settlement = Settlement(ChunkState.FAILED, failed=chunk.rows, error=message)
+            store.settle_chunk(job.job_id, chunk.chunk_id, settlement, only_unclaimed=True)
+    settle_job(store, bucket, bus, job.job_id)
 
 
 class Splitter:

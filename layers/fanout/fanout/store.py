@@ -211,8 +211,11 @@ class JobStore(ABC):
         message just queued for it, from now on its only live message."""
 
     @abstractmethod
-    def settle_chunk(self, job_id: str, chunk_id: str, settlement: Settlement) -> Job:
-        """Move the chunk to its final state and add its row counts to the job, atomically."""
+    def settle_chunk(
+        self, job_id: str, chunk_id: str, settlement: Settlement, *, only_unclaimed: bool = False
+    ) -> Job:
+        """Move the chunk to its final state and add its row counts to the job, atomically. With
+        `only_unclaimed`, only while no sender has claimed it (still pending)."""
 
     @abstractmethod
     def split_chunk(self, job_id: str, chunk_id: str, halves: list[Chunk]) -> None:
@@ -734,7 +737,22 @@ class DynamoJobStore(JobStore):
             if not _is_conditional_failure(exc):
                 raise
 
-    def settle_chunk(self, job_id: str, chunk_id: str, settlement: Settlement) -> Job:
+    def settle_chunk(
+        self, job_id: str, chunk_id: str, settlement: Settlement, *, only_unclaimed: bool = False
+    ) -> Job:
+        # Any open state: in flight (our claim), or pending/in flight for the dead-letter path; or only
+        # pending, for a chunk that must not be taken from a sender that holds it.
+        condition = "#s = :pending" if only_unclaimed else "NOT #s IN (:sent, :failed, :uncertain, :split)"
+        states = (
+            {":pending": _s(ChunkState.PENDING.value)}
+            if only_unclaimed
+            else {
+                ":sent": _s(ChunkState.SENT.value),
+                ":failed": _s(ChunkState.FAILED.value),
+                ":uncertain": _s(ChunkState.UNCERTAIN.value),
+                ":split": _s(ChunkState.SPLIT.value),
+            }
+        )
         try:
             self._db.transact_write_items(
                 TransactItems=[
@@ -746,8 +764,7 @@ class DynamoJobStore(JobStore):
                                 "SET #s = :state, last_error = :error, settled_at = :now,"
                                 " n_sent = :n_sent, n_failed = :n_failed, n_uncertain = :n_uncertain"
                             ),
-                            # Any open state: in flight (our claim), or pending/in flight for the dead-letter path.
-                            "ConditionExpression": "NOT #s IN (:sent, :failed, :uncertain, :split)",
+                            "ConditionExpression": condition,
                             "ExpressionAttributeNames": {"#s": "state"},
                             "ExpressionAttributeValues": {
                                 ":state": _s(settlement.state.value),
@@ -756,10 +773,7 @@ class DynamoJobStore(JobStore):
                                 ":n_sent": _n(settlement.sent),
                                 ":n_failed": _n(settlement.failed),
                                 ":n_uncertain": _n(settlement.uncertain),
-                                ":sent": _s(ChunkState.SENT.value),
-                                ":failed": _s(ChunkState.FAILED.value),
-                                ":uncertain": _s(ChunkState.UNCERTAIN.value),
-                                ":split": _s(ChunkState.SPLIT.value),
+                                **states,
                             },
                         }
                     },
