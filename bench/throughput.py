@@ -21,6 +21,7 @@ from fanout_local.deploy import REPO
 THROUGHPUT_TARGET = 0.08  # issue 15: over three times the 0.024 measured before it
 CONTINUE_EVERY_SECONDS = 10.0  # forced invocation length of the `continued` figure
 CPU_TARGET_US = 6.0  # CPU a row of the whole split, AWS calls included
+PLANNING_TARGET = 0.1  # the per-row code without AWS, beside the bare parser (CPU)
 MEMORY_TARGET = 1.1
 REFERENCE = {"csv": "csv.reader", "ndjson": "json.loads per line"}
 
@@ -57,6 +58,9 @@ def split_run(
             "result": str(result_path),
             "profile": str(session.out / f"{name}.prof") if session.profile else "",
             "continue_every_seconds": continue_every_seconds,
+            # the per-row work without AWS, measured beside the split of the throughput figure
+            "planning": rows == session.large_rows and not continue_every_seconds,
+            "journey": JOURNEY,
         }
         with (session.logs / f"{name}.log").open("wb") as log:
             subprocess.run(
@@ -75,6 +79,9 @@ def split_run(
     result["ratio"] = result["reference_seconds"] / result["split_seconds"]
     result["cpu_us_per_row"] = 1e6 * result["split_cpu_seconds"] / rows
     result["reference_cpu_us_per_row"] = 1e6 * result["reference_cpu_seconds"] / rows
+    if result.get("planning_cpu_seconds"):
+        result["planning_cpu_us_per_row"] = 1e6 * result["planning_cpu_seconds"] / rows
+        result["planning_ratio"] = result["reference_cpu_seconds"] / result["planning_cpu_seconds"]
     result["profiled"] = session.profile
     session.split_runs[(rows, file_format, continue_every_seconds)] = result
     return result
@@ -126,6 +133,17 @@ def throughput(session: Session) -> BenchResult:
                 run["cpu_us_per_row"] <= CPU_TARGET_US,
             )
         )
+        if run.get("planning_ratio"):
+            result.rows.append(
+                Row(
+                    f"1 per-row code without AWS, {file_format.upper()}",
+                    f"{run['planning_cpu_us_per_row']:.1f} us/row",
+                    f"{REFERENCE[file_format]} {run['reference_cpu_us_per_row']:.2f} us/row",
+                    f"{run['planning_ratio']:.4f}",
+                    f">= {PLANNING_TARGET:g}",
+                    run["planning_ratio"] >= PLANNING_TARGET,
+                )
+            )
     return result
 
 
