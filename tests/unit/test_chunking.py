@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.destinations import Destination
-from fanout.models import Contact, Rejection, StagedRow, compact_json
+from fanout.models import Contact, Rejection, StagedRow, compact_json, compact_text_json
 from fanout.providers import provider_for
 from fanout.providers.altcraft import MAX_BODY_BYTES, MAX_PROFILES, Altcraft
 from fanout.providers.base import Limits, Provider, ProviderSecret, encode_body
@@ -253,3 +253,17 @@ _JSON_VALUES = st.recursive(
 def test_compact_json_is_exactly_what_the_standard_encoder_writes(value: object) -> None:
     # the prebuilt C encoder must give the bytes json.dumps gives with the same options
     assert compact_json(value) == json.dumps(value, separators=(",", ":"))
+
+
+# What a provider builds from a CSV row: text, and the ints, bools and lists it adds itself; never a float.
+_TEXT_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_TEXT_VALUES)
+def test_compact_text_json_is_exactly_what_the_standard_encoder_writes(value: object) -> None:
+    # orjson's text (ASCII), or the standard encoder's: the same bytes either way
+    assert compact_text_json(value) == json.dumps(value, separators=(",", ":"))

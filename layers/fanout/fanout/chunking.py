@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fanout.ids import chunk_id
-from fanout.models import Rejection, StagedRow, compact_json
+from fanout.models import Rejection, StagedRow, compact_json, compact_text_json
 from fanout.providers.base import Provider
 from fanout.staging import S3Writer, chunk_key
 
@@ -129,9 +129,11 @@ class ChunkPlanner:
         (mateo-message), else what one provider call may carry."""
         return self._lane_limits.get(lane, self._default_items)
 
-    def add(self, lane: str, row: StagedRow) -> Rejection | None:
-        """Stage `row`; a Rejection when the row alone is larger than one provider call may carry."""
-        item_json = compact_json(row.item)  # the item exactly as the sender's request will carry it
+    def add(self, lane: str, row: StagedRow, text_only: bool = False) -> Rejection | None:
+        """Stage `row`; a Rejection when the row alone is larger than one provider call may carry.
+        `text_only`: its item holds no float (built from a CSV row), so the faster encoder writes it."""
+        # the item exactly as the sender's request will carry it
+        item_json = compact_text_json(row.item) if text_only else compact_json(row.item)
         size = len(item_json) + 1  # the comma between items
         if self._max_body is not None and size > self._max_body:
             return Rejection(

@@ -8,6 +8,8 @@ from enum import StrEnum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
+import orjson
+
 from fanout.destinations import Destination
 
 _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
@@ -28,6 +30,20 @@ def compact_json(value: Any) -> str:
     if _C_COMPACT is None:
         return _COMPACT(value)
     return "".join(_C_COMPACT(value, 0))
+
+
+def compact_text_json(value: Any) -> str:
+    """`compact_json(value)` for a value of text only: a tree of dicts and lists of str, int, bool and None
+    (what a provider builds from a CSV row), never a float, which orjson writes otherwise (1e-05 as
+    0.00001). orjson writes such a value as the standard encoder does, but for non-ASCII, which it does
+    not escape: text holding any goes to the standard encoder (a test holds the two to the same text)."""
+    try:
+        raw = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # an int over 64 bits, a lone surrogate, a key not a str
+        return compact_json(value)
+    if raw.isascii():
+        return raw.decode("ascii")
+    return compact_json(value)
 
 
 def _json_string(text: str) -> str:

@@ -88,7 +88,7 @@ def plan_some(
                 reject(Rejection(checked.row, reason, "", checked.identity))
                 continue
             item = provider.to_item(checked, job_id, route.options)
-            too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item))
+            too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item), text_rows)
             if too_big is not None:
                 reject(too_big)
             elif accept is not None:
