@@ -102,6 +102,11 @@ class Rejection:
     value: str = ""
 
 
+def staged_line(row: int, identity: str, item_json: str) -> str:
+    """One line of a staged chunk (`StagedRow.to_json`): the row, its identity and its item's JSON text."""
+    return f'{{"row":{row:d},"identity":{_json_string(identity)},"item":{item_json}}}'
+
+
 @dataclass(frozen=True, slots=True)
 class StagedRow:
     """One line of a staged chunk: the input row, who it is, and the provider item built from it."""
@@ -113,8 +118,9 @@ class StagedRow:
     def to_json(self, item_json: str | None = None) -> str:
         """The staged line, compact JSON. `item_json`: the item already encoded by `compact_json` (the
         chunker has it from sizing the row), so a row is serialised once, not twice."""
-        item = compact_json(self.item) if item_json is None else item_json
-        return f'{{"row":{self.row:d},"identity":{_json_string(self.identity)},"item":{item}}}'
+        return staged_line(
+            self.row, self.identity, compact_json(self.item) if item_json is None else item_json
+        )
 
     @classmethod
     def from_json(cls, line: str | bytes) -> StagedRow:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.dedup import SeenContacts
-from fanout.models import Contact, Rejection, Route, StagedRow
+from fanout.models import Contact, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow
@@ -88,7 +88,7 @@ def plan_some(
                 reject(Rejection(checked.row, reason, "", checked.identity))
                 continue
             item = provider.to_item(checked, job_id, route.options)
-            too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item), text_rows)
+            too_big = planner.add_item(lane, checked.row, checked.identity, item, text_rows)
             if too_big is not None:
                 reject(too_big)
             elif accept is not None:

@@ -59,7 +59,7 @@ class Limits:
     envelope_bytes: int = 0  # room kept for the request's own fields (ids, token) around the items
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs three times as much, once a row
 class Identification:
     """The identity of a contact for this destination, or why there is none (one a row: a plain
     dataclass, not a validated model)."""
