@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fanout.ids import chunk_id
-from fanout.models import Rejection, StagedRow, compact_json, compact_text_json, staged_line
+from fanout.models import Rejection, StagedRow, compact_json, compact_row_json, staged_line
 from fanout.providers.base import Provider
 from fanout.staging import S3Writer, chunk_key
 
@@ -129,17 +129,18 @@ class ChunkPlanner:
         (mateo-message), else what one provider call may carry."""
         return self._lane_limits.get(lane, self._default_items)
 
-    def add(self, lane: str, row: StagedRow, text_only: bool = False) -> Rejection | None:
+    def add(self, lane: str, row: StagedRow, as_read: bool = False) -> Rejection | None:
         """Stage `row`; a Rejection when the row alone is larger than one provider call may carry.
-        `text_only`: its item holds no float (built from a CSV row), so the faster encoder writes it."""
-        return self.add_item(lane, row.row, row.identity, row.item, text_only)
+        `as_read`: its item holds no plain float (a provider's item of rows as read: see
+        `compact_row_json`), so the faster encoder writes it."""
+        return self.add_item(lane, row.row, row.identity, row.item, as_read)
 
     def add_item(
-        self, lane: str, row: int, identity: str, item: Any, text_only: bool = False
+        self, lane: str, row: int, identity: str, item: Any, as_read: bool = False
     ) -> Rejection | None:
         """`add` for the parts of a StagedRow (the splitter's row loop makes none)."""
         # the item exactly as the sender's request will carry it
-        item_json = compact_text_json(item) if text_only else compact_json(item)
+        item_json = compact_row_json(item) if as_read else compact_json(item)
         size = len(item_json) + 1  # the comma between items
         if self._max_body is not None and size > self._max_body:
             return Rejection(row, f"row is larger than one {self._provider.destination.value} request may be")

@@ -32,13 +32,29 @@ def compact_json(value: Any) -> str:
     return "".join(_C_COMPACT(value, 0))
 
 
-def compact_text_json(value: Any) -> str:
-    """`compact_json(value)` for a value of text only: a tree of dicts and lists of str, int, bool and None
-    (what a provider builds from a CSV row), never a float, which orjson writes otherwise (1e-05 as
-    0.00001). orjson writes such a value as the standard encoder does, but for non-ASCII, which it does
-    not escape: text holding any goes to the standard encoder (a test holds the two to the same text)."""
+class FileFloat(float):
+    """A number a file's JSON wrote with a fraction or an exponent, as read (the readers make every such
+    number one). A float in every respect; `compact_row_json` writes it exactly as the standard encoder
+    writes a float, which orjson does not do by itself for plain floats (1e-05 as 0.00001)."""
+
+    __slots__ = ()
+
+
+def _file_float(value: Any) -> Any:
+    """orjson's `default`: a FileFloat as the standard encoder writes it (float's own repr)."""
+    if type(value) is FileFloat:
+        return orjson.Fragment(float.__repr__(value))
+    raise TypeError(type(value).__name__)
+
+
+def compact_row_json(value: Any) -> str:
+    """`compact_json(value)` for a provider item made of rows as read: a tree of dicts and lists of str,
+    int, bool, None and FileFloat; never a plain float (orjson writes some otherwise: 1e-05 as 0.00001).
+    Such a value orjson writes as the standard encoder does, but for non-ASCII, which it does not escape:
+    text holding any goes to the standard encoder, as does what orjson refuses (a test holds the two to
+    the same text)."""
     try:
-        raw = orjson.dumps(value)
+        raw = orjson.dumps(value, default=_file_float)
     except orjson.JSONEncodeError:  # an int over 64 bits, a lone surrogate, a key not a str
         return compact_json(value)
     if raw.isascii():

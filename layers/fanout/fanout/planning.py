@@ -88,7 +88,7 @@ def plan_some(
                 reject(Rejection(checked.row, reason, "", checked.identity))
                 continue
             item = provider.to_item(checked, job_id, route.options)
-            too_big = planner.add_item(lane, checked.row, checked.identity, item, text_rows)
+            too_big = planner.add_item(lane, checked.row, checked.identity, item, as_read=True)
             if too_big is not None:
                 reject(too_big)
             elif accept is not None:

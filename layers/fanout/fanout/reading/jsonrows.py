@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, TextIO, cast
 
+from fanout.models import FileFloat
 from fanout.reading import bytelayer
 from fanout.reading.bytelayer import (
     _ESCAPED,
@@ -30,8 +31,8 @@ def _reject_constant(name: str) -> Any:
 
 def _finite_float(text: str) -> float:
     # 1e999 parses as Infinity, which is no JSON: a staged item holding it would make the provider refuse
-    # the whole chunk it travels in. Refuse the row instead.
-    value = float(text)
+    # the whole chunk it travels in. Refuse the row instead. A FileFloat: staged as the file's JSON had it.
+    value = FileFloat(text)
     if math.isinf(value):
         raise ValueError(f"the number {text[:30]} is too large")
     return value
