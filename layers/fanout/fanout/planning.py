@@ -74,7 +74,7 @@ def plan_some(
         options, add_item = route.options, planner.add_item
         at = 0  # the next contact's place in entries and firsts
         for checked in batch:
-            if type(checked) is Rejection:
+            if isinstance(checked, Rejection):
                 reject(checked)
                 continue
             lane, first = entries[at][0], firsts[at]
