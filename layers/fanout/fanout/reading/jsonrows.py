@@ -19,7 +19,7 @@ from fanout.reading.bytelayer import (
     _LineTooLong,
     _not_valid,
 )
-from fanout.reading.model import LostRows, RawRow
+from fanout.reading.model import _ROW_SLOTS, LostRows, RawRow
 
 # ---------------------------------------------------------------------------------------------------
 # JSON
@@ -102,6 +102,7 @@ def _ndjson_rows(
 ) -> Iterator[RawRow]:
     """NDJSON rows numbered by physical line; `first_line` blank lines were dropped before `text`."""
     decode = _DECODER.decode
+    new_row, set_number, set_fields, set_error, set_size = _ROW_SLOTS
     encoding_name = guard.encoding_name
     bad = guard.bad
     number = first_line
@@ -140,7 +141,13 @@ def _ndjson_rows(
                     if line.count("{") + line.count("[") > MAX_JSON_DEPTH and _too_deep(value):
                         yield RawRow(number, {}, _too_deep_error(f"line {number}"), len(line))
                         continue
-                    yield RawRow(number, value, None, len(line))
+                    # RawRow(number, value, None, len(line)), without the frozen __init__ (see _ROW_SLOTS)
+                    row = new_row(RawRow)
+                    set_number(row, number)
+                    set_fields(row, value)
+                    set_error(row, None)
+                    set_size(row, len(line))
+                    yield row
                 else:
                     yield RawRow(
                         number,
