@@ -205,8 +205,8 @@ def normalise_phone(value: str, region: str | None) -> str | None:
     Validation is exact (phonenumbers' metadata, see fanout.phones) and the most costly step of a row;
     a file that repeats a number (a shared switchboard, a family's landline, the same person on two
     lists) pays it once per distinct string. The answers are remembered in a plain dict, emptied when
-    it holds PHONE_CACHE_SIZE of them, so memory stays flat (an LRU cache's bookkeeping costs a third
-    of a number's check, on every new number). phonenumbers is imported at the first number: the
+    it holds PHONE_CACHE_SIZE of them, so memory stays flat (not an LRU cache: its bookkeeping is paid
+    on every new number, and most numbers of a file are new). phonenumbers is imported at the first number: the
     senders, which import this module for field names only, never load it.
     """
     key = (value, region)
