@@ -3,6 +3,7 @@ keep file order, and no row is lost or staged twice."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from typing import Any, ClassVar
@@ -14,12 +15,13 @@ from hypothesis import strategies as st
 
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.destinations import Destination
-from fanout.models import Contact, Rejection, StagedRow, compact_json
+from fanout.models import Contact, FileFloat, Rejection, StagedRow, compact_json, compact_row_json
 from fanout.providers import provider_for
 from fanout.providers.altcraft import MAX_BODY_BYTES, MAX_PROFILES, Altcraft
 from fanout.providers.base import Limits, Provider, ProviderSecret, encode_body
 from fanout.providers.mateo import MAX_ITEMS as MATEO_MAX
 from fanout.providers.workshop import MAX_CONTACT_EMAILS, MAX_LIST_EMAILS, Workshop
+from fanout.reading import open_rows
 from fanout.staging import chunk_key
 
 pytestmark = pytest.mark.unit
@@ -253,3 +255,30 @@ _JSON_VALUES = st.recursive(
 def test_compact_json_is_exactly_what_the_standard_encoder_writes(value: object) -> None:
     # the prebuilt C encoder must give the bytes json.dumps gives with the same options
     assert compact_json(value) == json.dumps(value, separators=(",", ":"))
+
+
+# What a provider builds from rows as read: text, the ints, bools and lists it adds itself, and the
+# numbers of JSON rows (every number written with a fraction or exponent is read as a FileFloat).
+_ROW_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False).map(FileFloat),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_ROW_VALUES)
+def test_compact_row_json_is_exactly_what_the_standard_encoder_writes(value: object) -> None:
+    # orjson's text (ASCII), or the standard encoder's: the same bytes either way
+    assert compact_row_json(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_a_float_of_a_json_row_is_read_as_a_file_float() -> None:
+    _info, rows = open_rows(io.BytesIO(b'{"email": "a@example.com", "score": 1e-05, "n": 3}\n'))
+    (row,) = list(rows)
+    assert type(row.fields["score"]) is FileFloat and row.fields["score"] == 1e-05
+    assert type(row.fields["n"]) is int
+    assert compact_row_json(row.fields) == json.dumps(row.fields, separators=(",", ":"))

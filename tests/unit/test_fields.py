@@ -7,6 +7,7 @@ import pytest
 
 from fanout import fields
 from fanout.fields import HeaderMap, normalise_email, normalise_phone, squash
+from fanout.phones import e164_by_parser
 
 pytestmark = pytest.mark.unit
 
@@ -233,3 +234,12 @@ def test_a_national_phone_number_without_a_region_is_rejected() -> None:
 )
 def test_a_phone_number_that_cannot_be_dialled_is_rejected(raw: str, region: str | None) -> None:
     assert normalise_phone(raw, region) is None
+
+
+def test_remembered_phone_answers_stay_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fields, "PHONE_CACHE_SIZE", 50)
+    fields._PHONES.clear()
+    numbers = [f"+4670{2_000_000 + 7_919 * i}" for i in range(120)]
+    answers = [normalise_phone(n, None) for n in numbers + numbers[::-1]]
+    assert len(fields._PHONES) <= 50
+    assert answers == [e164_by_parser(n) for n in numbers + numbers[::-1]]

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fanout.destinations import Destination
 from fanout.ids import row_uuid
@@ -188,6 +190,29 @@ def test_a_mateo_deduplication_id_is_stable_per_job_and_row() -> None:
     assert mateo.to_item(person(5, email="ada@example.com"), JOB, {})["deduplication_id"] != first
     assert mateo.to_item(ada, "j-another-job", {})["deduplication_id"] != first
     assert first == row_uuid(JOB, 4)
+
+
+@given(
+    job=st.text(min_size=1, max_size=20),
+    row=st.integers(min_value=0, max_value=10**9),
+    purpose=st.sampled_from(["row", "message"]),
+)
+def test_a_row_uuid_is_the_uuid5_of_job_purpose_and_row(job: str, row: int, purpose: str) -> None:
+    # the ids already sent must never change: row_uuid is uuid5 of its namespace, however it computes it
+    namespace = uuid.UUID("6b3f2f0e-2d0c-4c6f-9a57-0f5a8c1d9e21")
+    assert row_uuid(job, row, purpose) == str(uuid.uuid5(namespace, f"{job}:{purpose}:{row}"))
+
+
+@pytest.mark.parametrize(
+    ("names", "full_name"),
+    [({"first_name": "Ada", "last_name": "Lovelace"}, "Ada Lovelace"), ({"last_name": "Lovelace"}, "Lovelace"),
+     ({"first_name": "Ada"}, "Ada"), ({}, None)],
+)  # fmt: skip
+def test_a_mateo_full_name_is_made_of_the_name_parts_there_are(
+    names: dict[str, str], full_name: str | None
+) -> None:
+    contact = Contact(1, "ada@example.com", {"email": "ada@example.com", **names}, {})
+    assert provider_for(Destination.MATEO).to_item(contact, JOB, {})["contact"].get("full_name") == full_name
 
 
 def test_mateos_seed_answer_means_every_row_was_sent() -> None:

@@ -11,10 +11,10 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from fanout.ids import chunk_id
-from fanout.models import Rejection, StagedRow, compact_json
+from fanout.models import Rejection, StagedRow, compact_json, compact_row_json, staged_line
 from fanout.providers.base import Provider
 from fanout.staging import S3Writer, chunk_key
 
@@ -129,24 +129,32 @@ class ChunkPlanner:
         (mateo-message), else what one provider call may carry."""
         return self._lane_limits.get(lane, self._default_items)
 
-    def add(self, lane: str, row: StagedRow) -> Rejection | None:
-        """Stage `row`; a Rejection when the row alone is larger than one provider call may carry."""
-        item_json = compact_json(row.item)  # the item exactly as the sender's request will carry it
+    def add(self, lane: str, row: StagedRow, as_read: bool = False) -> Rejection | None:
+        """Stage `row`; a Rejection when the row alone is larger than one provider call may carry.
+        `as_read`: its item holds no plain float (a provider's item of rows as read: see
+        `compact_row_json`), so the faster encoder writes it."""
+        return self.add_item(lane, row.row, row.identity, row.item, as_read)
+
+    def add_item(
+        self, lane: str, row: int, identity: str, item: Any, as_read: bool = False
+    ) -> Rejection | None:
+        """`add` for the parts of a StagedRow (the splitter's row loop makes none)."""
+        # the item exactly as the sender's request will carry it
+        item_json = compact_row_json(item) if as_read else compact_json(item)
         size = len(item_json) + 1  # the comma between items
         if self._max_body is not None and size > self._max_body:
-            return Rejection(
-                row.row, f"row is larger than one {self._provider.destination.value} request may be"
-            )
-        state = self._lanes.setdefault(lane, _Lane())
-        full = state.rows >= self._max_items(lane) or (
+            return Rejection(row, f"row is larger than one {self._provider.destination.value} request may be")
+        state = self._lanes.get(lane)
+        if state is None:
+            state = self._lanes[lane] = _Lane()
+        if state.rows >= self._max_items(lane) or (
             self._max_body is not None and state.body_bytes + size > self._max_body
-        )
-        if full:
+        ):
             self._cut(lane, state)
         if state.writer is None:
             state.count += 1
             state.writer = self._open(chunk_key(self._job_id, chunk_id(lane, state.count)))
-        state.writer.write_line(row.to_json(item_json))
+        state.writer.write_line(staged_line(row, identity, item_json))
         state.rows += 1
         state.body_bytes += size
         return None

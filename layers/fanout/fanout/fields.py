@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Mapping
+from functools import cache
+from typing import Any
 
 EMAIL = "email"
 PHONE = "phone"
@@ -194,16 +195,31 @@ def normalise_email(value: str) -> str | None:
     return email
 
 
-@lru_cache(maxsize=PHONE_CACHE_SIZE)
+_PHONES: dict[tuple[str, str | None], str | None] = {}  # (value, region) -> normalise_phone's answer
+_UNSEEN: Any = object()
+
+
 def normalise_phone(value: str, region: str | None) -> str | None:
     """E.164 (`+46701234567`), or None when not a valid number (a number without +CC needs `region`).
 
     Validation is exact (phonenumbers' metadata, see fanout.phones) and the most costly step of a row;
     a file that repeats a number (a shared switchboard, a family's landline, the same person on two
-    lists) pays it once per distinct string. The cache is bounded, so memory stays flat. phonenumbers
-    is imported here, at the first number: the senders, which import this module for field names only,
-    never load it.
+    lists) pays it once per distinct string. The answers are remembered in a plain dict, emptied when
+    it holds PHONE_CACHE_SIZE of them, so memory stays flat (not an LRU cache: its bookkeeping is paid
+    on every new number, and most numbers of a file are new). phonenumbers is imported at the first number: the
+    senders, which import this module for field names only, never load it.
     """
+    key = (value, region)
+    normal = _PHONES.get(key, _UNSEEN)
+    if normal is _UNSEEN:
+        if len(_PHONES) >= PHONE_CACHE_SIZE:
+            _PHONES.clear()
+        normal = _PHONES[key] = _e164()(value, region)
+    return normal
+
+
+@cache
+def _e164() -> Callable[[str, str | None], str | None]:
     from fanout.phones import e164
 
-    return e164(value, region)
+    return e164

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from functools import lru_cache
+from typing import Any
 
 # Namespace for row-derived uuids (Mateo deduplication_id and message id); never change it, or every
 # in-flight job would re-enrol its contacts under new ids.
@@ -27,7 +28,9 @@ def row_uuid(job: str, row: int, purpose: str = "row") -> str:
     Exactly `str(uuid.uuid5(namespace, f"{job}:{purpose}:{row}"))`, computed without building UUID objects
     (the splitter makes one per row): SHA-1 of namespace + name, version 5 and the RFC 4122 variant set.
     """
-    x = hashlib.sha1(_name_prefix(job, purpose) + str(row).encode(), usedforsecurity=False).hexdigest()
+    sha1 = _name_prefix(job, purpose).copy()
+    sha1.update(b"%d" % row)
+    x = sha1.hexdigest()
     return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
@@ -36,8 +39,9 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 @lru_cache(maxsize=64)
-def _name_prefix(job: str, purpose: str) -> bytes:
-    return _ROW_NAMESPACE.bytes + f"{job}:{purpose}:".encode()
+def _name_prefix(job: str, purpose: str) -> Any:
+    """SHA-1 fed with the namespace and the name up to the row number: each row's copy hashes on."""
+    return hashlib.sha1(_ROW_NAMESPACE.bytes + f"{job}:{purpose}:".encode(), usedforsecurity=False)
 
 
 def chunk_id(lane: str, number: int) -> str:

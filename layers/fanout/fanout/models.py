@@ -8,6 +8,8 @@ from enum import StrEnum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
+import orjson
+
 from fanout.destinations import Destination
 
 _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
@@ -28,6 +30,36 @@ def compact_json(value: Any) -> str:
     if _C_COMPACT is None:
         return _COMPACT(value)
     return "".join(_C_COMPACT(value, 0))
+
+
+class FileFloat(float):
+    """A number a file's JSON wrote with a fraction or an exponent, as read (the readers make every such
+    number one). A float in every respect; `compact_row_json` writes it exactly as the standard encoder
+    writes a float, which orjson does not do by itself for plain floats (1e-05 as 0.00001)."""
+
+    __slots__ = ()
+
+
+def _file_float(value: Any) -> Any:
+    """orjson's `default`: a FileFloat as the standard encoder writes it (float's own repr)."""
+    if type(value) is FileFloat:
+        return orjson.Fragment(float.__repr__(value))
+    raise TypeError(type(value).__name__)
+
+
+def compact_row_json(value: Any) -> str:
+    """`compact_json(value)` for a provider item made of rows as read: a tree of dicts and lists of str,
+    int, bool, None and FileFloat; never a plain float (orjson writes some otherwise: 1e-05 as 0.00001).
+    Such a value orjson writes as the standard encoder does, but for non-ASCII, which it does not escape:
+    text holding any goes to the standard encoder, as does what orjson refuses (a test holds the two to
+    the same text)."""
+    try:
+        raw = orjson.dumps(value, default=_file_float)
+    except orjson.JSONEncodeError:  # an int over 64 bits, a lone surrogate, a key not a str
+        return compact_json(value)
+    if raw.isascii():
+        return raw.decode("ascii")
+    return compact_json(value)
 
 
 def _json_string(text: str) -> str:
@@ -86,6 +118,11 @@ class Rejection:
     value: str = ""
 
 
+def staged_line(row: int, identity: str, item_json: str) -> str:
+    """One line of a staged chunk (`StagedRow.to_json`): the row, its identity and its item's JSON text."""
+    return f'{{"row":{row:d},"identity":{_json_string(identity)},"item":{item_json}}}'
+
+
 @dataclass(frozen=True, slots=True)
 class StagedRow:
     """One line of a staged chunk: the input row, who it is, and the provider item built from it."""
@@ -97,8 +134,9 @@ class StagedRow:
     def to_json(self, item_json: str | None = None) -> str:
         """The staged line, compact JSON. `item_json`: the item already encoded by `compact_json` (the
         chunker has it from sizing the row), so a row is serialised once, not twice."""
-        item = compact_json(self.item) if item_json is None else item_json
-        return f'{{"row":{self.row:d},"identity":{_json_string(self.identity)},"item":{item}}}'
+        return staged_line(
+            self.row, self.identity, compact_json(self.item) if item_json is None else item_json
+        )
 
     @classmethod
     def from_json(cls, line: str | bytes) -> StagedRow:

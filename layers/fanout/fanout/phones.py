@@ -97,13 +97,18 @@ def _flattened(
 
 @dataclass(frozen=True, slots=True)
 class _CallingCode:
-    national_prefix: re.Pattern[str] | None  # the main region's national prefix for parsing
+    # the main region's national prefix for parsing: its literal digits (with "0") when it is plain digits,
+    # else the pattern
+    national_starts: tuple[str, ...]
+    national_prefix: re.Pattern[str] | None
     regions: tuple[_Region, ...]
 
     def verdict(self, national: str) -> bool | None:
         """Whether `national` is a valid number of this calling code; None when phonenumbers' parser
         might read it otherwise (it would strip a national prefix)."""
-        if national.startswith("0") or (self.national_prefix and self.national_prefix.match(national)):
+        if national.startswith(self.national_starts) or (
+            self.national_prefix is not None and self.national_prefix.match(national)
+        ):
             return None
         if len(self.regions) == 1:
             return self.regions[0].is_valid(national)
@@ -144,7 +149,14 @@ def _calling_code(code: int) -> _CallingCode | None:
         return None
     main = PhoneMetadata.metadata_for_region(names[0], None)
     prefix = main.national_prefix_for_parsing if main is not None else None
-    return _CallingCode(re.compile(prefix) if prefix else None, tuple(r for r in regions if r is not None))
+    kept = tuple(r for r in regions if r is not None)
+    if prefix and prefix.isdigit():  # the pattern matches exactly these digits at the start
+        return _CallingCode(("0", prefix), None, kept)
+    return _CallingCode(("0",), re.compile(prefix) if prefix else None, kept)
+
+
+# Calling codes as the digits after `+` start (`"46"`), to find a number's code without int() a try.
+_CODES: dict[str, int] = {str(code): code for code in COUNTRY_CODE_TO_REGION_CODE}
 
 
 _UNDECIDED = ""  # what _fast_e164 answers when phonenumbers must decide (never an E.164 number)
@@ -159,9 +171,9 @@ def _fast_e164(value: str) -> str | None:
         digits = digits.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace(".", "")
     if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS:
         return _UNDECIDED
-    for size in (1, 2, 3):
-        code = int(digits[:size])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
+    for size in (1, 2, 3):  # the digits start with no 0 (_INTERNATIONAL), as no calling code does
+        code = _CODES.get(digits[:size], 0)
+        if code:
             break
     else:
         return _UNDECIDED

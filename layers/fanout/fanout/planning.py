@@ -11,7 +11,7 @@ from typing import Any
 
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.dedup import SeenContacts
-from fanout.models import Contact, Rejection, Route, StagedRow
+from fanout.models import Contact, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow
@@ -69,17 +69,16 @@ def plan_some(
     batch: list[Contact | Rejection] = []
 
     def stage_batch() -> None:
-        contacts = [c for c in batch if not isinstance(c, Rejection)]
-        lanes = [provider.lane(c) for c in contacts]
-        firsts = iter(
-            seen.first_rows([(lane, c.identity, c.row) for lane, c in zip(lanes, contacts, strict=True)])
-        )
-        lane_of = iter(lanes)
+        entries = [(provider.lane(c), c.identity, c.row) for c in batch if type(c) is Contact]
+        firsts = seen.first_rows(entries)
+        options, add_item = route.options, planner.add_item
+        at = 0  # the next contact's place in entries and firsts
         for checked in batch:
             if isinstance(checked, Rejection):
                 reject(checked)
                 continue
-            lane, first = next(lane_of), next(firsts)
+            lane, first = entries[at][0], firsts[at]
+            at += 1
             if first is not None:
                 reject(duplicate(checked.row, first, checked.identity))
                 continue
@@ -87,8 +86,8 @@ def plan_some(
             if reason is not None:
                 reject(Rejection(checked.row, reason, "", checked.identity))
                 continue
-            item = provider.to_item(checked, job_id, route.options)
-            too_big = planner.add(lane, StagedRow(checked.row, checked.identity, item))
+            item = provider.to_item(checked, job_id, options)
+            too_big = add_item(lane, checked.row, checked.identity, item, as_read=True)
             if too_big is not None:
                 reject(too_big)
             elif accept is not None:

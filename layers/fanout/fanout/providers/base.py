@@ -59,7 +59,8 @@ class Limits:
     envelope_bytes: int = 0  # room kept for the request's own fields (ids, token) around the items
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and one is made a row.
+@dataclass(slots=True)
 class Identification:
     """The identity of a contact for this destination, or why there is none (one a row: a plain
     dataclass, not a validated model)."""

@@ -94,9 +94,9 @@ class Mateo(Provider):
             else:
                 context[name] = value
         if "full_name" not in contact_obj:
-            full = " ".join(
-                p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
-            )
+            # canonical fields hold no empty value: the name is whichever of the two parts there are
+            first, last = contact.fields.get("first_name"), contact.fields.get("last_name")
+            full = f"{first} {last}" if first and last else first or last
             if full:
                 contact_obj["full_name"] = full
         return {

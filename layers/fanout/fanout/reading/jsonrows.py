@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, TextIO, cast
 
+from fanout.models import FileFloat
 from fanout.reading import bytelayer
 from fanout.reading.bytelayer import (
     _ESCAPED,
@@ -18,7 +19,7 @@ from fanout.reading.bytelayer import (
     _LineTooLong,
     _not_valid,
 )
-from fanout.reading.model import LostRows, RawRow
+from fanout.reading.model import _ROW_SLOTS, LostRows, RawRow
 
 # ---------------------------------------------------------------------------------------------------
 # JSON
@@ -30,8 +31,8 @@ def _reject_constant(name: str) -> Any:
 
 def _finite_float(text: str) -> float:
     # 1e999 parses as Infinity, which is no JSON: a staged item holding it would make the provider refuse
-    # the whole chunk it travels in. Refuse the row instead.
-    value = float(text)
+    # the whole chunk it travels in. Refuse the row instead. A FileFloat: staged as the file's JSON had it.
+    value = FileFloat(text)
     if math.isinf(value):
         raise ValueError(f"the number {text[:30]} is too large")
     return value
@@ -101,6 +102,7 @@ def _ndjson_rows(
 ) -> Iterator[RawRow]:
     """NDJSON rows numbered by physical line; `first_line` blank lines were dropped before `text`."""
     decode = _DECODER.decode
+    new_row, set_number, set_fields, set_error, set_size = _ROW_SLOTS
     encoding_name = guard.encoding_name
     bad = guard.bad
     number = first_line
@@ -139,7 +141,13 @@ def _ndjson_rows(
                     if line.count("{") + line.count("[") > MAX_JSON_DEPTH and _too_deep(value):
                         yield RawRow(number, {}, _too_deep_error(f"line {number}"), len(line))
                         continue
-                    yield RawRow(number, value, None, len(line))
+                    # RawRow(number, value, None, len(line)), without the frozen __init__ (see _ROW_SLOTS)
+                    row = new_row(RawRow)
+                    set_number(row, number)
+                    set_fields(row, value)
+                    set_error(row, None)
+                    set_size(row, len(line))
+                    yield row
                 else:
                     yield RawRow(
                         number,
