@@ -168,7 +168,7 @@ class Plan:
 def plan_of(provider: Provider, chunks: Sequence[StagedChunk]) -> Plan:
     """The plan of staged `chunks`: a batch provider takes one call a chunk, a one-item provider one call
     a row, a whole-file provider one call for the file."""
-    if getattr(provider, "whole_file", False):
+    if provider.whole_file:
         calls = 1 if chunks else 0
     elif provider.limits.max_items == 1:
         calls = sum(chunk.rows for chunk in chunks)

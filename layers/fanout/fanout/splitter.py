@@ -520,7 +520,7 @@ class Splitter:
             planner.resume_counts(checkpoint.lanes)
         rejections = _Rejections(self._cfg.bucket_name, job.job_id, checkpoint)
         whole_file: S3Writer | None = None
-        if getattr(provider, "whole_file", False):
+        if provider.whole_file:
             whole_file = (
                 S3Writer.resume(self._cfg.bucket_name, checkpoint.writers["whole_file"])
                 if checkpoint is not None
@@ -739,7 +739,7 @@ class Splitter:
         """The provider's shared request fields; for a whole-file provider, the presigned download URL."""
         provider = provider_for(route.destination)
         envelope = provider.envelope(route.target, route.options)
-        if getattr(provider, "whole_file", False):
+        if provider.whole_file:
             envelope["downloadUrl"] = presign_get(
                 self._cfg.bucket_name, symplify_file_key(job.job_id), self._cfg.presign_expiry_seconds
             )
