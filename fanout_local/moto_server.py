@@ -37,6 +37,7 @@ from moto.awslambda.models import LambdaFunction
 from moto.awslambda.responses import LambdaResponse
 from moto.cloudformation.parsing import get_model_map
 from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import unix_time
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
@@ -152,6 +153,43 @@ _COUNTS = (
     "approximate_number_of_messages_delayed",
     "approximate_number_of_messages_not_visible",
 )
+
+
+# DynamoDB attribute types whose wire form is the stored JSON value itself (B and BS are base64'd,
+# M and L hold attribute values of their own).
+_PLAIN_ATTRIBUTE_TYPES: dict[str, Callable[[Any], bool]] = {
+    "S": lambda v: isinstance(v, str),
+    "N": lambda v: isinstance(v, str),
+    "BOOL": lambda v: isinstance(v, bool),
+    "NULL": lambda v: isinstance(v, bool),
+    "SS": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "NS": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
+
+
+def attribute_values_written_as_held() -> None:
+    """DynamoDB answers without walking each attribute value's shape. moto's serializer looks up each of the
+    ten members of AttributeValue under several spellings for every attribute of every item returned, a
+    quarter of moto's time under a job; a string, number, boolean, null or string/number set is already
+    its own wire form, so it is written as held. Binary values, maps and lists take moto's own path."""
+    original = BaseJSONSerializer._serialize_type_structure
+
+    def serialize(self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            key
+            and shape.name == "AttributeValue"
+            and isinstance(value, dict)
+            and len(value) == 1
+            and self.operation_model.service_model.service_name == "dynamodb"
+        ):
+            ((kind, held),) = value.items()
+            plain = _PLAIN_ATTRIBUTE_TYPES.get(kind)
+            if plain is not None and plain(held):
+                self._default_serialize(serialized, {kind: held}, shape, key)
+                return
+        original(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize_type_structure = serialize  # type: ignore[method-assign]
 
 
 def sends_without_counting() -> None:
@@ -602,6 +640,7 @@ def patch_moto() -> None:
     _PATCHED.set()
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     sends_without_counting()
+    attribute_values_written_as_held()
     cloudformation_fixed()
     lambda_as_a_service()
     bodiless_requests_signed_right()
