@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 
 ITEM: dict[str, Any] = {
     "pk": "job#1",
-    "text": "Åsa, \"quoted\"\nline",
+    "text": 'Åsa, "quoted"\nline',
     "empty": "",
     "number": Decimal("12.5"),
     "yes": True,

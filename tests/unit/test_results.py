@@ -120,7 +120,9 @@ def test_rows_csv_merges_every_kind_of_chunk_with_the_rejected_rows_in_file_orde
     ]
 
 
-def test_rows_csv_is_each_rows_own_csv_form_whatever_its_answer_holds(splitter_config: SplitterConfig) -> None:
+def test_rows_csv_is_each_rows_own_csv_form_whatever_its_answer_holds(
+    splitter_config: SplitterConfig,
+) -> None:
     """Chunk results are merged as written: plain chunks, and chunks with quotes, newlines, carriage
     returns and Unicode line separators in answers, come out byte for byte as rows_csv_text wrote them."""
     bucket, job_id = splitter_config.bucket_name, "j-rowsfile0000002"
