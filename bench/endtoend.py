@@ -17,11 +17,12 @@ from bench.cost import cost_lines, egress_usage, lambda_usage, per_million_conta
 from bench.counting import Usage
 from bench.data import contacts, data_file
 from bench.measured_stack import MATEO_FUNCTIONS, Invocation, MeasuredStack, event_source_counter
+from bench.phases import CpuSampler, Phase, cores, describe, grouped, phase_figures
 from bench.report import BenchResult, Row
 from bench.session import JOURNEY, Session
 from fanout_local.stack import StackSettings
 
-E2E_TARGET_SECONDS = 120.0
+E2E_TARGET_SECONDS = 60.0
 WAIT_LIMIT_SECONDS = 900.0
 
 
@@ -57,6 +58,28 @@ def _check_received(counts: dict[str, int], rows: int) -> dict[str, Any]:
     }
 
 
+def _logical(function: str) -> str:
+    """`bench-e2e-SplitterFunction-K8WT11OSZZZN` -> `SplitterFunction`."""
+    parts = function.split("-")
+    return parts[-2] if len(parts) >= 2 else function
+
+
+def _phases(started: float, split_end: float, calls: list[list[Any]], settled: float) -> list[Phase]:
+    """split: drop -> last splitter invocation over (its chunks queued); send: -> last provider call;
+    settle: -> the job's final status seen."""
+    last_call = calls[-1][0] if calls else split_end
+    return [
+        Phase("split", started, split_end),
+        Phase("send", split_end, max(split_end, last_call)),
+        Phase("settle", max(split_end, last_call), settled),
+    ]
+
+
+def _busy(invocations: list[Invocation], phase: Phase) -> float:
+    """Seconds the invocations ran within the phase (summed over workers)."""
+    return sum(max(0.0, min(i.ended, phase.end) - max(i.started, phase.start)) for i in invocations)
+
+
 def run_end_to_end(session: Session) -> dict[str, Any]:
     """Drop the large CSV file for Mateo and wait until its job settles (memoised per session)."""
     if session.end_to_end is not None:
@@ -73,10 +96,12 @@ def run_end_to_end(session: Session) -> dict[str, Any]:
     with MeasuredStack(settings, session.out / "usage-e2e", profile_dir, MATEO_FUNCTIONS) as stack:
         queue = stack.physical("MateoQueue")
         esm = event_source_counter({"mateo": queue}).install()
+        sampler = CpuSampler(stack.cpu_seconds).start()
         started = time.time()
         job_id = stack.drop(path, "mateo", JOURNEY)
         job = stack.wait(job_id, timeout=WAIT_LIMIT_SECONDS)
         settled = time.time()
+        sampler.stop()
         esm.uninstall()
         received = stack.received("mateo").get("targets", {}).get(JOURNEY, {})
         emulator_requests = int(stack.received("mateo").get("requests", 0))
@@ -84,8 +109,10 @@ def run_end_to_end(session: Session) -> dict[str, Any]:
         memory = stack.memory_mb()
         cpu = stack.cpu_seconds()
     calls = _provider_calls(invocations)
-    splitter = [i for i in invocations if i.function.endswith("SplitterFunction")]
+    splitter = [i for i in invocations if _logical(i.function) == "SplitterFunction"]
     usage = _usage_of(invocations, memory)
+    phases = _phases(started, max((i.ended for i in splitter), default=started), calls, settled)
+    senders = [i for i in invocations if _logical(i.function) == "MateoSenderFunction"]
     result = {
         "rows": rows,
         "job_id": job_id,
@@ -93,6 +120,13 @@ def run_end_to_end(session: Session) -> dict[str, Any]:
         "counts": job.summary(),
         "seconds": settled - started,
         "split_seconds": sum(i.seconds for i in splitter),
+        "phases": {
+            phase.name: {
+                **phase_figures(phase, grouped(sampler.between(phase.start, phase.end)), cores()),
+                "sender_busy_seconds": round(_busy(senders, phase), 2),
+            }
+            for phase in phases
+        },
         "first_call_after_seconds": calls[0][0] - started if calls else None,
         "last_call_after_seconds": calls[-1][0] - started if calls else None,
         "provider_calls": len(calls),
@@ -117,11 +151,13 @@ def end_to_end(session: Session) -> BenchResult:
     """Benchmark 3: drop to settled, and every contact received exactly once."""
     run = run_end_to_end(session)
     received = run["received"]
+    phases = run["phases"]
     correct = received["ok"] and run["counts"]["rows_sent"] == run["rows"] and run["status"] == "completed"
     rows = [
         Row(
             f"3 end to end, {run['rows']:,} contacts to Mateo",
-            f"{run['seconds']:.1f} s drop to settled (split {run['split_seconds']:.1f} s, "
+            f"{run['seconds']:.1f} s drop to settled (split {phases['split']['seconds']:.1f} s, "
+            f"send {phases['send']['seconds']:.1f} s, settle {phases['settle']['seconds']:.1f} s; "
             f"last provider call at {run['last_call_after_seconds'] or 0:.1f} s)",
             f"{run['provider_calls']:,} provider calls",
             "",
@@ -135,6 +171,10 @@ def end_to_end(session: Session) -> BenchResult:
             "",
             "all, once",
             correct,
+        ),
+        *(
+            Row(f"3 end to end, {name} phase", describe(name, figures), "CPU-s by process in the phase")
+            for name, figures in phases.items()
         ),
     ]
     return BenchResult("end_to_end", rows, run)

@@ -31,6 +31,11 @@ class Invocation:
     calls: dict[str, int]
     usage: dict[str, float]
     http: list[list[Any]] = field(default_factory=list)  # [unix time, status, request bytes, fault]
+    started: float = 0.0  # unix time the handler was called
+
+    @property
+    def ended(self) -> float:
+        return self.started + self.seconds
 
 
 class MeasuredStack(LocalStack):
@@ -110,6 +115,7 @@ class MeasuredStack(LocalStack):
                         record["aws"]["calls"],
                         record["aws"]["usage"],
                         record["http"],
+                        record.get("started", 0.0),
                     )
                 )
         return found

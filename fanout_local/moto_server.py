@@ -21,6 +21,7 @@ Local-only changes to stock `moto.server`, all invisible to clients:
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 import socket
@@ -36,7 +37,8 @@ from moto.awslambda.models import LambdaFunction
 from moto.awslambda.responses import LambdaResponse
 from moto.cloudformation.parsing import get_model_map
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.core.utils import unix_time
+from moto.core.serialize import BaseJSONSerializer
+from moto.core.utils import unix_time, unix_time_millis
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import EventBus, Rule
@@ -153,6 +155,43 @@ _COUNTS = (
 )
 
 
+# DynamoDB attribute types whose wire form is the stored JSON value itself (B and BS are base64'd,
+# M and L hold attribute values of their own).
+_PLAIN_ATTRIBUTE_TYPES: dict[str, Callable[[Any], bool]] = {
+    "S": lambda v: isinstance(v, str),
+    "N": lambda v: isinstance(v, str),
+    "BOOL": lambda v: isinstance(v, bool),
+    "NULL": lambda v: isinstance(v, bool),
+    "SS": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "NS": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
+
+
+def attribute_values_written_as_held() -> None:
+    """DynamoDB answers without walking each attribute value's shape. moto's serializer looks up each of the
+    ten members of AttributeValue under several spellings for every attribute of every item returned, a
+    quarter of moto's time under a job; a string, number, boolean, null or string/number set is already
+    its own wire form, so it is written as held. Binary values, maps and lists take moto's own path."""
+    original = BaseJSONSerializer._serialize_type_structure
+
+    def serialize(self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            key
+            and shape.name == "AttributeValue"
+            and isinstance(value, dict)
+            and len(value) == 1
+            and self.operation_model.service_model.service_name == "dynamodb"
+        ):
+            ((kind, held),) = value.items()
+            plain = _PLAIN_ATTRIBUTE_TYPES.get(kind)
+            if plain is not None and plain(held):
+                self._default_serialize(serialized, {kind: held}, shape, key)
+                return
+        original(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize_type_structure = serialize  # type: ignore[method-assign]
+
+
 def sends_without_counting() -> None:
     """SQS without needless O(queue length) work per message. moto's SendMessage reads one attribute, ContentBasedDeduplication, from `queue.attributes`, which
     computes every attribute, three of them by walking every message in the queue: each message sent cost
@@ -185,6 +224,15 @@ def sends_without_counting() -> None:
         return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
 
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+
+    def messages(self: Queue) -> list[Any]:
+        # The visible messages, as moto's own property finds them, with the clock read once rather than
+        # twice a message: ReceiveMessage walks the whole queue, in-flight messages included, and a
+        # million-row job's queue holds 2,000.
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and now >= m.delayed_until]
+
+    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
 
 
 def backends_remembered() -> None:
@@ -508,17 +556,86 @@ def bodiless_requests_signed_right() -> None:
 
 
 class _QuietRequestHandler(MotoRequestHandler):
-    """moto's request handler without the access log: one line a request through werkzeug's logger was
-    about a tenth of the server's time under a million-row job. Errors are still logged."""
+    """moto's request handler without the access log (one line a request through werkzeug's logger was
+    about a tenth of the server's time under a million-row job; errors are still logged), keeping the
+    connection open between requests as AWS's endpoints do.
+
+    werkzeug's development server closes every connection after one answer (`Connection: close`), then
+    waits up to 10 ms for stray request bytes: each AWS call cost a TCP connection, a server thread and
+    a selector, on both sides, about a third of moto's time a call. Here the request body is read whole
+    before the app runs (so the next request starts right after it), and the answer goes out in one
+    write with its length; clients that ask for `Connection: close` still get it.
+    """
+
+    protocol_version = "HTTP/1.1"
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.environ = environ = self.make_environ()
+        body = _request_body(environ)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        answer: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer[:] = [status, headers]
+            return None
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                content = b"".join(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception:
+            logging.getLogger("werkzeug").exception("Error on request %s %s", self.command, self.path)
+            answer[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
+            content = b"Internal Server Error"
+            self.close_connection = True
+        self.wfile.write(_response_bytes(answer[0], answer[1], content, self, environ["REQUEST_METHOD"]))
 
     def setup(self) -> None:
         super().setup()
         # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm holds the
         # body's last segment until the client acknowledges the headers (a delayed ACK: up to 40 ms).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _request_body(environ: dict[str, Any]) -> bytes:
+    """The whole request body: Content-Length bytes, or a chunked body to its end."""
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):
+        return bytes(stream.read())
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return bytes(stream.read(length)) if length > 0 else b""
+
+
+_BODILESS_STATUSES = ("1", "204", "304")
+_HOP_BY_HOP = frozenset({"connection", "transfer-encoding", "keep-alive"})  # this server's to set
+
+
+def _response_bytes(
+    status: str, headers: list[tuple[str, str]], content: bytes, handler: _QuietRequestHandler, method: str
+) -> bytes:
+    """Status line, headers and body in one piece; the length added when the app did not give it."""
+    names = {name.lower() for name, _ in headers}
+    lines = [
+        f"HTTP/1.1 {status}",
+        f"Server: {handler.version_string()}",
+        f"Date: {handler.date_time_string()}",
+    ]
+    lines += [f"{name}: {value}" for name, value in headers if name.lower() not in _HOP_BY_HOP]
+    if "content-length" not in names and method != "HEAD" and not status.startswith(_BODILESS_STATUSES):
+        lines.append(f"Content-Length: {len(content)}")
+    if handler.close_connection:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + (b"" if method == "HEAD" else content)
 
 
 _PATCHED = threading.Event()
@@ -532,6 +649,7 @@ def patch_moto() -> None:
     _PATCHED.set()
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     sends_without_counting()
+    attribute_values_written_as_held()
     cloudformation_fixed()
     lambda_as_a_service()
     bodiless_requests_signed_right()

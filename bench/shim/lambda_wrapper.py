@@ -92,6 +92,7 @@ _CALL, _AFTER = _profiled()
 
 def handler(event: dict[str, Any], context: Any) -> Any:
     """The real handler, timed and counted."""
+    began = time.time()
     started = time.perf_counter()
     error = ""
     try:
@@ -101,7 +102,13 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         raise
     finally:
         seconds = time.perf_counter() - started
-        record = {"seconds": seconds, "error": error, "aws": _COUNTER.take(), "http": list(_provider_calls)}
+        record = {
+            "started": began,
+            "seconds": seconds,
+            "error": error,
+            "aws": _COUNTER.take(),
+            "http": list(_provider_calls),
+        }
         _provider_calls.clear()
         _AFTER()
         _USAGE_PATH.parent.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,13 @@ and concurrent callers get answers, not server errors."""
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -85,3 +87,26 @@ def test_concurrent_transactions_all_apply_exactly_once(dynamodb: Any) -> None:
         thread.join()
     assert errors == []
     assert value(dynamodb, "counter") == 150
+
+
+def test_one_connection_carries_many_requests_as_at_aws(dynamodb: Any) -> None:
+    """Keep-alive: a request with a body, then others, on one TCP connection; each answer is whole and
+    the next request is read right after the previous body (a chunked body too)."""
+    endpoint = urlsplit(dynamodb.meta.endpoint_url)
+    connection = http.client.HTTPConnection(endpoint.hostname or "", endpoint.port)
+    try:
+        for attempt, chunked in ((1, False), (2, True), (3, False)):
+            body = b'{"TableName": "t", "Key": {"pk": {"S": "missing"}}}'
+            headers = {
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": "DynamoDB_20120810.GetItem",
+                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/eu-west-1/dynamodb/aws4_request,"
+                " SignedHeaders=host, Signature=x",
+            }
+            connection.request("POST", "/", body=iter([body]) if chunked else body, headers=headers)
+            answer = connection.getresponse()
+            assert answer.status == 200, (attempt, answer.read())
+            assert answer.read() == b"{}"
+            assert not answer.will_close
+    finally:
+        connection.close()

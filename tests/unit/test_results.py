@@ -13,7 +13,8 @@ import pytest
 
 from fanout.config import SplitterConfig
 from fanout.models import JobStatus, RowResult, RowState
-from fanout.results import read_ahead, rows_csv_text, write_rows_file
+from fanout.results import read_ahead, rows_csv_text, spreadsheet_safe, write_rows_file
+from fanout.sent_contacts import contact_hash
 from fanout.staging import (
     chunk_result_key,
     rejected_jsonl_key,
@@ -117,3 +118,33 @@ def test_rows_csv_merges_every_kind_of_chunk_with_the_rejected_rows_in_file_orde
         ("6", "rejected", "bad email"),
         ("7", "failed", "HTTP 503"),
     ]
+
+
+def test_rows_csv_is_each_rows_own_csv_form_whatever_its_answer_holds(
+    splitter_config: SplitterConfig,
+) -> None:
+    """Chunk results are merged as written: plain chunks, and chunks with quotes, newlines, carriage
+    returns and Unicode line separators in answers, come out byte for byte as rows_csv_text wrote them."""
+    bucket, job_id = splitter_config.bucket_name, "j-rowsfile0000002"
+    s3 = boto("s3")
+    job = Job(job_id, JobStatus.SENDING, bucket, "inbox/x.csv", "mateo", "t", message="")
+    plain = [RowResult(r, f"p{r}@x.io", RowState.SENT, "accepted (batch 7)") for r in (1, 2, 3)]
+    odd = [
+        RowResult(4, "=1+1", RowState.FAILED, 'said "no", then\nthen\rquit'),
+        RowResult(5, "q@x.io", RowState.SENT, "line\u2028sep\x85next\x1cfs"),
+        RowResult(6, "r@x.io", RowState.UNCERTAIN, ""),
+    ]
+    chunks = []
+    for number, results in enumerate((plain, odd), start=1):
+        chunk_id = f"c0000{number}"
+        s3.put_object(Bucket=bucket, Key=chunk_result_key(job_id, chunk_id), Body=rows_csv_text(results))
+        chunks.append(Chunk(job_id, chunk_id, f"k{number}", len(results), ChunkState.SENT))
+
+    sent = write_rows_file(bucket, job, chunks)
+
+    body = s3.get_object(Bucket=bucket, Key=result_key(job_id, "rows.csv"))["Body"].read().decode()
+    everything = sorted(plain + odd, key=lambda r: r.row)
+    assert body == "row,identity,state,answer\n" + rows_csv_text(everything)
+    assert sorted(sent) == sorted(
+        contact_hash(spreadsheet_safe(r.identity)) for r in everything if r.state is not RowState.FAILED
+    )

@@ -1,0 +1,64 @@
+"""The local moto's changes keep AWS's answers: DynamoDB items of every attribute type come back as put."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import Binary
+from moto import mock_aws
+
+from fanout_local.moto_server import patch_moto
+
+pytestmark = pytest.mark.unit
+
+ITEM: dict[str, Any] = {
+    "pk": "job#1",
+    "text": 'Åsa, "quoted"\nline',
+    "empty": "",
+    "number": Decimal("12.5"),
+    "yes": True,
+    "no": False,
+    "nothing": None,
+    "strings": {"a", "b"},
+    "numbers": {Decimal(1), Decimal(2)},
+    "blob": Binary(b"\x00\xffbytes"),
+    "blobs": {Binary(b"x"), Binary(b"y")},
+    "map": {"inner": "v", "n": Decimal(3), "deeper": {"flag": True, "list": ["s", Decimal(4), None]}},
+    "list": ["one", Decimal(2), {"three": "3"}, [Binary(b"4")]],
+}
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        patch_moto()
+        dynamodb = boto3.resource("dynamodb", region_name="eu-west-1")
+        yield dynamodb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+
+def test_an_item_of_every_attribute_type_comes_back_as_put(table: Any) -> None:
+    table.put_item(Item=ITEM)
+
+    assert table.get_item(Key={"pk": "job#1"}, ConsistentRead=True)["Item"] == ITEM
+    assert table.query(KeyConditionExpression="pk = :k", ExpressionAttributeValues={":k": "job#1"})[
+        "Items"
+    ] == [ITEM]
+    old = table.update_item(
+        Key={"pk": "job#1"},
+        UpdateExpression="SET #n = :n",
+        ExpressionAttributeNames={"#n": "number"},
+        ExpressionAttributeValues={":n": Decimal(13)},
+        ReturnValues="ALL_OLD",
+    )["Attributes"]
+    assert old == ITEM
