@@ -11,7 +11,7 @@ immediate, so a duplicate is rejected the moment it is read, before anything is 
 
 Bound (README): memory = memory_rows * ~110 B (110 MB at the default 1M) + the Bloom filter (64 MB, made
 at the first spill) + 1/FENCE of the hashes (~2 MB at 50M rows), measured 242 MiB peak RSS at 10M rows;
-/tmp = 12 B a spilled row (600 MB at 50M rows). The template's splitter has 1,024 MB and 2,048 MB of
+/tmp = 12 B a spilled row (600 MB at 50M rows). The template's splitter has 1,769 MB and 2,048 MB of
 ephemeral storage.
 
 Two different contacts whose hashes collide (probability ~ n^2 / 2^65: 7e-5 for a 50M-row file) would be
