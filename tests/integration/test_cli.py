@@ -129,6 +129,9 @@ def test_top_level_help_lists_each_command_on_its_own_line() -> None:
     assert any(line.startswith("fanout local up ") for line in lines)
 
 
+# Each of the next two starts a local stack of its own in a subprocess (about a minute each): slow, so the
+# default run stays under ten minutes on two cores; CI runs them with the slow suites.
+@pytest.mark.slow
 def test_demo_json_prints_one_completed_job_per_destination() -> None:
     result = fanout("demo", "--json", timeout=120)
 
@@ -141,6 +144,7 @@ def test_demo_json_prints_one_completed_job_per_destination() -> None:
         assert report["received"][report["destination"]]["contacts"] == report["rows_sent"] > 0
 
 
+@pytest.mark.slow
 def test_a_split_past_its_timeout_continues_and_every_row_ends_once(tmp_path: Path) -> None:
     """The splitter's timeout cut to 2 s: the split checkpoints and invokes itself (Lambda's own
     InvokeFunction, IAM-checked), and the job is what one long split would have made."""
