@@ -21,7 +21,6 @@ import random
 import time
 from array import array
 from heapq import merge
-from typing import Any
 
 from bench.data import data_file
 from bench.report import BenchResult, Row
@@ -65,8 +64,9 @@ def merge_seconds(runs: list[array[int]]) -> tuple[float, int]:
 
 def send_seconds(destination: Destination, rows: int, bytes_per_row: float) -> tuple[float, int]:
     """(seconds, calls) to send `rows` rows to `destination` at its senders' rate and per-call limits."""
-    limits = provider_for(destination).limits
-    calls = 1 if provider_for(destination).whole_file else math.ceil(rows / limits.max_items)
+    provider = provider_for(destination)
+    limits = provider.limits
+    calls = 1 if provider.whole_file else math.ceil(rows / limits.max_items)
     if limits.max_body_bytes:
         per_call = limits.max_body_bytes - limits.envelope_bytes
         calls = max(calls, math.ceil(rows * bytes_per_row / per_call))
@@ -162,11 +162,3 @@ def _duration(seconds: float) -> str:
     if seconds >= 120:
         return f"{seconds / 60:.1f} min"
     return f"{seconds:.0f} s"
-
-
-def summary(data: dict[str, Any]) -> str:
-    """One line for the README: the figure the decision was taken from."""
-    return (
-        f"{data['rows']:,} rows: one splitter {data['single_split_lambda_seconds']:.0f} s on Lambda, "
-        f"{data['segments']} segments {data['segmented_split_lambda_seconds']:.0f} s"
-    )

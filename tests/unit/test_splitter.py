@@ -824,6 +824,15 @@ def test_two_versions_of_one_key_split_at_once_make_one_send(
     assert len(queued(splitter_config, Destination.ALTCRAFT)) == 1
 
 
+def sqs_refuses(patch: pytest.MonkeyPatch, error: str) -> None:
+    """Every attempt of the splitter to queue chunk messages fails with `error` (SQS past its retries)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(error)
+
+    patch.setattr("fanout.splitter.send_chunk_messages", refuse)
+
+
 def test_a_split_stopped_while_queueing_has_its_chunks_queued_by_the_events_retry(
     splitter: Splitter,
     drop: Dropper,
@@ -835,11 +844,8 @@ def test_a_split_stopped_while_queueing_has_its_chunks_queued_by_the_events_retr
     message will ever claim. Lambda retries the event; the retry queues them, and nothing twice matters."""
     ref = drop.put(drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(1_200))
 
-    def sqs_down(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("SQS 500 InternalError (retries spent)")
-
     with monkeypatch.context() as broken:
-        broken.setattr("fanout.splitter.send_chunk_messages", sqs_down)
+        sqs_refuses(broken, "SQS 500 InternalError (retries spent)")
         with pytest.raises(RuntimeError):
             splitter.split(ref)
     assert queued(splitter_config, Destination.MATEO) == []
@@ -867,11 +873,8 @@ def test_a_split_whose_queueing_failed_on_every_attempt_ends_its_job_with_the_un
         drop.key(f"inbox/mateo/{JOURNEY}"), contacts_csv(1_200, start=int(drop.run, 16) % 10**6 * 10)
     )
 
-    def sqs_down(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("SQS 403 AccessDenied")
-
     with monkeypatch.context() as broken:
-        broken.setattr("fanout.splitter.send_chunk_messages", sqs_down)
+        sqs_refuses(broken, "SQS 403 AccessDenied")
         for _attempt in range(3):  # Lambda's first attempt and its two retries
             with pytest.raises(RuntimeError):
                 splitter.split(ref)
