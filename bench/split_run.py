@@ -38,7 +38,7 @@ def reference_pass(path: Path, file_format: str) -> int:
 def planning_pass(path: Path, journey: str) -> int:
     """The split's per-row work without AWS, over the local copy: read, validate, de-duplicate, build the
     Mateo item and serialise each chunk's lines (written nowhere), as `fanout validate` plans a file."""
-    from fanout.chunking import ChunkPlanner, CountingWriter
+    from fanout.chunking import ChunkPlanner, Unstored
     from fanout.destinations import Destination
     from fanout.planning import plan_rows
     from fanout.providers import provider_for
@@ -50,7 +50,7 @@ def planning_pass(path: Path, journey: str) -> int:
     rejected: list[Any] = []
     with path.open("rb") as stream:
         info, rows = open_rows(stream, name=path.name)
-        planner = ChunkPlanner(provider, "j-bench", "", chunks.append, open_writer=CountingWriter)
+        planner = ChunkPlanner(provider, "j-bench", "", chunks.append, sink=Unstored(chunks.append))
         read = plan_rows(
             rows,
             route=Route(Destination.MATEO, journey, {}),

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from fanout import ids
 from fanout.aws import client
-from fanout.chunking import ChunkPlanner, CountingWriter, StagedChunk
+from fanout.chunking import ChunkPlanner, StagedChunk, Unstored
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, JobStatus, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT, OptionsError, normalise
@@ -296,6 +296,7 @@ def _fresh(stack: StackRef, message: ChunkMessage) -> ChunkMessage:
         message.key,
         message.rows,
         envelope,
+        byte_range=message.byte_range,
     )
 
 
@@ -344,7 +345,7 @@ def validate_file(path: Path, to: str, options: dict[str, str], tolerated: float
         problem = file_problem(provider, route, info)
         if problem:
             return Validation(info, 0, [], [], problem, columns=columns)
-        planner = ChunkPlanner(provider, "j-validate", "", chunks.append, open_writer=CountingWriter)
+        planner = ChunkPlanner(provider, "j-validate", "", chunks.append, sink=Unstored(chunks.append))
         try:
             read = plan_rows(
                 rows,

@@ -22,7 +22,6 @@ from fanout.providers.base import Limits, Provider, ProviderSecret, encode_body
 from fanout.providers.mateo import MAX_ITEMS as MATEO_MAX
 from fanout.providers.workshop import MAX_CONTACT_EMAILS, MAX_LIST_EMAILS, Workshop
 from fanout.reading import open_rows
-from fanout.staging import chunk_key
 
 pytestmark = pytest.mark.unit
 
@@ -58,8 +57,15 @@ class Plan:
         planner.finish()
 
     def rows_of(self, chunk: StagedChunk) -> list[StagedRow]:
-        body = s3().get_object(Bucket=BUCKET, Key=chunk.key)["Body"].read()
+        """The chunk's rows, read as a sender reads them: its byte range of its staged object."""
+        ranged = {"Range": chunk.byte_range} if chunk.byte_range else {}
+        body = s3().get_object(Bucket=BUCKET, Key=chunk.key, **ranged)["Body"].read()
         return [StagedRow.from_json(line) for line in body.splitlines()]
+
+    def objects(self) -> list[dict[str, Any]]:
+        """The staged objects the chunks are in."""
+        listed = s3().list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{self.job_id}/chunks/")
+        return list(listed.get("Contents", []))
 
     def sizes(self, lane: str = "c") -> list[int]:
         return [c.rows for c in self.chunks if c.chunk_id.startswith(lane)]
@@ -96,8 +102,32 @@ def test_mateo_chunks_hold_at_most_500_items(bucket: str) -> None:
 
     assert plan.sizes() == [500, 500, 1]
     assert [c.chunk_id for c in plan.chunks] == ["c00001", "c00002", "c00003"]
-    assert [c.key for c in plan.chunks] == [chunk_key(plan.job_id, c.chunk_id) for c in plan.chunks]
     assert [len(plan.rows_of(c)) for c in plan.chunks] == [500, 500, 1]
+
+
+def test_chunks_share_a_few_staged_objects_and_each_reads_back_alone_by_its_byte_range(bucket: str) -> None:
+    # One PutObject a chunk cost more CPU than reading and checking the chunk's rows (issue 15): chunks
+    # are packed into objects of about STAGED_OBJECT_BYTES, each chunk one byte range of one of them.
+    plan = Plan(provider_for(Destination.MATEO), [("c", r) for r in email_rows(10 * MATEO_MAX + 7)])
+
+    assert len(plan.chunks) == 11
+    assert len(plan.objects()) == 1 == len({c.key for c in plan.chunks})
+    assert [len(plan.rows_of(c)) for c in plan.chunks] == [500] * 10 + [7]
+    assert [r.row for c in plan.chunks for r in plan.rows_of(c)] == list(range(1, 5008))
+
+
+def test_a_staged_object_is_cut_once_it_reaches_its_size(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fanout.chunking.STAGED_OBJECT_BYTES", 60_000)
+    plan = Plan(provider_for(Destination.MATEO), [("c", r) for r in email_rows(10 * MATEO_MAX)])
+    sizes = [o["Size"] for o in plan.objects()]
+    chunk_bytes = max(len("\n".join(r.to_json() for r in plan.rows_of(c))) + 1 for c in plan.chunks)
+
+    assert len(sizes) > 1
+    assert all(size < 60_000 + chunk_bytes for size in sizes)  # cut at the first chunk that reaches it
+    assert sum(sizes) == sum(len(r.to_json()) + 1 for c in plan.chunks for r in plan.rows_of(c))
+    assert [r.row for c in plan.chunks for r in plan.rows_of(c)] == list(range(1, 5001))
 
 
 def test_exactly_500_mateo_items_make_one_chunk(bucket: str) -> None:

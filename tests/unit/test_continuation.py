@@ -210,7 +210,9 @@ class Harness:
         staged: Counter[int] = Counter()
         items: dict[int, Any] = {}
         for message in messages:
-            lines = aws("s3").get_object(Bucket=self.bucket, Key=message.key)["Body"].read().splitlines()
+            ranged = {"Range": message.byte_range} if message.byte_range else {}
+            body = aws("s3").get_object(Bucket=self.bucket, Key=message.key, **ranged)["Body"].read()
+            lines = body.splitlines()
             assert len(lines) == message.rows == records[message.chunk_id].rows
             for line in lines:
                 row = StagedRow.from_json(line)

@@ -26,7 +26,7 @@ from fanout.observability import metrics
 from fanout.pacing import Pacer
 from fanout.providers.base import ProviderSecret
 from fanout.sender import SQS_MAX_DELAY, SQS_MAX_VISIBILITY, RetryLater, Sender, SenderDeps, dead_letter
-from fanout.staging import S3Writer
+from fanout.staging import read_lines
 from fanout.store import Chunk, Claim, DynamoJobStore, Job
 from fanout_local.deployed import DeployedStack
 from tests.unit.conftest import boto
@@ -87,8 +87,15 @@ class Run:
     """One job of one chunk, staged and recorded as the splitter leaves it, and a sender for it."""
 
     def __init__(
-        self, cfg: SenderConfig, provider: Provider, rows: int = 3, secret: ProviderSecret = SECRET
+        self,
+        cfg: SenderConfig,
+        provider: Provider,
+        rows: int = 3,
+        secret: ProviderSecret = SECRET,
+        shared_after: int = 0,
     ) -> None:
+        """`shared_after`: the chunk's staged object holds that many rows of another chunk before it, as the
+        splitter packs chunks (the chunk is then a byte range of it)."""
         self.cfg = cfg
         self.provider = provider
         self.store = DynamoJobStore(cfg.table_name, cfg.retention_days)
@@ -108,16 +115,27 @@ class Run:
             Destination.WORKSHOP: lambda n: f"p{n}@example.com",
         }
         staged = [StagedRow(n, f"p{n}@example.com", items[destination](n)) for n in range(1, rows + 1)]
-        with S3Writer(cfg.bucket_name, key) as out:
-            for row in staged:
-                out.write_line(row.to_json())
+        others = [
+            StagedRow(n, f"o{n}@example.com", items[destination](n)) for n in range(1001, 1001 + shared_after)
+        ]
+        before = "".join(f"{row.to_json()}\n" for row in others).encode()
+        mine = "".join(f"{row.to_json()}\n" for row in staged).encode()
+        byte_range = f"bytes={len(before)}-{len(before) + len(mine) - 1}" if others else None
+        if others:
+            key = f"jobs/{self.job_id}/chunks/c00000..c00001.jsonl"
+        boto("s3").put_object(Bucket=cfg.bucket_name, Key=key, Body=before + mine)
         envelope = (
             {"downloadUrl": "https://bucket.test/f.ndjson"} if destination is Destination.SYMPLIFY else {}
         )
-        self.message = ChunkMessage(self.job_id, "c00001", destination, target, key, rows, envelope)
+        self.message = ChunkMessage(
+            self.job_id, "c00001", destination, target, key, rows, envelope, byte_range=byte_range
+        )
         job = Job(self.job_id, JobStatus.SPLITTING, cfg.bucket_name, "inbox/x.csv", destination.value, target)
         assert self.store.create_job(job, 300)
-        self.store.put_chunk(Chunk(self.job_id, "c00001", key, rows, message=self.message.to_json()))
+        chunk = Chunk(
+            self.job_id, "c00001", key, rows, message=self.message.to_json(), byte_range=byte_range or ""
+        )
+        self.store.put_chunk(chunk)
         job.status, job.counts, job.chunks_total = JobStatus.SENDING, Counts(read=rows), 1
         self.store.finish_split(job)
         self.http = httpx.Client(transport=httpx.MockTransport(provider))
@@ -389,6 +407,29 @@ def test_a_5xx_at_a_provider_that_does_not_deduplicate_leaves_the_chunk_uncertai
     assert provider.count("POST") == 1
     assert run.chunk().state is ChunkState.UNCERTAIN
     assert {r["state"] for r in run.rows()} == {"uncertain"}
+
+
+def test_a_chunk_packed_with_others_and_refused_as_too_large_is_split_into_objects_of_its_own(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.ALTCRAFT)
+    run = Run(cfg, Provider(post=[httpx.Response(413)]), rows=4, shared_after=3)
+    shared = boto("s3").get_object(Bucket=cfg.bucket_name, Key=run.message.key)["Body"].read()
+
+    run.sender.handle(run.message)
+
+    # the halves hold this chunk's rows only, each in an object of its own; the packed object is untouched
+    halves = [run.store.get_chunk(run.job_id, f"c00001-{n}") for n in (1, 2)]
+    assert all(half is not None and half.key != run.message.key for half in halves)
+    assert [
+        [
+            StagedRow.from_json(line).row
+            for line in read_lines(cfg.bucket_name, half.key, half.byte_range or None)
+        ]
+        for half in halves
+        if half is not None
+    ] == [[1, 2], [3, 4]]
+    assert boto("s3").get_object(Bucket=cfg.bucket_name, Key=run.message.key)["Body"].read() == shared
 
 
 def test_a_workshop_answer_it_cannot_read_is_resent_and_then_read_not_failed_unknown(

@@ -22,7 +22,7 @@ from fanout.config import SplitterConfig
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, JobStatus, ObjectRef, StagedRow
 from fanout.splitter import SplitInProgress, SplitOutcome, Splitter, fail_unfinished_split, object_refs
-from fanout.staging import chunk_key, result_key, symplify_file_key
+from fanout.staging import chunk_key, packed_chunks_key, result_key, symplify_file_key
 from fanout.store import Chunk, DynamoJobStore, Job
 from fanout_local.deployed import DeployedStack
 
@@ -94,8 +94,10 @@ def all_queued(config: SplitterConfig) -> dict[Destination, list[ChunkMessage]]:
     return {d: queued(config, d) for d in Destination}
 
 
-def read(bucket: str, key: str) -> bytes:
-    body: bytes = aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+def read(bucket: str, key: str, byte_range: str | None = None) -> bytes:
+    """An object's bytes, or (a packed chunk's) `byte_range` of them."""
+    ranged = {"Range": byte_range} if byte_range else {}
+    body: bytes = aws("s3").get_object(Bucket=bucket, Key=key, **ranged)["Body"].read()
     return body
 
 
@@ -136,7 +138,9 @@ def test_duplicate_event_makes_one_job(
     assert [o.duplicate for o in outcomes] == [False, True, True]
     job_id = outcomes[0].job_id
     assert [c.chunk_id for c in store.chunks(job_id)] == ["c00001"]
-    assert keys_under(drop.bucket, f"jobs/{job_id}/chunks/") == [chunk_key(job_id, "c00001")]
+    assert keys_under(drop.bucket, f"jobs/{job_id}/chunks/") == [
+        packed_chunks_key(job_id, "c00001", "c00001")
+    ]
     messages = queued(splitter_config, Destination.MATEO)
     assert [(m.job_id, m.chunk_id, m.rows) for m in messages] == [(job_id, "c00001", 3)]
 
@@ -395,7 +399,11 @@ def test_mateo_gets_chunks_of_500_and_one_message_each_pointing_at_its_chunk(
     assert {(m.job_id, m.destination, m.target) for m in messages} == {
         (outcome.job_id, Destination.MATEO, JOURNEY)
     }
-    staged = [StagedRow.from_json(line) for m in messages for line in read(drop.bucket, m.key).splitlines()]
+    staged = [
+        StagedRow.from_json(line)
+        for m in messages
+        for line in read(drop.bucket, m.key, m.byte_range).splitlines()
+    ]
     assert [row.row for row in staged] == list(range(1, 1202))
     assert staged[0].identity == "user1@example.com"
     assert set(staged[0].item) == {"deduplication_id", "contact", "context"}
@@ -453,7 +461,10 @@ def test_a_mateo_message_chunk_carries_several_rows(
     assert len(messages) < 60
     assert all(m.rows > 1 for m in messages)
     assert sum(m.rows for m in messages) == 60
-    first = [StagedRow.from_json(line) for line in read(drop.bucket, messages[0].key).splitlines()]
+    first = [
+        StagedRow.from_json(line)
+        for line in read(drop.bucket, messages[0].key, messages[0].byte_range).splitlines()
+    ]
     assert len(first) == messages[0].rows
     assert first[0].item["to"] == [{"handle": "user1@example.com"}]
 
@@ -466,7 +477,10 @@ def test_workshop_contacts_and_lists_travel_in_separate_chunks(
     messages = sorted(queued(splitter_config, Destination.WORKSHOP), key=lambda m: m.chunk_id)
 
     assert [(m.chunk_id, m.rows) for m in messages] == [("c00001", 2), ("l00001", 1)]
-    lists = [StagedRow.from_json(line).item for line in read(drop.bucket, messages[1].key).splitlines()]
+    lists = [
+        StagedRow.from_json(line).item
+        for line in read(drop.bucket, messages[1].key, messages[1].byte_range).splitlines()
+    ]
     assert lists == ["team@company.com"]
 
 
@@ -484,7 +498,9 @@ def test_altcrafts_message_carries_the_envelope_from_the_files_options(
         "format": "json",
         "field_name": "CRM_ID",
     }
-    staged = [StagedRow.from_json(line) for line in read(drop.bucket, message.key).splitlines()]
+    staged = [
+        StagedRow.from_json(line) for line in read(drop.bucket, message.key, message.byte_range).splitlines()
+    ]
     assert [row.identity for row in staged] == ["00066", "00076"]
     assert staged[0].item == {"data": {"email": "alina@example.com", "_fname": "Alina", "CRM_ID": "00066"}}
 
@@ -519,7 +535,10 @@ def test_a_routes_entry_makes_one_job_per_destination(
     assert len({o.job_id for o in outcomes}) == 2
     assert [(m.job_id, m.rows) for m in mateo] == [(outcomes[0].job_id, 2)]
     assert [(m.job_id, m.rows) for m in altcraft] == [(outcomes[1].job_id, 2)]
-    mateo_rows = [StagedRow.from_json(line) for line in read(drop.bucket, mateo[0].key).splitlines()]
+    mateo_rows = [
+        StagedRow.from_json(line)
+        for line in read(drop.bucket, mateo[0].key, mateo[0].byte_range).splitlines()
+    ]
     assert mateo_rows[0].item["contact"]["external_id"] == "K-1"
 
 

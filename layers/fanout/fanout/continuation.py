@@ -113,7 +113,9 @@ class Checkpoint:
     rejected: int
     lost: str | None  # the first error after which rows of the file went unread, if any
     lanes: dict[str, int]  # chunks cut per lane (chunk ids go on from there)
-    chunks: list[tuple[str, str, int]]  # (chunk id, S3 key, rows) of every chunk staged so far
+    # (chunk id, S3 key, rows, byte range) of every chunk staged so far (a checkpoint written before
+    # chunks were packed has no byte range: the whole object)
+    chunks: list[tuple[Any, ...]]
     writers: dict[str, dict[str, Any]]  # S3Writer.suspend() states by name
     seen: dict[str, str]  # duplicate-state file name -> S3 key
     columns: list[str] = field(default_factory=list)

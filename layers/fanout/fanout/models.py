@@ -165,11 +165,12 @@ class ChunkMessage:
     download_url: str | None = None
     turn: str | None = None  # which follow-up message of the chunk this is (None: the first)
     not_before: float | None = None  # epoch seconds before which the chunk is not to be sent
+    byte_range: str | None = None  # the chunk's bytes of `key` (`bytes=0-99`), packed with others; None: all
 
     def to_json(self) -> str:
         data = asdict(self)
         data["destination"] = self.destination.value
-        for optional in ("download_url", "turn", "not_before"):
+        for optional in ("download_url", "turn", "not_before", "byte_range"):
             if data[optional] is None:
                 data.pop(optional)
         return json.dumps(data)
@@ -188,6 +189,7 @@ class ChunkMessage:
             download_url=data.get("download_url"),
             turn=data.get("turn"),
             not_before=None if data.get("not_before") is None else float(data["not_before"]),
+            byte_range=data.get("byte_range"),
         )
 
 

@@ -104,7 +104,7 @@ def _chunk_records(bucket: str, job: Job, chunk: Chunk) -> list[_Record]:
         return _records(data.decode("utf-8"))
     reason = chunk.last_error or job.message or "not sent"
     state = RowState.UNCERTAIN if chunk.state is ChunkState.UNCERTAIN else RowState.FAILED
-    staged = (StagedRow.from_json(line) for line in iter_lines(bucket, chunk.key))
+    staged = (StagedRow.from_json(line) for line in iter_lines(bucket, chunk.key, chunk.byte_range or None))
     return [_record(_fields(RowResult(row.row, row.identity, state, reason))) for row in staged]
 
 

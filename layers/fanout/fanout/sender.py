@@ -31,7 +31,15 @@ from fanout.providers.base import Provider, ProviderSecret
 from fanout.queueing import send_chunk_messages
 from fanout.quotas import QuotaLedger, next_utc_day, quota_for, usage_of, wait_note
 from fanout.results import rows_csv_text, settle_job
-from fanout.staging import S3Writer, chunk_result_key, iter_lines, progress_key, put_bytes, read_lines
+from fanout.staging import (
+    S3Writer,
+    chunk_key,
+    chunk_result_key,
+    iter_lines,
+    progress_key,
+    put_bytes,
+    read_lines,
+)
 from fanout.store import Chunk, Claim, JobStore, Settlement, iso_utc
 
 if TYPE_CHECKING:
@@ -144,7 +152,10 @@ class Sender:
                 # start a second one.
                 self._poll(message, chunk)
                 return
-        staged = [StagedRow.from_json(line) for line in read_lines(self._cfg.bucket_name, message.key)]
+        staged = [
+            StagedRow.from_json(line)
+            for line in read_lines(self._cfg.bucket_name, message.key, message.byte_range)
+        ]
         if claim is Claim.CLAIMED_AFTER_CRASH and not self._provider.dedupes:
             answer = UNCERTAIN_ANSWER.format(provider=self._provider.destination.value)
             logger.warning("earlier attempt died mid-call; marking uncertain", extra=log)
@@ -406,7 +417,10 @@ class Sender:
 
     def _settle_all(self, message: ChunkMessage, state: RowState, answer: str) -> None:
         """Every row of the chunk ends `state` with `answer`."""
-        rows = [StagedRow.from_json(line) for line in read_lines(self._cfg.bucket_name, message.key)]
+        rows = [
+            StagedRow.from_json(line)
+            for line in read_lines(self._cfg.bucket_name, message.key, message.byte_range)
+        ]
         results = [RowResult(r.row, r.identity, state, answer) for r in rows]
         self._record(message, results, "" if state is RowState.SENT else answer)
 
@@ -444,7 +458,7 @@ class Sender:
         messages: list[ChunkMessage] = []
         for number, rows in enumerate(parts, start=1):
             chunk_id = f"{message.chunk_id}-{number}"
-            key = message.key.replace(f"{message.chunk_id}.jsonl", f"{chunk_id}.jsonl")
+            key = chunk_key(message.job_id, chunk_id)  # never the packed object it shares with others
             with S3Writer(self._cfg.bucket_name, key) as out:
                 for row in rows:
                     out.write_line(row.to_json())
@@ -548,7 +562,7 @@ def dead_letter(store: JobStore, bucket: str, bus: str, body: str, receive_count
         )
     results = load_progress(bucket, message)  # answered rows, and rows an attempt may have reached
     answered = {r.row for r in results}
-    for line in iter_lines(bucket, message.key):
+    for line in iter_lines(bucket, message.key, message.byte_range):
         row = StagedRow.from_json(line)
         if row.row not in answered:
             results.append(RowResult(row.row, row.identity, state, reason))

@@ -510,7 +510,7 @@ class Splitter:
 
         staged: list[StagedChunk] = []
         if checkpoint is not None:
-            staged.extend(StagedChunk(cid, key, count) for cid, key, count in checkpoint.chunks)
+            staged.extend(StagedChunk(*chunk) for chunk in checkpoint.chunks)
         # Chunks are put to S3 on a background thread while the file is read on; their records are
         # written when the whole file is read (a checkpoint keeps the list until then).
         planner = ChunkPlanner(
@@ -564,7 +564,7 @@ class Splitter:
                     rejected=counts.rejected,
                     lost=rejections.lost,
                     lanes=planner.lane_counts(),
-                    chunks=[(c.chunk_id, c.key, c.rows) for c in staged],
+                    chunks=[(c.chunk_id, c.key, c.rows, c.byte_range) for c in staged],
                     writers={},
                     seen=seen_keys,
                     columns=info.columns,
@@ -594,11 +594,25 @@ class Splitter:
         left for chunks cut differently are removed), with the message that will send it."""
         envelope = self._envelope(job, route)
         messages = [
-            ChunkMessage(job.job_id, c.chunk_id, route.destination, route.target, c.key, c.rows, envelope)
+            ChunkMessage(
+                job.job_id,
+                c.chunk_id,
+                route.destination,
+                route.target,
+                c.key,
+                c.rows,
+                envelope,
+                byte_range=c.byte_range,
+            )
             for c in sorted(staged, key=lambda c: c.chunk_id)  # staged on several threads: file order
         ]
         self._store.replace_chunks(
-            [Chunk(job.job_id, m.chunk_id, m.key, m.rows, message=m.to_json()) for m in messages]
+            [
+                Chunk(
+                    job.job_id, m.chunk_id, m.key, m.rows, message=m.to_json(), byte_range=m.byte_range or ""
+                )
+                for m in messages
+            ]
         )
         self._store.prune_chunks(job.job_id, {m.chunk_id for m in messages})
         job.chunks_total = len(messages)

@@ -1,6 +1,7 @@
 """Objects a job keeps in the bucket, and streaming writers for them.
 
-jobs/<job>/chunks/<chunk>.jsonl     staged chunk: one StagedRow a line
+jobs/<job>/chunks/<first>..<last>.jsonl  staged chunks, packed: each chunk one byte range of lines
+jobs/<job>/chunks/<chunk>.jsonl     a staged chunk on its own (a sender's halves of a chunk too large)
 jobs/<job>/symplify/contacts.ndjson  the file Symplify downloads (`{"id", "properties"}` a line)
 jobs/<job>/rejected.jsonl           rejected rows, for the final merge
 jobs/<job>/results/<chunk>.jsonl    the outcome of each row of a chunk
@@ -23,6 +24,16 @@ PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts; memory per open writer stays
 
 def chunk_key(job_id: str, chunk_id: str) -> str:
     return f"jobs/{job_id}/chunks/{chunk_id}.jsonl"
+
+
+def packed_chunks_key(job_id: str, first: str, last: str) -> str:
+    """The staged object holding chunks `first` to `last` (file order), each one byte range of it."""
+    return f"jobs/{job_id}/chunks/{first}..{last}.jsonl"
+
+
+def byte_range(start: int, length: int) -> str:
+    """The HTTP Range of `length` bytes from `start` (`bytes=0-99`: both ends included)."""
+    return f"bytes={start}-{start + length - 1}"
 
 
 def chunk_result_key(job_id: str, chunk_id: str) -> str:
@@ -146,11 +157,13 @@ def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "applicati
     client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
-def iter_lines(bucket: str, key: str) -> Iterator[bytes]:
-    """The object's lines, streamed; nothing when the object does not exist."""
+def iter_lines(bucket: str, key: str, byte_range: str | None = None) -> Iterator[bytes]:
+    """The object's lines (of `byte_range` of it: a packed chunk's), streamed; nothing when the object
+    does not exist."""
     s3 = client("s3")
+    ranged = {"Range": byte_range} if byte_range else {}
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        body = s3.get_object(Bucket=bucket, Key=key, **ranged)["Body"]
     except s3.exceptions.NoSuchKey:
         return
     for line in body.iter_lines(chunk_size=256 * 1024):
@@ -168,9 +181,9 @@ def read_object(bucket: str, key: str) -> bytes | None:
     return data
 
 
-def read_lines(bucket: str, key: str) -> list[bytes]:
-    """All lines of a small object (a staged chunk is at most ~10 MB)."""
-    return list(iter_lines(bucket, key))
+def read_lines(bucket: str, key: str, byte_range: str | None = None) -> list[bytes]:
+    """All lines of a small object, or of `byte_range` of one (a staged chunk is at most ~10 MB)."""
+    return list(iter_lines(bucket, key, byte_range))
 
 
 def presign_get(bucket: str, key: str, expires_in: int) -> str:

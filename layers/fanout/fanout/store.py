@@ -114,6 +114,7 @@ class Chunk:
     turn: str = ""  # the follow-up message now live for the chunk ("" : the first one)
     batch_id: str = ""  # the provider batch started for this chunk, whose status decides its rows
     batch_started: float = 0.0  # when that batch was started (epoch seconds)
+    byte_range: str = ""  # the chunk's bytes of `key` when packed with other chunks ("": the whole object)
 
 
 class Claim(StrEnum):
@@ -341,6 +342,7 @@ def _chunk_from_item(item: dict[str, Any]) -> Chunk:
         turn=item.get("turn", ""),
         batch_id=item.get("batch_id", ""),
         batch_started=float(item.get("batch_started", 0)),
+        byte_range=item.get("byte_range", ""),
     )
 
 
@@ -573,6 +575,7 @@ class DynamoJobStore(JobStore):
             "attempts": _n(0),
             "message": _s(chunk.message),
             "expires_at": self._expires(),
+            **({"byte_range": _s(chunk.byte_range)} if chunk.byte_range else {}),
         }
 
     def put_chunk(self, chunk: Chunk) -> None:
