@@ -50,14 +50,14 @@ def _file_float(value: Any) -> Any:
 def compact_row_json(value: Any) -> str:
     """`compact_json(value)` for a provider item made of rows as read: a tree of dicts and lists of str,
     int, bool, None and FileFloat; never a plain float (orjson writes some otherwise: 1e-05 as 0.00001).
-    Such a value orjson writes as the standard encoder does, but for non-ASCII, which it does not escape:
-    text holding any goes to the standard encoder, as does what orjson refuses (a test holds the two to
+    Such a value orjson writes as the standard encoder does, but for non-ASCII and DEL, which it does not
+    escape: text holding any goes to the standard encoder, as does what orjson refuses (a test holds the two to
     the same text)."""
     try:
         raw = orjson.dumps(value, default=_file_float)
     except orjson.JSONEncodeError:  # an int over 64 bits, a lone surrogate, a key not a str
         return compact_json(value)
-    if raw.isascii():
+    if raw.isascii() and b"\x7f" not in raw:  # the standard encoder writes DEL as \u007f, orjson as is
         return raw.decode("ascii")
     return compact_json(value)
 
