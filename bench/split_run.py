@@ -59,7 +59,7 @@ def planning_pass(path: Path, journey: str) -> int:
             job_id="j-bench",
             planner=planner,
             reject=rejected.append,
-            text_rows=info.format == "csv",
+            text_rows=info.text_rows,
         )
     if rejected:
         raise RuntimeError(f"planning rejected {len(rejected)} of {read} rows")

@@ -355,6 +355,7 @@ def validate_file(path: Path, to: str, options: dict[str, str], tolerated: float
                 job_id="j-validate",
                 planner=planner,
                 reject=rejections.append,
+                text_rows=info.text_rows,
             )
         except FileFormatError as exc:
             return Validation(info, 0, [], [], str(exc), columns=columns)

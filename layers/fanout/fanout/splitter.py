@@ -549,7 +549,7 @@ class Splitter:
                 progress=self._lease_keeper(job),
                 seen=seen,
                 stop=stopper(remaining_ms) if self._invoker is not None else None,
-                text_rows=info.format == "csv",
+                text_rows=info.text_rows,
                 skip=only_new,
             )
             counts.read += planned.read

@@ -51,3 +51,9 @@ class FileInfo:
     # Where in the file the last row handed out ends (bytes), for a ranged read that goes on from there
     # (`open_rows_at`); None when it cannot be known (gzip, a JSON array, text not UTF-8 as it is).
     position: Callable[[], int | None] = field(default=lambda: None, compare=False, repr=False)
+
+    @property
+    def text_rows(self) -> bool:
+        """Every row's fields are `columns`, in order, all text (a CSV file): rows are validated faster
+        (`plan_some`'s `text_rows`), with the same answers."""
+        return self.format == "csv"
