@@ -20,9 +20,12 @@ from typing import Any
 
 from fanout_local.lambda_worker import FunctionError, Worker
 
-# Short polls and a client-side rest when a queue is empty: moto serves one request at a time (see
-# moto_server.py), and a long poll would hold every other caller back for its whole wait.
-IDLE_SECONDS = 0.2
+# Long polls, as Lambda's pollers make them: an empty queue costs one request a wait rather than one every
+# fifth of a second per poller (two dozen pollers, most of them on queues that stay empty, were as many
+# requests to the one-at-a-time moto server as a job's own calls). moto gives its lock back while a long
+# poll waits (moto_server.waits_unlocked), and a message sent meanwhile is received at once. Short, so a
+# stopped stack's pollers end within it.
+POLL_WAIT_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -54,20 +57,27 @@ def sqs_record(message: dict[str, Any], source: SqsSource) -> dict[str, Any]:
 class SqsPoller(threading.Thread):
     """Polls one queue for one worker (one unit of the mapping's maximum concurrency)."""
 
-    def __init__(self, sqs: Any, source: SqsSource, worker: Worker, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        source: SqsSource,
+        worker: Worker,
+        stop: threading.Event,
+        wait_seconds: int = POLL_WAIT_SECONDS,
+    ) -> None:
         super().__init__(daemon=True, name=f"poll-{worker.spec.logical_id}")
         self._sqs = sqs
         self._source = source
         self._worker = worker
         self._halt = stop
+        self._wait = wait_seconds
         self.invocations = 0
         self.errors = 0
 
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                if self.poll_once() == 0:
-                    self._halt.wait(IDLE_SECONDS)
+                self.poll_once()
             except Exception:  # keep polling through moto hiccups, as Lambda's poller does
                 self.errors += 1
                 self._halt.wait(0.5)
@@ -77,7 +87,7 @@ class SqsPoller(threading.Thread):
         answer = self._sqs.receive_message(
             QueueUrl=self._source.queue_url,
             MaxNumberOfMessages=min(10, self._source.batch_size),
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=self._wait,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -133,6 +143,7 @@ class AsyncInvoker(threading.Thread):
         on_failure_url: str | None,
         stop: threading.Event,
         retry_delays: tuple[int, ...] = LAMBDA_ASYNC_RETRY_DELAYS,
+        wait_seconds: int = POLL_WAIT_SECONDS,
     ) -> None:
         super().__init__(daemon=True, name=f"async-{worker.spec.logical_id}")
         self._sqs = sqs
@@ -142,20 +153,23 @@ class AsyncInvoker(threading.Thread):
         self._on_failure = on_failure_url
         self._halt = stop
         self._delays = retry_delays
+        self._wait = wait_seconds
         self.invocations = 0
         self.failures = 0
 
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                if self.poll_once() == 0:
-                    self._halt.wait(IDLE_SECONDS)
+                self.poll_once()
             except Exception:
                 self._halt.wait(0.5)
 
     def poll_once(self) -> int:
         answer = self._sqs.receive_message(
-            QueueUrl=self._queue, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageAttributeNames=[ATTEMPT]
+            QueueUrl=self._queue,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self._wait,
+            MessageAttributeNames=[ATTEMPT],
         )
         messages = answer.get("Messages", [])
         for message in messages:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,7 @@ class LocalStack:
         self.deployed: DeployedStack | None = None
         self.bucket = ""
         self.splitter_events_url = ""
+        self._unpacked: set[str] = set()  # deployment packages unpacked by this run
 
     @property
     def _artifacts_bucket(self) -> str:
@@ -384,9 +386,12 @@ class LocalStack:
 
     # -- functions and event sources ------------------------------------------------------------------
     def _code_dir(self, logical_id: str, prefix: str = "") -> Path:
-        """The function's (or layer's) deployment package as CloudFormation got it, unpacked."""
+        """The function's (or layer's) deployment package as CloudFormation got it, unpacked once per run:
+        a folder an earlier run left in the same state folder (the benchmarks keep theirs) holds that
+        run's code, and is replaced."""
         target = self.state_dir / "code" / logical_id
-        if not target.exists():
+        if logical_id not in self._unpacked:
+            shutil.rmtree(target, ignore_errors=True)
             body = (
                 self.client("s3")
                 .get_object(
@@ -398,6 +403,7 @@ class LocalStack:
             target.mkdir(parents=True)
             with zipfile.ZipFile(io.BytesIO(body)) as archive:
                 archive.extractall(target)
+            self._unpacked.add(logical_id)
         return target / prefix if prefix else target
 
     def _role_credentials(self, function: DeployedFunction) -> dict[str, str]:

@@ -120,7 +120,8 @@ def poller(
     sqs: Any, queue: Queue, recorder: Recorder, batch_size: int = 10, partial: bool = True
 ) -> SqsPoller:
     source = SqsSource(queue.url, queue.arn, batch_size, partial_batch=partial, region=REGION)
-    return SqsPoller(sqs, source, recorder.worker, threading.Event())
+    # a short poll: each poll_once() the test makes answers at once with what is visible then
+    return SqsPoller(sqs, source, recorder.worker, threading.Event(), wait_seconds=0)
 
 
 def send(sqs: Any, queue: Queue, *bodies: dict[str, Any]) -> list[str]:
@@ -316,7 +317,14 @@ def test_a_crash_mid_batch_loses_no_message(sqs: Any, make_queue: Any, make_reco
 
 def async_invoker(sqs: Any, events: Queue, recorder: Recorder, on_failure: Queue, retries: int = 2) -> Any:
     return AsyncInvoker(
-        sqs, events.url, recorder.worker, retries, on_failure.url, threading.Event(), retry_delays=(0, 0)
+        sqs,
+        events.url,
+        recorder.worker,
+        retries,
+        on_failure.url,
+        threading.Event(),
+        retry_delays=(0, 0),
+        wait_seconds=0,
     )
 
 
@@ -372,3 +380,39 @@ def test_a_function_that_outgrows_its_memory_is_killed_as_lambda_kills_it(make_r
     assert recorder.worker.peak_mb > 128
     recorder.worker.invoke({"hold_mb": 10})  # a fresh container takes the next invocation
     assert recorder.worker.out_of_memory == 1
+
+
+def test_an_idle_poller_long_polls_instead_of_asking_five_times_a_second(
+    sqs: Any, make_queue: Any, make_recorder: Any
+) -> None:
+    """Every receive is a request the serialised moto server handles (and the runner's CPU pays for): an
+    empty queue is asked about once per long poll, as Lambda's pollers do, not five times a second; a
+    message sent meanwhile is delivered as soon as it arrives."""
+    queue, recorder = make_queue(), make_recorder()
+    source = SqsSource(queue.url, queue.arn, 10, partial_batch=True, region=REGION)
+    receives: list[float] = []
+    real = sqs.receive_message
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqs, name)
+
+        def receive_message(self, **request: Any) -> Any:
+            receives.append(time.monotonic())
+            return real(**request)
+
+    stop = threading.Event()
+    thread = SqsPoller(Counting(), source, recorder.worker, stop, wait_seconds=1)
+    thread.start()
+    try:
+        time.sleep(2.5)
+        assert len(receives) <= 4  # about one a second; short polls with a 0.2 s rest made 12
+        send(sqs, queue, {"n": 1})
+        poll_until_seen = time.time() + 5
+        while not recorder.deliveries():
+            assert time.time() < poll_until_seen
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()

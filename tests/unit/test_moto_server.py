@@ -62,3 +62,43 @@ def test_an_item_of_every_attribute_type_comes_back_as_put(table: Any) -> None:
         ReturnValues="ALL_OLD",
     )["Attributes"]
     assert old == ITEM
+
+
+def test_an_update_expression_is_parsed_once_and_every_update_still_applies_its_own_values(
+    table: Any,
+) -> None:
+    """Every chunk a sender settles sends the same few update expressions with new values: moto parses
+    each text once, and the values, names and conditions of each request still apply (the parsed tree is
+    never changed: moto's validator works on a copy)."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    expression = "SET #s = :s, n_sent = :n ADD hits :one, tags :tag"
+    UpdateExpressionParser.make(expression)
+    parsed = UpdateExpressionParser.make(expression)
+    for n in range(1, 4):
+        table.update_item(
+            Key={"pk": "job#2"},
+            UpdateExpression=expression,
+            ConditionExpression="attribute_not_exists(#s) OR #s <> :s",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":s": f"s{n}", ":n": n, ":one": 1, ":tag": {f"t{n}"}},
+        )
+
+    assert UpdateExpressionParser.make(expression) is parsed
+    assert table.get_item(Key={"pk": "job#2"}, ConsistentRead=True)["Item"] == {
+        "pk": "job#2",
+        "state": "s3",
+        "n_sent": 3,
+        "hits": 3,
+        "tags": {"t1", "t2", "t3"},
+    }
+    with pytest.raises(table.meta.client.exceptions.ConditionalCheckFailedException):
+        table.update_item(
+            Key={"pk": "job#2"},
+            UpdateExpression=expression,
+            ConditionExpression="attribute_not_exists(#s) OR #s <> :s",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":s": "s3", ":n": 9, ":one": 1, ":tag": {"t9"}},
+        )
+    with pytest.raises(table.meta.client.exceptions.ClientError, match=r"attribute value .*not defined"):
+        table.update_item(Key={"pk": "job#2"}, UpdateExpression="SET n_sent = :missing")

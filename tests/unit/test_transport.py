@@ -256,7 +256,8 @@ def test_the_containers_own_client_sends_the_encoded_body(respx_mock: respx.Mock
     assert outcome.verdict is Verdict.DONE
     assert route.call_count == 2
     request = route.calls.last.request
-    assert request.content == encode_body(call.json_body)
+    old = {"journey_id": TARGETS[Destination.MATEO], "items": [r.item for r in call.rows]}
+    assert request.content == call.content() == encode_body(old)
     assert request.headers["Authorization"] == "Bearer secret-token"
     assert request.headers["Content-Type"] == "application/json"
 

@@ -123,25 +123,116 @@ def staged_line(row: int, identity: str, item_json: str) -> str:
     return f'{{"row":{row:d},"identity":{_json_string(identity)},"item":{item_json}}}'
 
 
-@dataclass(frozen=True, slots=True)
+def _json_string_value(text: str) -> str | None:
+    """The str a JSON string literal stands for (read without the parser when it holds no escape), or None
+    when `text` is not exactly one JSON string."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return None
+    inner = text[1:-1]
+    if "\\" not in inner and '"' not in inner:
+        return inner
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+_UNREAD: Any = object()  # a StagedRow's item not parsed from its JSON text yet
+_LINE_HEAD = '{"row":'
+_LINE_IDENTITY = ',"identity":'
+_LINE_ITEM = ',"item":'
+
+
 class StagedRow:
-    """One line of a staged chunk: the input row, who it is, and the provider item built from it."""
+    """One line of a staged chunk: the input row, who it is, and the provider item built from it.
+
+    Read from a staged line, the item is kept as the JSON text it was staged as (`item_json`: exactly
+    `compact_json(item)`, the form a request body carries it in) and parsed only when `item` is first asked
+    for: a provider that sends items as staged (Mateo's batch) neither parses nor encodes them again.
+    Immutable (its item is not to be changed in place either: `item_json` would no longer be its text).
+    Not a dataclass because of that lazy field; equal to another row with the same row, identity and item.
+    """
+
+    __slots__ = ("_item", "_item_json", "identity", "row")
 
     row: int
     identity: str
-    item: dict[str, Any]
+    _item: Any
+    _item_json: str | None
+
+    def __init__(self, row: int, identity: str, item: Any = _UNREAD, *, item_json: str | None = None) -> None:
+        if item is _UNREAD and item_json is None:
+            raise TypeError("StagedRow needs its item or the item's JSON text")
+        # The slots' own setters (past the immutable __setattr__), a quarter of object.__setattr__'s cost:
+        # a staged row is made for every row a sender reads.
+        _set_row(self, row)
+        _set_identity(self, identity)
+        _set_item(self, item)
+        _set_item_json(self, item_json)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"StagedRow is immutable: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"StagedRow is immutable: cannot delete {name}")
+
+    @property
+    def item(self) -> Any:
+        """The provider item (a dict for most providers, a str for a Workshop list)."""
+        if self._item is _UNREAD:
+            _set_item(self, json.loads(self._item_json or ""))
+        return self._item
+
+    @property
+    def item_json(self) -> str:
+        """The item as compact JSON text (`compact_json(item)`), as staged."""
+        text = self._item_json
+        if text is None:
+            text = compact_json(self._item)
+            _set_item_json(self, text)
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StagedRow):
+            return NotImplemented
+        return (self.row, self.identity, self.item) == (other.row, other.identity, other.item)
+
+    def __hash__(self) -> int:  # equal items may differ in text (key order, 1 and 1.0): not hashed
+        return hash((self.row, self.identity))
+
+    def __repr__(self) -> str:
+        return f"StagedRow(row={self.row!r}, identity={self.identity!r}, item={self.item!r})"
 
     def to_json(self, item_json: str | None = None) -> str:
         """The staged line, compact JSON. `item_json`: the item already encoded by `compact_json` (the
         chunker has it from sizing the row), so a row is serialised once, not twice."""
-        return staged_line(
-            self.row, self.identity, compact_json(self.item) if item_json is None else item_json
-        )
+        return staged_line(self.row, self.identity, self.item_json if item_json is None else item_json)
 
     @classmethod
     def from_json(cls, line: str | bytes) -> StagedRow:
-        data = json.loads(line)
+        """A staged line. One written by `staged_line` (`{"row":…,"identity":…,"item":…}`, in that order)
+        keeps its item as text: the first `,"item":` of such a line ends the identity (a quote inside a
+        JSON string is always escaped), and the item runs from there to the closing brace. A line in any
+        other JSON form is parsed whole."""
+        text = (line.decode() if isinstance(line, bytes) else line).strip()
+        cut = text.find(_LINE_ITEM) if text.startswith(_LINE_HEAD) and text[-1:] == "}" else -1
+        comma = text.find(_LINE_IDENTITY, 7, cut) if cut > 0 else -1
+        if comma > 0:
+            number = text[7:comma]  # after '{"row":'
+            if number.isascii() and number.isdigit():
+                identity = _json_string_value(text[comma + 12 : cut])  # after ',"identity":'
+                if identity is not None:
+                    return cls(int(number), identity, item_json=text[cut + 8 : -1])  # after ',"item":'
+        data = json.loads(text)
         return cls(row=int(data["row"]), identity=str(data["identity"]), item=data["item"])
+
+
+_STAGED_ROW_SLOTS: Any = StagedRow  # its slots' member descriptors, which the annotations hide from mypy
+_set_row = _STAGED_ROW_SLOTS.row.__set__
+_set_identity = _STAGED_ROW_SLOTS.identity.__set__
+_set_item = _STAGED_ROW_SLOTS._item.__set__
+_set_item_json = _STAGED_ROW_SLOTS._item_json.__set__
 
 
 @dataclass(frozen=True, slots=True)

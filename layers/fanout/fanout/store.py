@@ -386,8 +386,12 @@ class _RetryingWhenBusy:
 
     def __init__(self, db: Any) -> None:
         self._db = db
+        self._wrapped: dict[str, Any] = {}  # each method wrapped once: a tenacity policy a call cost ~0.2 ms
 
     def __getattr__(self, name: str) -> Any:
+        wrapped = self._wrapped.get(name)
+        if wrapped is not None:
+            return wrapped
         import tenacity  # at first use, not at cold start
 
         method = getattr(self._db, name)
@@ -399,7 +403,9 @@ class _RetryingWhenBusy:
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=2),
             reraise=True,
         )
-        return retrying(method)
+        # tenacity copies its policy for every call, so one wrapper serves every thread (settle's readers)
+        wrapped = self._wrapped[name] = retrying(method)
+        return wrapped
 
 
 class SplitLost(RuntimeError):

@@ -15,7 +15,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
 from fanout.models import Outcome, Verdict
-from fanout.providers.base import Provider, ProviderCall, classify_transport_error, encode_body
+from fanout.providers.base import Provider, ProviderCall, classify_transport_error
 
 ATTEMPTS = 3
 MAX_INLINE_WAIT = 5.0  # seconds; a longer Retry-After returns the chunk to the queue instead
@@ -36,12 +36,11 @@ def send_once(
 ) -> Outcome:
     """One request, its answer classified; transport errors become RETRY (never sent) or UNCERTAIN (a
     status read, which has no effect, is always RETRY). `body`: the call's body already encoded
-    (`encode_body(call.json_body)`); a call without a JSON body (a status GET) sends none."""
+    (`call.content()`); a call without a JSON body (a status GET) sends none."""
     headers = dict(call.headers)
-    content = None
-    if call.json_body is not None:
+    content = call.content() if body is None else body
+    if content is not None:
         headers = {"Content-Type": "application/json", **headers}
-        content = encode_body(call.json_body) if body is None else body
     started = time.perf_counter()
     try:
         response = (http or http_client()).request(call.method, call.url, content=content, headers=headers)
@@ -109,7 +108,7 @@ def send(
     encoded and the client made before that wait, so the request leaves as soon as its slot comes.
     """
     client = http or http_client()
-    body = None if call.json_body is None else encode_body(call.json_body)
+    body = call.content()
     reached: list[Outcome] = []  # attempts whose answer was lost: they may have reached the provider
 
     def attempt() -> Outcome:

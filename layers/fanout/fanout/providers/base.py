@@ -48,6 +48,15 @@ class ProviderCall:
     headers: dict[str, str] = field(default_factory=dict)
     # The provider batch whose status this call reads (a GET with no effect), or None for a call that sends.
     status_of: str | None = None
+    # The JSON body already encoded, exactly as `encode_body` would encode it, for a provider that builds
+    # it from its rows' staged item text (Mateo's batch); `json_body` is then None.
+    encoded_body: bytes | None = field(default=None, repr=False)
+
+    def content(self) -> bytes | None:
+        """The request body's bytes as sent, or None for a call without a body (a status GET)."""
+        if self.encoded_body is not None:
+            return self.encoded_body
+        return None if self.json_body is None else encode_body(self.json_body)
 
 
 @dataclass(frozen=True, slots=True)

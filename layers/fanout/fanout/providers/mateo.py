@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.ids import row_uuid
-from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict
+from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json
 from fanout.providers.base import (
     Identification,
     Limits,
@@ -113,9 +113,12 @@ class Mateo(Provider):
         secret: ProviderSecret,
         lane: str,
     ) -> Iterator[ProviderCall]:
-        body = {"journey_id": target, "items": [r.item for r in rows]}
+        # `encode_body({"journey_id": target, "items": [r.item for r in rows]})`, built from each row's
+        # staged item text instead of parsing and encoding every item again (a test holds the two equal).
+        items = ",".join(r.item_json for r in rows)
+        body = f'{{"journey_id":{compact_json(target)},"items":[{items}]}}'.encode()
         url = f"{secret.base_url.rstrip('/')}/journey_execution/batch"
-        yield ProviderCall("POST", url, rows, body, bearer(secret))
+        yield ProviderCall("POST", url, rows, headers=bearer(secret), encoded_body=body)
 
     def read_answer(self, call: ProviderCall, response: httpx.Response) -> Outcome:
         body = response.json()
