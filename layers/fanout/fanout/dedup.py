@@ -11,11 +11,11 @@ of about (1 - e^(-3n/BLOOM_BITS))^3: 1.4 % at 50M rows) are looked up, one page 
 first (where an earlier contact most likely is). Lookups stay exact and immediate: a duplicate is
 rejected the moment it is read, before anything is staged.
 
-Runs are merged, tiered: MERGE_FAN_IN runs of one size class become one run of the next (a streamed
-merge, MERGE_BLOCK hashes of each at a time), so a file of n rows has at most (MERGE_FAN_IN - 1) runs a
-size class and log_8(n / memory_rows) classes (at most 28 runs, usually about 13, at 50M rows), and
-each row is rewritten once a class. A merged run is a new run under a new name: a run is never changed
-once written, so one kept by a checkpoint is never kept again.
+Runs are merged, tiered: MERGE_FAN_IN runs of one size class (memory_rows * 8^c hashes) become one run
+of the next (a streamed merge, MERGE_BLOCK hashes of each at a time), so a file has at most
+MERGE_FAN_IN - 1 runs a class and each row is rewritten once a class it climbs: at the defaults 5 runs
+at 10M rows, 14 at 50M and never more than 21 on the way (4 classes). A merged run is a new run under a
+new name: a run is never changed once written, so one kept by a checkpoint is never kept again.
 
 Bound (README): memory = the dict (memory_rows * ~110 B: 7 MB at the default 65,536) + the Bloom filter
 (BLOOM_BITS / 8 = 64 MiB, from the first spill on) + 8 B a FENCE spilled rows (1.6 MB at 50M rows) +
