@@ -242,3 +242,24 @@ def test_the_filter_sets_the_bits_earlier_versions_set(tmp_path: Path) -> None:
             expected[p >> 3] |= 1 << (p & 7)
     assert bloom.bits == expected
     assert all(key in bloom for key in keys)
+
+
+@pytest.mark.parametrize("keep_bloom_rows", [0, 1 << 20])
+def test_the_filter_is_kept_or_made_again_from_the_runs_and_answers_stay_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_bloom_rows: int
+) -> None:
+    # a small state's filter is not worth 64 MiB to S3 and back: restore makes it from the runs
+    monkeypatch.setattr(dedup, "KEEP_BLOOM_ROWS", keep_bloom_rows)
+    entries = _entries(8_000, 3_000, 11)
+    kept: dict[str, bytes] = {}
+    first = SeenContacts(str(tmp_path), memory_rows=300)
+    answers = [a for s in range(0, 4_096, 256) for a in first.first_rows(entries[s : s + 256])]
+    names = first.snapshot(lambda name, path: kept.__setitem__(name, path.read_bytes()))
+    first.close()
+    assert any(name.startswith("bloom-") for name in names) == (keep_bloom_rows == 0)
+    resumed = SeenContacts.restore(names, lambda name, path: path.write_bytes(kept[name]), str(tmp_path), 300)
+    try:
+        answers += [a for s in range(4_096, 8_000, 256) for a in resumed.first_rows(entries[s : s + 256])]
+    finally:
+        resumed.close()
+    assert answers == _reference(entries)

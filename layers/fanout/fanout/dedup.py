@@ -47,6 +47,10 @@ MERGE_FAN_IN = 8  # runs of one size class merged into one of the next
 MERGE_BLOCK = 1 << 13  # hashes read from each run at a time while merging
 FENCE = 256  # one in-memory hash per FENCE spilled ones: each lookup reads one 2 KiB page of a run
 BLOOM_BITS = 1 << 29  # 64 MiB: ~11 bits a row for 50M rows (1.4 % false positives with 3 probes)
+# A checkpoint keeps the filter only once the runs hold this many hashes: below it, making the filter
+# again from the runs on restore (about a µs a hash) costs less than moving 64 MiB to S3 and back, and
+# a split with a short timeout would spend its every invocation on that.
+KEEP_BLOOM_ROWS = 1 << 20
 _ROW_BITS = 32  # rows are kept as unsigned 32-bit numbers (array 'I')
 _ROW_MASK = (1 << _ROW_BITS) - 1
 
@@ -291,9 +295,10 @@ class SeenContacts:
         self._runs.sort(key=lambda run: -run.count)
 
     def snapshot(self, put: Put) -> list[str]:
-        """Keep every run not yet kept, the Bloom filter (once there are runs) and the hashes still in
-        memory (a file of their own: a checkpoint does not spill them, so a small file never makes a
-        run or a filter); returns the names `restore` needs."""
+        """Keep every run not yet kept, the Bloom filter (once the runs hold KEEP_BLOOM_ROWS hashes;
+        `restore` makes it again from smaller runs) and the hashes still in memory (a file of their own:
+        a checkpoint does not spill them, so a small file never makes a run or a filter); returns the
+        names `restore` needs."""
         self._snapshots += 1
         names: list[str] = []
         for run in self._runs:
@@ -303,7 +308,7 @@ class SeenContacts:
                     put(name, run.base.with_suffix(suffix))
                     self._kept.add(name)
                 names.append(name)
-        if self._bloom is not None:
+        if self._bloom is not None and sum(run.count for run in self._runs) >= KEEP_BLOOM_ROWS:
             bloom_file = self._dir / "bloom"
             bloom_file.write_bytes(self._bloom.bits)
             name = f"bloom-{self._snapshots:05d}"
@@ -340,6 +345,11 @@ class SeenContacts:
                 bases.append(base)
         seen._runs = sorted((_Run(seen._dir / base) for base in bases), key=lambda run: -run.count)
         seen._next_run = max((run.seq + 1 for run in seen._runs), default=0)
+        if seen._runs and seen._bloom is None:
+            seen._bloom = _Bloom()
+            for run in seen._runs:
+                for start in range(0, run.count, MERGE_BLOCK):
+                    seen._bloom.add_all(run.read(start, MERGE_BLOCK)[0])
         for base in {n.rsplit(".", 1)[0] for n in names if n.startswith("recent-")}:
             keys = array("q", (seen._dir / f"{base}.h").read_bytes())
             rows = array("I", (seen._dir / f"{base}.r").read_bytes())
