@@ -3,6 +3,7 @@ and a state that survives a checkpoint."""
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import tracemalloc
@@ -133,3 +134,132 @@ def test_a_checkpoint_of_a_small_file_keeps_no_run_and_no_filter(tmp_path: Path)
     finally:
         seen.close()
     assert names == puts and all(name.startswith("recent-") for name in names)
+
+
+def _new_contacts(seen: SeenContacts, first: int, last: int) -> None:
+    """Rows first..last, each a new contact, in batches of 256 as planning calls it."""
+    for start in range(first, last + 1, 256):
+        seen.first_rows(
+            [("c", f"c{row}@example.com", row) for row in range(start, min(start + 256, last + 1))]
+        )
+
+
+def test_memory_stays_flat_once_the_first_run_is_spilled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the default sizes, measured where the dict has just been spilled (2 and 4 runs' worth of contacts,
+    # merges in between): what the structure holds must not grow with the file
+    monkeypatch.setattr(dedup, "MERGE_FAN_IN", 2, raising=False)
+    seen = SeenContacts(str(tmp_path))
+    tracemalloc.start()
+    try:
+        _new_contacts(seen, 1, 131_072)
+        after_small, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        _new_contacts(seen, 131_073, 262_144)
+        after_large, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        assert seen.first_rows([("c", "c7@example.com", 600_000), ("c", "c262144@example.com", 1)]) == [
+            7,
+            262_144,
+        ]
+    finally:
+        seen.close()
+    assert after_large - after_small < 2 << 20
+    # the filter, a full dict (~110 B a contact) and a spill's or a merge's few MB, whatever the rows
+    assert peak < dedup.BLOOM_BITS // 8 + dedup.MEMORY_ROWS * 130 + (8 << 20)
+
+
+def test_runs_are_merged_so_a_lookup_reads_few_pages(tmp_path: Path) -> None:
+    entries = _entries(60_000, 40_000, 3)
+    seen = SeenContacts(str(tmp_path), memory_rows=256)
+    try:
+        answers: list[int | None] = []
+        for start in range(0, len(entries), 256):
+            answers += seen.first_rows(entries[start : start + 256])
+        runs = [f for f in tmp_path.rglob("run-*.h")]
+        spilled = sum(f.stat().st_size for f in runs) // 8
+        on_disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    finally:
+        seen.close()
+    assert answers == _reference(entries)
+    spills = spilled // 256
+    assert spills > 2 * dedup.MERGE_FAN_IN  # enough for merges of merged runs
+    # at most MERGE_FAN_IN - 1 runs of each size class, and nothing of the merged runs left behind
+    assert len(runs) <= (dedup.MERGE_FAN_IN - 1) * math.ceil(math.log(spills, dedup.MERGE_FAN_IN))
+    assert on_disk == 12 * spilled
+
+
+def test_a_merged_run_is_kept_under_a_new_name_and_either_checkpoint_restores(tmp_path: Path) -> None:
+    entries = _entries(12_000, 6_000, 5)
+    kept = tmp_path / "kept"  # stands in for S3: nothing kept is ever deleted or replaced
+    kept.mkdir()
+    puts: list[str] = []
+
+    def put(name: str, path: Path) -> None:
+        assert name not in puts or not name.startswith("run-")
+        puts.append(name)
+        shutil.copy(path, kept / name)
+
+    def get(name: str, path: Path) -> None:
+        shutil.copy(kept / name, path)
+
+    first = SeenContacts(str(tmp_path), memory_rows=100)
+    answers: list[int | None] = []
+    for start in range(0, 256 * 30, 256):
+        if start == 256 * 5:
+            early = first.snapshot(put)
+        answers += first.first_rows(entries[start : start + 256])
+    late = first.snapshot(put)
+    first.close()
+    early_runs = {n for n in early if n.startswith("run-")}
+    late_runs = {n for n in late if n.startswith("run-")}
+    assert early_runs - late_runs  # runs kept early were merged away since...
+    assert late_runs - early_runs  # ...into runs of new names
+    for names, done in ((early, 256 * 5), (late, 256 * 30)):
+        resumed = SeenContacts.restore(names, get, str(tmp_path), memory_rows=100)
+        try:
+            rest = [
+                a for s in range(done, len(entries), 256) for a in resumed.first_rows(entries[s : s + 256])
+            ]
+        finally:
+            resumed.close()
+        assert answers[:done] + rest == _reference(entries)
+
+
+def test_the_filter_sets_the_bits_earlier_versions_set(tmp_path: Path) -> None:
+    # a checkpoint written before a deploy is restored after it: its filter must still mean the same
+    bits = 1 << 20
+    bloom = dedup._Bloom(bytearray(bits // 8))
+    keys = [dedup.contact_hash("c", f"k{n}@x.se") for n in range(50)]
+    bloom.add_all(keys)
+    expected = bytearray(bits // 8)
+    for key in keys:
+        u = key & ((1 << 64) - 1)
+        for p in (u % bits, (u >> 21) % bits, (u >> 35) % bits):
+            expected[p >> 3] |= 1 << (p & 7)
+    assert bloom.bits == expected
+    assert all(key in bloom for key in keys)
+
+
+@pytest.mark.parametrize("keep_bloom_rows", [0, 1 << 20])
+def test_the_filter_is_kept_or_made_again_from_the_runs_and_answers_stay_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_bloom_rows: int
+) -> None:
+    # a small state's filter is not worth 64 MiB to S3 and back: restore makes it from the runs
+    monkeypatch.setattr(dedup, "KEEP_BLOOM_ROWS", keep_bloom_rows)
+    entries = _entries(8_000, 3_000, 11)
+    kept: dict[str, bytes] = {}
+    first = SeenContacts(str(tmp_path), memory_rows=300)
+    answers = [a for s in range(0, 4_096, 256) for a in first.first_rows(entries[s : s + 256])]
+    names = first.snapshot(lambda name, path: kept.__setitem__(name, path.read_bytes()))
+    first.close()
+    assert any(name.startswith("bloom-") for name in names) == (keep_bloom_rows == 0)
+    resumed = SeenContacts.restore(names, lambda name, path: path.write_bytes(kept[name]), str(tmp_path), 300)
+    try:
+        answers += [a for s in range(4_096, 8_000, 256) for a in resumed.first_rows(entries[s : s + 256])]
+    finally:
+        resumed.close()
+    assert answers == _reference(entries)
