@@ -390,3 +390,27 @@ def test_conflicts_that_never_clear_are_raised_so_the_message_comes_back(
     with pytest.raises(ClientError):
         busy.settle_chunk(job.job_id, "c00001", Settlement(ChunkState.SENT, sent=10))
     assert chunk(store, job.job_id, "c00001").state is ChunkState.IN_FLIGHT
+
+
+def test_recording_a_splits_chunks_removes_the_records_an_interrupted_invocation_left(
+    store: DynamoJobStore, job_id: str
+) -> None:
+    # an earlier invocation recorded 60 chunks (over a megabyte: DynamoDB answers the query in pages) and
+    # died; the split that finished cut the file into 10 chunks, with byte ranges of a packed object
+    key = f"jobs/{job_id}/chunks/c00001..c00010.jsonl"
+    store.replace_chunks(
+        Chunk(job_id, f"c{n:05d}", f"jobs/{job_id}/chunks/c{n:05d}.jsonl", 9, message="m" * 20_000)
+        for n in range(1, 61)
+    )
+    kept = [
+        Chunk(job_id, f"c{n:05d}", key, 9, byte_range=f"bytes={n * 100}-{n * 100 + 99}") for n in range(1, 11)
+    ]
+    store.replace_chunks(iter(kept))
+
+    gone = store.prune_chunks(job_id, {c.chunk_id for c in kept})
+
+    assert gone == 50
+    found = store.chunks(job_id)
+    assert [(c.chunk_id, c.key, c.byte_range) for c in found] == [
+        (c.chunk_id, key, c.byte_range) for c in kept
+    ]
