@@ -113,7 +113,8 @@ def strict_json(line: bytes) -> Any:
 def staged_rows(store: DynamoJobStore, bucket: str, job_id: str) -> list[StagedRow]:
     rows = []
     for chunk in store.chunks(job_id):
-        body = aws("s3").get_object(Bucket=bucket, Key=chunk.key)["Body"].read()
+        ranged = {"Range": chunk.byte_range} if chunk.byte_range else {}  # packed with other chunks
+        body = aws("s3").get_object(Bucket=bucket, Key=chunk.key, **ranged)["Body"].read()
         lines = [line for line in body.splitlines() if line]
         assert len(lines) == chunk.rows, chunk
         rows += [StagedRow.from_json(json.dumps(strict_json(line))) for line in lines]

@@ -279,7 +279,7 @@ def split_and_check(splitter: Splitter, store: DynamoJobStore, bucket: str, data
     }
     staged: dict[int, str] = {}
     for chunk in store.chunks(job.job_id):
-        for line in _read(bucket, chunk.key).splitlines():
+        for line in _read(bucket, chunk.key, chunk.byte_range).splitlines():
             row = StagedRow.from_json(line)
             assert row.row not in staged, f"row {row.row} staged twice"
             staged[row.row] = row.identity
@@ -301,8 +301,10 @@ def split_and_check(splitter: Splitter, store: DynamoJobStore, bucket: str, data
             assert (got == want.reason) if want.exact else (want.reason in got), (want, got)
 
 
-def _read(bucket: str, key: str) -> bytes:
-    body: bytes = aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+def _read(bucket: str, key: str, byte_range: str = "") -> bytes:
+    """An object's bytes, or (a chunk packed with others) its `byte_range` of them."""
+    ranged = {"Range": byte_range} if byte_range else {}
+    body: bytes = aws("s3").get_object(Bucket=bucket, Key=key, **ranged)["Body"].read()
     return body
 
 
