@@ -58,8 +58,8 @@ class Unstored:
 
 
 class PackedObjects:
-    """A ChunkSink that packs chunks, in the order they are cut, into S3 objects of about `object_bytes`
-    (STAGED_OBJECT_BYTES): an object is put once a chunk takes it to that size, and at `finish`. Each of
+    """A ChunkSink that packs chunks, in the order they are cut, into S3 objects of about
+    STAGED_OBJECT_BYTES: an object is put once a chunk takes it to that size, and at `finish`. Each of
     its chunks is reported (`on_chunk`) once the object is in S3, with its byte range of it. With
     `background`, the PutObject runs there while the caller reads on."""
 
