@@ -26,7 +26,7 @@ from fanout.observability import metrics
 from fanout.pacing import Pacer
 from fanout.providers.base import ProviderSecret
 from fanout.sender import SQS_MAX_DELAY, SQS_MAX_VISIBILITY, RetryLater, Sender, SenderDeps, dead_letter
-from fanout.staging import read_lines
+from fanout.staging import staged_rows
 from fanout.store import Chunk, Claim, DynamoJobStore, Job
 from fanout_local.deployed import DeployedStack
 from tests.unit.conftest import boto
@@ -132,9 +132,7 @@ class Run:
         )
         job = Job(self.job_id, JobStatus.SPLITTING, cfg.bucket_name, "inbox/x.csv", destination.value, target)
         assert self.store.create_job(job, 300)
-        chunk = Chunk(
-            self.job_id, "c00001", key, rows, message=self.message.to_json(), byte_range=byte_range or ""
-        )
+        chunk = Chunk(self.job_id, "c00001", key, rows, message=self.message.to_json(), byte_range=byte_range)
         self.store.put_chunk(chunk)
         job.status, job.counts, job.chunks_total = JobStatus.SENDING, Counts(read=rows), 1
         self.store.finish_split(job)
@@ -422,10 +420,7 @@ def test_a_chunk_packed_with_others_and_refused_as_too_large_is_split_into_objec
     halves = [run.store.get_chunk(run.job_id, f"c00001-{n}") for n in (1, 2)]
     assert all(half is not None and half.key != run.message.key for half in halves)
     assert [
-        [
-            StagedRow.from_json(line).row
-            for line in read_lines(cfg.bucket_name, half.key, half.byte_range or None)
-        ]
+        [row.row for row in staged_rows(cfg.bucket_name, half.key, half.byte_range)]
         for half in halves
         if half is not None
     ] == [[1, 2], [3, 4]]

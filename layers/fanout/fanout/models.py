@@ -118,9 +118,16 @@ class Rejection:
     value: str = ""
 
 
+# A staged line's form, `{"row":…,"identity":…,"item":…}`: written by `staged_line`, read back by
+# `StagedRow.from_json` without the JSON parser.
+_LINE_HEAD = '{"row":'
+_LINE_IDENTITY = ',"identity":'
+_LINE_ITEM = ',"item":'
+
+
 def staged_line(row: int, identity: str, item_json: str) -> str:
     """One line of a staged chunk (`StagedRow.to_json`): the row, its identity and its item's JSON text."""
-    return f'{{"row":{row:d},"identity":{_json_string(identity)},"item":{item_json}}}'
+    return f"{_LINE_HEAD}{row:d}{_LINE_IDENTITY}{_json_string(identity)}{_LINE_ITEM}{item_json}}}"
 
 
 def _json_string_value(text: str) -> str | None:
@@ -139,9 +146,6 @@ def _json_string_value(text: str) -> str | None:
 
 
 _UNREAD: Any = object()  # a StagedRow's item not parsed from its JSON text yet
-_LINE_HEAD = '{"row":'
-_LINE_IDENTITY = ',"identity":'
-_LINE_ITEM = ',"item":'
 
 
 class StagedRow:
@@ -216,14 +220,15 @@ class StagedRow:
         JSON string is always escaped), and the item runs from there to the closing brace. A line in any
         other JSON form is parsed whole."""
         text = (line.decode() if isinstance(line, bytes) else line).strip()
+        head, after_identity, after_item = len(_LINE_HEAD), len(_LINE_IDENTITY), len(_LINE_ITEM)
         cut = text.find(_LINE_ITEM) if text.startswith(_LINE_HEAD) and text[-1:] == "}" else -1
-        comma = text.find(_LINE_IDENTITY, 7, cut) if cut > 0 else -1
+        comma = text.find(_LINE_IDENTITY, head, cut) if cut > 0 else -1
         if comma > 0:
-            number = text[7:comma]  # after '{"row":'
+            number = text[head:comma]
             if number.isascii() and number.isdigit():
-                identity = _json_string_value(text[comma + 12 : cut])  # after ',"identity":'
+                identity = _json_string_value(text[comma + after_identity : cut])
                 if identity is not None:
-                    return cls(int(number), identity, item_json=text[cut + 8 : -1])  # after ',"item":'
+                    return cls(int(number), identity, item_json=text[cut + after_item : -1])
         data = json.loads(text)
         return cls(row=int(data["row"]), identity=str(data["identity"]), item=data["item"])
 

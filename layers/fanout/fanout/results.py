@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 
 from fanout.aws import client
-from fanout.models import ChunkState, JobStatus, RowResult, RowState, StagedRow
+from fanout.models import ChunkState, JobStatus, RowResult, RowState
 from fanout.observability import key_ref, logger
 from fanout.sent_contacts import contact_hash, record
 from fanout.staging import (
@@ -29,6 +29,7 @@ from fanout.staging import (
     read_object,
     rejected_jsonl_key,
     result_key,
+    staged_rows,
 )
 from fanout.store import Chunk, Job, JobStore, now_iso
 
@@ -104,7 +105,7 @@ def _chunk_records(bucket: str, job: Job, chunk: Chunk) -> list[_Record]:
         return _records(data.decode("utf-8"))
     reason = chunk.last_error or job.message or "not sent"
     state = RowState.UNCERTAIN if chunk.state is ChunkState.UNCERTAIN else RowState.FAILED
-    staged = (StagedRow.from_json(line) for line in iter_lines(bucket, chunk.key, chunk.byte_range or None))
+    staged = staged_rows(bucket, chunk.key, chunk.byte_range)
     return [_record(_fields(RowResult(row.row, row.identity, state, reason))) for row in staged]
 
 

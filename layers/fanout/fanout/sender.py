@@ -38,7 +38,7 @@ from fanout.staging import (
     iter_lines,
     progress_key,
     put_bytes,
-    read_lines,
+    staged_rows,
 )
 from fanout.store import Chunk, Claim, JobStore, Settlement, iso_utc
 
@@ -152,10 +152,7 @@ class Sender:
                 # start a second one.
                 self._poll(message, chunk)
                 return
-        staged = [
-            StagedRow.from_json(line)
-            for line in read_lines(self._cfg.bucket_name, message.key, message.byte_range)
-        ]
+        staged = list(staged_rows(self._cfg.bucket_name, message.key, message.byte_range))
         if claim is Claim.CLAIMED_AFTER_CRASH and not self._provider.dedupes:
             answer = UNCERTAIN_ANSWER.format(provider=self._provider.destination.value)
             logger.warning("earlier attempt died mid-call; marking uncertain", extra=log)
@@ -417,10 +414,7 @@ class Sender:
 
     def _settle_all(self, message: ChunkMessage, state: RowState, answer: str) -> None:
         """Every row of the chunk ends `state` with `answer`."""
-        rows = [
-            StagedRow.from_json(line)
-            for line in read_lines(self._cfg.bucket_name, message.key, message.byte_range)
-        ]
+        rows = list(staged_rows(self._cfg.bucket_name, message.key, message.byte_range))
         results = [RowResult(r.row, r.identity, state, answer) for r in rows]
         self._record(message, results, "" if state is RowState.SENT else answer)
 
@@ -562,8 +556,7 @@ def dead_letter(store: JobStore, bucket: str, bus: str, body: str, receive_count
         )
     results = load_progress(bucket, message)  # answered rows, and rows an attempt may have reached
     answered = {r.row for r in results}
-    for line in iter_lines(bucket, message.key, message.byte_range):
-        row = StagedRow.from_json(line)
+    for row in staged_rows(bucket, message.key, message.byte_range):
         if row.row not in answered:
             results.append(RowResult(row.row, row.identity, state, reason))
     logger.warning(

@@ -607,7 +607,7 @@ class Splitter:
             for c in sorted(staged, key=lambda c: c.chunk_id)  # staged on several threads: file order
         ]
         self._store.replace_chunks(  # the records made as they are written
-            Chunk(job.job_id, m.chunk_id, m.key, m.rows, message=m.to_json(), byte_range=m.byte_range or "")
+            Chunk(job.job_id, m.chunk_id, m.key, m.rows, message=m.to_json(), byte_range=m.byte_range)
             for m in messages
         )
         self._store.prune_chunks(job.job_id, {m.chunk_id for m in messages})

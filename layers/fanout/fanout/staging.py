@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from fanout.aws import client
+from fanout.models import StagedRow
 
 PART_BYTES = 8 * 1024 * 1024  # S3 multipart parts; memory per open writer stays below ~2 parts
 
@@ -181,9 +182,9 @@ def read_object(bucket: str, key: str) -> bytes | None:
     return data
 
 
-def read_lines(bucket: str, key: str, byte_range: str | None = None) -> list[bytes]:
-    """All lines of a small object, or of `byte_range` of one (a staged chunk is at most ~10 MB)."""
-    return list(iter_lines(bucket, key, byte_range))
+def staged_rows(bucket: str, key: str, byte_range: str | None) -> Iterator[StagedRow]:
+    """A staged chunk's rows: the lines of `byte_range` of `key` (None: all of it), streamed."""
+    return (StagedRow.from_json(line) for line in iter_lines(bucket, key, byte_range))
 
 
 def presign_get(bucket: str, key: str, expires_in: int) -> str:

@@ -115,7 +115,7 @@ class Chunk:
     turn: str = ""  # the follow-up message now live for the chunk ("" : the first one)
     batch_id: str = ""  # the provider batch started for this chunk, whose status decides its rows
     batch_started: float = 0.0  # when that batch was started (epoch seconds)
-    byte_range: str = ""  # the chunk's bytes of `key` when packed with other chunks ("": the whole object)
+    byte_range: str | None = None  # the chunk's bytes of `key` when packed with others (None: all of it)
 
 
 class Claim(StrEnum):
@@ -344,7 +344,7 @@ def _chunk_from_item(item: dict[str, Any]) -> Chunk:
         turn=item.get("turn", ""),
         batch_id=item.get("batch_id", ""),
         batch_started=float(item.get("batch_started", 0)),
-        byte_range=item.get("byte_range", ""),
+        byte_range=item.get("byte_range"),
     )
 
 
@@ -572,16 +572,21 @@ class DynamoJobStore(JobStore):
     def _chunk_ids(self, job_id: str) -> Iterator[str]:
         """The ids of the job's chunk records, a page at a time, nothing else of them read (the records of
         a 10M-row file's 20,000 chunks held at once were a tenth of the split's peak memory)."""
+        for raw in self._chunk_items(job_id, ProjectionExpression="sk"):
+            yield raw["sk"]["S"].removeprefix("CHUNK#")
+
+    def _chunk_items(self, job_id: str, **query: Any) -> Iterator[dict[str, Any]]:
+        """The job's chunk records as DynamoDB returns them, a page at a time (`query`: more of the
+        query's parameters)."""
         paginator = self._db.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :chunk)",
             ExpressionAttributeValues={":pk": _s(f"JOB#{job_id}"), ":chunk": _s("CHUNK#")},
-            ProjectionExpression="sk",
             ConsistentRead=True,
+            **query,
         ):
-            for raw in page.get("Items", []):
-                yield raw["sk"]["S"].removeprefix("CHUNK#")
+            yield from page.get("Items", [])
 
     def get_job(self, job_id: str) -> Job | None:
         raw = self._db.get_item(TableName=self._table, Key=_job_key(job_id), ConsistentRead=True).get("Item")
@@ -950,16 +955,7 @@ class DynamoJobStore(JobStore):
         )
 
     def chunks(self, job_id: str) -> list[Chunk]:
-        paginator = self._db.get_paginator("query")
-        found: list[Chunk] = []
-        for page in paginator.paginate(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :chunk)",
-            ExpressionAttributeValues={":pk": _s(f"JOB#{job_id}"), ":chunk": _s("CHUNK#")},
-            ConsistentRead=True,
-        ):
-            found.extend(_chunk_from_item(_item(raw)) for raw in page.get("Items", []))
-        return found
+        return [_chunk_from_item(_item(raw)) for raw in self._chunk_items(job_id)]
 
     def list_jobs(self, limit: int = 50) -> list[Job]:
         raw = self._db.query(
