@@ -11,7 +11,7 @@ from fanout.destinations import Destination
 from fanout.models import Contact, Rejection, Route
 from fanout.providers import provider_for
 from fanout.reading import RawRow
-from fanout.validation import MAX_VALUE_CHARS, RowValidator, duplicate, options_problem
+from fanout.validation import MAX_VALUE_CHARS, REASON_COLUMN, RowValidator, duplicate, options_problem
 
 pytestmark = pytest.mark.unit
 
@@ -338,7 +338,7 @@ def test_a_duplicate_is_rejected_with_the_row_it_repeats() -> None:
 
 _HEADER_POOL = [
     "email", "E-Mail", "first_name", "Vorname", "phone", "mobile", "external_id", "city", "Notes",
-    "whatsapp", "last_name", "company", "", "x y", "'quote\"d", "Telefon",
+    "whatsapp", "last_name", "company", "", "x y", "'quote\"d", "Telefon", REASON_COLUMN,
 ]  # fmt: skip
 _VALUE_POOL = [
     "", " ", "ada@example.com", " ADA@Example.COM ", "not-an-email", "+46 70-123 45 67", "0701234567",
@@ -364,6 +364,21 @@ def test_csv_rows_get_the_same_answer_from_the_compiled_path(destination: Destin
         size = sum(map(len, cells)) + len(cells)
         raw = RawRow(number, dict(zip(headers, cells, strict=True)), None, size)
         assert compiled.validate(raw) == plain.validate(raw)
+
+
+def test_the_reason_column_of_a_fixed_file_is_sent_by_neither_path() -> None:
+    # `fanout report --rejected` adds rejection_reason; the file, fixed and dropped again as it is, must
+    # not send that column to the provider, whether its rows are read as CSV text or as JSON values.
+    headers = ["email", REASON_COLUMN, "plan"]
+    route = Route(Destination.MATEO, TARGETS[Destination.MATEO])
+    raw = RawRow(
+        1, {"email": "ada@example.com", REASON_COLUMN: "duplicate of row 1", "plan": "gold"}, None, 40
+    )
+    for text_rows in (False, True):
+        found = contact(
+            RowValidator(route, provider_for(Destination.MATEO), headers, text_rows).validate(raw)
+        )
+        assert found.extra == {"plan": "gold"}, f"text_rows={text_rows}"
 
 
 # --- Mateo message values Mateo would refuse (seed 004): rejected at the split, with the row's reason ---

@@ -166,6 +166,8 @@ def _compile_text_rows(headers: list[str], field_of: Callable[[str], str | None]
     for header, var in zip(headers, names, strict=True):
         name = field_of(header)
         if name is None:
+            if header == REASON_COLUMN:  # added by `fanout report --rejected`: never sent
+                continue
             lines.append(f"    extra[{header!r}] = {var}.strip()")
         else:
             lines += [f"    {var} = {var}.strip()", f"    if {var}:", f"        canon[{name!r}] = {var}"]
