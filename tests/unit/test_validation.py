@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 
 from fanout.destinations import Destination
-from fanout.models import Contact, Rejection, Route
+from fanout.models import Contact, Rejection, Route, compact_json, staged_line
 from fanout.providers import provider_for
 from fanout.reading import RawRow
 from fanout.validation import MAX_VALUE_CHARS, REASON_COLUMN, RowValidator, duplicate, options_problem
@@ -364,6 +364,44 @@ def test_csv_rows_get_the_same_answer_from_the_compiled_path(destination: Destin
         size = sum(map(len, cells)) + len(cells)
         raw = RawRow(number, dict(zip(headers, cells, strict=True)), None, size)
         assert compiled.validate(raw) == plain.validate(raw)
+
+
+_PLAN_HEADERS = [
+    *_HEADER_POOL, "full_name", "Name", "Nachname", "list_email", "first name", "country", "plan", "birthday",
+]  # fmt: skip
+_PLAN_VALUES = [*_VALUE_POOL, "Zoë", "O'Brien", 'say "hi"', "back\\slash", "tab\there", "\x7f", "€", "🙂"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_csv_files_row_plan_stages_exactly_what_validate_and_to_item_stage(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    headers = rng.sample(_PLAN_HEADERS, rng.randint(1, 10))
+    region = rng.choice(["", "SE", "DE"])
+    route = Route(Destination.MATEO, TARGETS[Destination.MATEO], {"phone-region": region} if region else {})
+    provider = provider_for(Destination.MATEO)
+    plain = RowValidator(route, provider, headers)
+    compiled = RowValidator(route, provider, headers, text_rows=True).row_plan("j-1")
+    mapped = {h: plain._field_of(h) for h in headers}
+    identified = any(name in ("email", "phone", "whatsapp", "external_id") for name in mapped.values())
+    merged = {h for h, name in mapped.items() if name is None} & set(mapped.values())
+    if compiled is None:  # only a file no row of which can pass, or one whose item merges two columns
+        assert not identified or merged, headers
+        return
+    lane, plan = compiled
+    for number in range(1, 400):
+        cells = [rng.choice(_PLAN_VALUES) for _ in headers]
+        size = sum(map(len, cells)) + len(cells)
+        raw = RawRow(number, dict(zip(headers, cells, strict=True)), None, size)
+        answer = plain.validate(raw)
+        if isinstance(answer, Rejection):
+            assert plan(raw) is None
+            continue
+        item_json = compact_json(provider.to_item(answer, "j-1", route.options))
+        line = staged_line(number, answer.identity, item_json)
+        assert plan(raw) == (number, answer.identity, line, len(item_json) + 1)
+        assert lane == provider.lane(answer)
 
 
 def test_the_reason_column_of_a_fixed_file_is_sent_by_neither_path() -> None:

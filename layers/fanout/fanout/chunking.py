@@ -196,7 +196,11 @@ class ChunkPlanner:
         """`add` for the parts of a StagedRow (the splitter's row loop makes none)."""
         # the item exactly as the sender's request will carry it
         item_json = compact_row_json(item) if as_read else compact_json(item)
-        size = len(item_json) + 1  # the comma between items
+        return self.add_line(lane, row, staged_line(row, identity, item_json), len(item_json) + 1)
+
+    def add_line(self, lane: str, row: int, line: str, size: int) -> Rejection | None:
+        """`add` for a staged line already written (`staged_line`), whose item takes `size` bytes of a
+        request body (its JSON text and the comma between items)."""
         if self._max_body is not None and size > self._max_body:
             return Rejection(row, f"row is larger than one {self._provider.destination.value} request may be")
         state = self._lanes.get(lane)
@@ -206,7 +210,7 @@ class ChunkPlanner:
             self._max_body is not None and state.body_bytes + size > self._max_body
         ):
             self._cut(lane, state)
-        state.lines.append(staged_line(row, identity, item_json))
+        state.lines.append(line)
         state.body_bytes += size
         return None
 

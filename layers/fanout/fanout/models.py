@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
@@ -22,6 +23,10 @@ _C_COMPACT = (
     if c_make_encoder is not None
     else None
 )
+
+
+# `compact_json(text)` for a str: the standard encoder's own string writer (a C function).
+json_text: Callable[[str], str] = encode_basestring_ascii
 
 
 def compact_json(value: Any) -> str:
@@ -120,14 +125,14 @@ class Rejection:
 
 # A staged line's form, `{"row":…,"identity":…,"item":…}`: written by `staged_line`, read back by
 # `StagedRow.from_json` without the JSON parser.
-_LINE_HEAD = '{"row":'
-_LINE_IDENTITY = ',"identity":'
-_LINE_ITEM = ',"item":'
+STAGED_LINE_HEAD = '{"row":'
+STAGED_LINE_IDENTITY = ',"identity":'
+STAGED_LINE_ITEM = ',"item":'
 
 
 def staged_line(row: int, identity: str, item_json: str) -> str:
     """One line of a staged chunk (`StagedRow.to_json`): the row, its identity and its item's JSON text."""
-    return f"{_LINE_HEAD}{row:d}{_LINE_IDENTITY}{_json_string(identity)}{_LINE_ITEM}{item_json}}}"
+    return f"{STAGED_LINE_HEAD}{row:d}{STAGED_LINE_IDENTITY}{_json_string(identity)}{STAGED_LINE_ITEM}{item_json}}}"
 
 
 def _json_string_value(text: str) -> str | None:
@@ -220,9 +225,13 @@ class StagedRow:
         JSON string is always escaped), and the item runs from there to the closing brace. A line in any
         other JSON form is parsed whole."""
         text = (line.decode() if isinstance(line, bytes) else line).strip()
-        head, after_identity, after_item = len(_LINE_HEAD), len(_LINE_IDENTITY), len(_LINE_ITEM)
-        cut = text.find(_LINE_ITEM) if text.startswith(_LINE_HEAD) and text[-1:] == "}" else -1
-        comma = text.find(_LINE_IDENTITY, head, cut) if cut > 0 else -1
+        head, after_identity, after_item = (
+            len(STAGED_LINE_HEAD),
+            len(STAGED_LINE_IDENTITY),
+            len(STAGED_LINE_ITEM),
+        )
+        cut = text.find(STAGED_LINE_ITEM) if text.startswith(STAGED_LINE_HEAD) and text[-1:] == "}" else -1
+        comma = text.find(STAGED_LINE_IDENTITY, head, cut) if cut > 0 else -1
         if comma > 0:
             number = text[head:comma]
             if number.isascii() and number.isdigit():

@@ -15,7 +15,7 @@ from fanout.models import Contact, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow
-from fanout.validation import RowValidator, duplicate
+from fanout.validation import PlannedRow, RowValidator, duplicate
 
 BATCH_ROWS = 256  # rows validated before their duplicate check runs as one call
 
@@ -64,30 +64,45 @@ def plan_some(
     check spills to disk. `seen`: the duplicate state to go on with (a continued split), kept open.
     """
     validator = RowValidator(route, provider, columns, text_rows)
+    # A CSV file's rows that pass take its compiled row plan (one call a row, straight to the staged line);
+    # every other row, and every row of a file without one, is validated and mapped as a Contact.
+    compiled = validator.row_plan(job_id) if text_rows and accept is None else None
+    plan_lane, row_plan = compiled if compiled is not None else ("", None)
     own_seen = seen is None
     seen = seen if seen is not None else SeenContacts()
-    batch: list[Contact | Rejection] = []
+    batch: list[Contact | Rejection | PlannedRow] = []
+
+    def entry(checked: Contact | PlannedRow) -> tuple[str, str, int]:
+        if isinstance(checked, tuple):
+            return plan_lane, checked[1], checked[0]
+        return provider.lane(checked), checked.identity, checked.row
 
     def stage_batch() -> None:
-        entries = [(provider.lane(c), c.identity, c.row) for c in batch if type(c) is Contact]
+        entries = [entry(c) for c in batch if not isinstance(c, Rejection)]
         firsts = seen.first_rows(entries)
-        options, add_item = route.options, planner.add_item
+        options, add_item, add_line = route.options, planner.add_item, planner.add_line
         at = 0  # the next contact's place in entries and firsts
         for checked in batch:
             if isinstance(checked, Rejection):
                 reject(checked)
                 continue
-            lane, first = entries[at][0], firsts[at]
+            lane, identity, row = entries[at]
+            first = firsts[at]
             at += 1
             if first is not None:
-                reject(duplicate(checked.row, first, checked.identity))
+                reject(duplicate(row, first, identity))
                 continue
-            reason = skip(checked.identity) if skip is not None else None
+            reason = skip(identity) if skip is not None else None
             if reason is not None:
-                reject(Rejection(checked.row, reason, "", checked.identity))
+                reject(Rejection(row, reason, "", identity))
+                continue
+            if isinstance(checked, tuple):
+                too_big = add_line(lane, row, checked[2], checked[3])
+                if too_big is not None:
+                    reject(too_big)
                 continue
             item = provider.to_item(checked, job_id, options)
-            too_big = add_item(lane, checked.row, checked.identity, item, as_read=True)
+            too_big = add_item(lane, row, identity, item, as_read=True)
             if too_big is not None:
                 reject(too_big)
             elif accept is not None:
@@ -102,7 +117,8 @@ def plan_some(
             last = raw.number
             if progress is not None and read % progress_every == 0:
                 progress(read)
-            batch.append(validator.validate(raw))
+            planned = row_plan(raw) if row_plan is not None else None
+            batch.append(planned if planned is not None else validator.validate(raw))
             if len(batch) >= BATCH_ROWS:
                 stage_batch()
                 if stop is not None and stop():

@@ -7,7 +7,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fanout import fields
-from fanout.models import Contact, Rejection, Route
+from fanout.models import (
+    STAGED_LINE_HEAD,
+    STAGED_LINE_IDENTITY,
+    STAGED_LINE_ITEM,
+    Contact,
+    Rejection,
+    Route,
+    json_text,
+)
 from fanout.providers.base import Provider
 from fanout.reading import FileInfo, RawRow
 
@@ -16,6 +24,12 @@ _UNSEEN: Any = object()  # a header the validator has not mapped yet
 # The column `fanout report --rejected` adds to a file's rejected rows: a file fixed and dropped again with
 # it is read as before, the column never sent.
 REASON_COLUMN = "rejection_reason"
+EMAIL_FIELDS = (fields.EMAIL, "list_email")  # the canonical fields normalised as email addresses
+
+# A CSV row that passes, planned in one call by its file's row plan: (row, identity, staged line, the
+# item's bytes in a request body). A plan answers None for every other row: `validate` decides it.
+PlannedRow = tuple[int, str, str, int]
+RowPlan = Callable[[RawRow], PlannedRow | None]
 
 
 def _text(value: object) -> str | None:
@@ -55,6 +69,7 @@ class RowValidator:
         self._as_is = _kept_as_is(route)
         self._map.add(h for h in headers if h != self._as_is)
         self._fields: dict[str, str | None] = {}
+        self._headers = headers
         # CSV: every row's fields are `headers`, in order, all text. Their mapping is then compiled once
         # into one function (`_compile_text_rows`); it does what the loop in `validate` does, cell by cell.
         self._text_rows = _compile_text_rows(headers, self._field_of) if text_rows and headers else None
@@ -67,6 +82,15 @@ class RowValidator:
             name = None if header == self._as_is else self._map.field(header)
             self._fields[header] = name
         return name
+
+    def row_plan(self, job_id: str) -> tuple[str, RowPlan] | None:
+        """The lane and the row plan of this CSV file (`compile_row_plan`), or None: a file not read as text
+        rows, or a provider without a TextItemSource."""
+        if self._text_rows is None:
+            return None
+        return compile_row_plan(
+            self._headers, self._field_of, self._provider, job_id, self._options, self._region
+        )
 
     def validate(self, raw: RawRow) -> Contact | Rejection:
         if raw.error:
@@ -123,7 +147,7 @@ class RowValidator:
 
     def _normalise(self, canon: dict[str, str]) -> tuple[str, str, str] | None:
         """Normalise email and phone in place; (reason, the file's column, value) when one is malformed."""
-        for name in (fields.EMAIL, "list_email"):
+        for name in EMAIL_FIELDS:
             email = canon.get(name)
             if email is not None:
                 normal = fields.normalise_email(email)
@@ -176,6 +200,71 @@ def _compile_text_rows(headers: list[str], field_of: Callable[[str], str | None]
     exec("\n".join(lines), namespace)  # noqa: S102 - the source is built here from repr()'d names only
     convert: TextRows = namespace["convert"]
     return convert
+
+
+def compile_row_plan(
+    headers: list[str],
+    field_of: Callable[[str], str | None],
+    provider: Provider,
+    job_id: str,
+    options: Mapping[str, str],
+    region: str | None,
+) -> tuple[str, RowPlan] | None:
+    """One function for the rows of a CSV file with these `headers` that pass, generated once per file: it
+    strips the cells, normalises email and phone (fields.normalise_email, normalise_phone), takes the
+    identity and writes the staged line with the provider's item (its TextItemSource), all without a
+    Contact, a dict of fields or the item as objects. It answers None as soon as a row is not plainly
+    valid (a malformed value, no identity, a row too long, a reading error), and that row takes
+    `RowValidator.validate` and `to_item`, which word its rejection: the rules stay theirs, and a test
+    holds the plan's lines to theirs. None when the provider has no TextItemSource."""
+    if len(set(headers)) != len(headers):
+        return None
+    names = [f"v{i}" for i in range(len(headers))]
+    canonical: dict[str, str] = {}
+    extra: list[tuple[str, str]] = []
+    for header, var in zip(headers, names, strict=True):
+        name = field_of(header)
+        if name is not None:
+            canonical[name] = var
+        elif header != REASON_COLUMN:  # added by `fanout report --rejected`: never sent
+            extra.append((header, var))
+    source = provider.text_item_source(canonical, extra, job_id, options)
+    identity = [canonical[name] for name in source.identity if name in canonical] if source else []
+    if source is None or not identity:
+        return None
+    lines = [
+        "def plan(raw):",
+        f"    if raw.error is not None or not 0 < raw.size <= {MAX_VALUE_CHARS}:",
+        "        return None",
+        "    number = raw.number",
+        f"    ({', '.join(names)},) = raw.fields.values()",
+    ]
+    lines += [f"    {var} = {var}.strip()" for var in [*canonical.values(), *(var for _, var in extra)]]
+    checks = [(canonical[name], "email({})") for name in EMAIL_FIELDS if name in canonical]
+    if fields.PHONE in canonical:
+        checks.append((canonical[fields.PHONE], "phone({}, region)"))
+    for var, call in checks:
+        lines += [
+            f"    if {var}:",
+            f"        {var} = {call.format(var)}",
+            f"        if {var} is None:",
+            "            return None",
+        ]
+    lines += [f"    identity = {' or '.join(identity)}", "    if not identity:", "        return None"]
+    lines += [f"    {line}" for line in source.lines]
+    lines.append(
+        f"    return number, identity, {STAGED_LINE_HEAD!r} + str(number) + {STAGED_LINE_IDENTITY!r} + json_text(identity)"
+        f" + {STAGED_LINE_ITEM!r} + item + '}}', len(item) + 1"
+    )
+    namespace: dict[str, Any] = {
+        **source.names,
+        "email": fields.normalise_email,
+        "phone": fields.normalise_phone,
+        "region": region,
+        "json_text": json_text,
+    }
+    exec("\n".join(lines), namespace)  # noqa: S102 - built here from repr()'d names and the provider's source
+    return source.lane, namespace["plan"]
 
 
 def _invisible_hint(value: str) -> str:

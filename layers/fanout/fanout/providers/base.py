@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -181,6 +181,24 @@ def canonical_uuid(value: str) -> str:
     return str(uuid.UUID(value.strip()))
 
 
+@dataclass(frozen=True, slots=True)
+class TextItemSource:
+    """A provider's `identify` and `to_item` for the rows of one CSV file, as Python source that
+    `fanout.validation` compiles into the file's row plan (the rows that pass take it; every other row,
+    and every file of a provider without one, takes `identify` and `to_item`).
+
+    `identity`: the canonical fields, in the order `identify` tries them, whose first filled one is the
+    contact's identity; `lane`: the lane of every such contact. `lines` set the variable `item` to
+    exactly `compact_json(to_item(contact, ...))`, from the column variables `text_item_source` was given
+    and `number` (the row); `names`: the globals they use. A test holds the two to the same text.
+    """
+
+    identity: tuple[str, ...]
+    lane: str
+    lines: tuple[str, ...]
+    names: Mapping[str, Any]
+
+
 class Provider(ABC):
     """One destination's request building, answer parsing and limits."""
 
@@ -233,6 +251,20 @@ class Provider(ABC):
     def lane(self, contact: Contact) -> str:
         """Which request family the contact travels in (`c` contacts; Workshop has `l` lists)."""
         return "c"
+
+    def text_item_source(
+        self,
+        canonical: Mapping[str, str],
+        extra: Sequence[tuple[str, str]],
+        job_id: str,
+        options: Mapping[str, str],
+    ) -> TextItemSource | None:
+        """This provider's items for the rows of one CSV file as source (see TextItemSource), or None.
+
+        `canonical`: each canonical field a column fills -> the variable holding its normalised value ("" in
+        a row that leaves it empty), in column order; `extra`: (header, variable) of each column that
+        travels on under its own name, in column order. None (the default): rows take `to_item`."""
+        return None
 
     def envelope(self, target: str, options: Mapping[str, str]) -> dict[str, Any]:
         """Request fields shared by every call of a job (e.g. Altcraft `matching`)."""

@@ -6,19 +6,20 @@ contact twice when a chunk is sent again after a lost answer: resending is safe 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.ids import row_uuid
-from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json
+from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json, json_text
 from fanout.providers.base import (
     Identification,
     Limits,
     Provider,
     ProviderCall,
     ProviderSecret,
+    TextItemSource,
     UnreadableAnswer,
     all_rows,
     canonical_uuid,
@@ -104,6 +105,46 @@ class Mateo(Provider):
             "contact": contact_obj,
             "context": context,
         }
+
+    def text_item_source(
+        self,
+        canonical: Mapping[str, str],
+        extra: Sequence[tuple[str, str]],
+        job_id: str,
+        options: Mapping[str, str],
+    ) -> TextItemSource | None:
+        """`to_item` as source for a CSV file's rows (TextItemSource): the same members in the same order."""
+        to_context = [(name, var) for name, var in canonical.items() if name not in CONTACT_FIELDS]
+        if {name for name, _ in to_context} & {header for header, _ in extra}:
+            return None  # a column named like a canonical field it does not fill: to_item merges the two
+
+        def member(key: str, var: str) -> str:
+            return f"{json_text(key) + ':'!r} + esc({var})"
+
+        lines = ["contact = []"]
+        lines += [
+            f"if {var}: contact.append({member(CONTACT_FIELDS[name], var)})"
+            for name, var in canonical.items()
+            if name in CONTACT_FIELDS
+        ]
+        first, last = canonical.get("first_name"), canonical.get("last_name")
+        if first or last:  # the full name, when no column fills it: whichever of the two parts there are
+            parts = " and ".join(v for v in (first, last) if v)
+            either = " or ".join(v for v in (first, last) if v)
+            both = f"{first} + ' ' + {last}" if first and last else either
+            full = canonical.get("full_name")
+            guard = f"not {full} and " if full else ""
+            lines.append(f"if {guard}{parts}: contact.append({member('full_name', f'({both})')})")
+            if first and last:
+                lines.append(f"elif {guard}({either}): contact.append({member('full_name', f'({either})')})")
+        lines.append(f"context = [{', '.join(member(header, var) for header, var in extra)}]")
+        lines += [f"if {var}: context.append({member(name, var)})" for name, var in to_context]
+        lines.append(
+            'item = \'{"deduplication_id":"\' + row_uuid(job_id, number) + \'","contact":{\''
+            " + ','.join(contact) + '},\"context\":{' + ','.join(context) + '}}'"
+        )
+        names = {"esc": json_text, "row_uuid": row_uuid, "job_id": job_id}
+        return TextItemSource(_IDENTIFIERS, "c", tuple(lines), names)
 
     def calls(
         self,
