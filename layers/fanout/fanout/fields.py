@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
 from typing import Any
 
 EMAIL = "email"
@@ -214,12 +213,16 @@ def normalise_phone(value: str, region: str | None) -> str | None:
     if normal is _UNSEEN:
         if len(_PHONES) >= PHONE_CACHE_SIZE:
             _PHONES.clear()
-        normal = _PHONES[key] = _e164()(value, region)
+        normal = _PHONES[key] = (_E164 or _load_e164())(value, region)
     return normal
 
 
-@cache
-def _e164() -> Callable[[str, str | None], str | None]:
+_E164: Callable[[str, str | None], str | None] | None = None  # fanout.phones.e164, once imported
+
+
+def _load_e164() -> Callable[[str, str | None], str | None]:
+    global _E164
     from fanout.phones import e164
 
+    _E164 = e164
     return e164

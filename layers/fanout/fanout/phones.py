@@ -102,14 +102,14 @@ class _CallingCode:
     national_starts: tuple[str, ...]
     national_prefix: re.Pattern[str] | None
     regions: tuple[_Region, ...]
+    # a code of one region: that region's patterns by length (`_Region.by_length`, `any_length`), which
+    # `_fast_e164` applies itself (most numbers are of such a code)
+    only: dict[int, re.Pattern[str]] | None = None
+    only_any: re.Pattern[str] | None = None
 
-    def verdict(self, national: str) -> bool | None:
-        """Whether `national` is a valid number of this calling code; None when phonenumbers' parser
-        might read it otherwise (it would strip a national prefix)."""
-        if national.startswith(self.national_starts) or (
-            self.national_prefix is not None and self.national_prefix.match(national)
-        ):
-            return None
+    def valid(self, national: str) -> bool:
+        """Whether `national` is a valid number of this calling code, once `_fast_e164` has made sure
+        phonenumbers' parser would read it as it is (it starts with no national prefix to strip)."""
         if len(self.regions) == 1:
             return self.regions[0].is_valid(national)
         for region in self.regions:
@@ -150,13 +150,34 @@ def _calling_code(code: int) -> _CallingCode | None:
     main = PhoneMetadata.metadata_for_region(names[0], None)
     prefix = main.national_prefix_for_parsing if main is not None else None
     kept = tuple(r for r in regions if r is not None)
+    only = (kept[0].by_length, kept[0].any_length) if len(kept) == 1 else (None, None)
     if prefix and prefix.isdigit():  # the pattern matches exactly these digits at the start
-        return _CallingCode(("0", prefix), None, kept)
-    return _CallingCode(("0",), re.compile(prefix) if prefix else None, kept)
+        return _CallingCode(("0", prefix), None, kept, *only)
+    return _CallingCode(("0",), re.compile(prefix) if prefix else None, kept, *only)
 
 
 # Calling codes as the digits after `+` start (`"46"`), to find a number's code without int() a try.
 _CODES: dict[str, int] = {str(code): code for code in COUNTRY_CODE_TO_REGION_CODE}
+# By a number's first three digits: the length of the calling code they start with and its compiled rules
+# (None: no code, or one left to phonenumbers); filled as numbers are met, at most 900 entries.
+_RULES: dict[str, tuple[int, _CallingCode | None]] = {}
+
+
+def _rules(digits: str) -> tuple[int, _CallingCode | None]:
+    """The length of the calling code `digits` start with and its rules (None: not decided here)."""
+    head = digits[:3]
+    found = _RULES.get(head)
+    if found is None:
+        found = _RULES[head] = _code_of(head)
+    return found
+
+
+def _code_of(head: str) -> tuple[int, _CallingCode | None]:
+    for size in (1, 2, 3):  # the digits start with no 0 (_INTERNATIONAL), as no calling code does
+        code = _CODES.get(head[:size], 0)
+        if code:
+            return size, _calling_code(code)
+    return 0, None
 
 
 _UNDECIDED = ""  # what _fast_e164 answers when phonenumbers must decide (never an E.164 number)
@@ -171,17 +192,22 @@ def _fast_e164(value: str) -> str | None:
         digits = digits.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace(".", "")
     if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS:
         return _UNDECIDED
-    for size in (1, 2, 3):  # the digits start with no 0 (_INTERNATIONAL), as no calling code does
-        code = _CODES.get(digits[:size], 0)
-        if code:
-            break
+    size, rules = _rules(digits)
+    if rules is None:
+        return _UNDECIDED
+    national = digits[size:]
+    # `_CallingCode.verdict`, inline for the usual code of one region
+    if national.startswith(rules.national_starts) or (
+        rules.national_prefix is not None and rules.national_prefix.match(national)
+    ):
+        return _UNDECIDED
+    only = rules.only
+    if only is not None:
+        pattern = only.get(len(national), rules.only_any)
+        valid = pattern is not None and pattern.fullmatch(national) is not None
     else:
-        return _UNDECIDED
-    rules = _calling_code(code)
-    verdict = rules.verdict(digits[size:]) if rules is not None else None
-    if verdict is None:
-        return _UNDECIDED
-    return "+" + digits if verdict else None
+        valid = rules.valid(national)
+    return "+" + digits if valid else None
 
 
 def _parsed_e164(value: str, region: str | None) -> str | None:
