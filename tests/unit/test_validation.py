@@ -372,7 +372,7 @@ _PLAN_HEADERS = [
 _PLAN_VALUES = [*_VALUE_POOL, "Zoë", "O'Brien", 'say "hi"', "back\\slash", "tab\there", "\x7f", "€", "🙂"]
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(40))
 def test_a_csv_files_row_plan_stages_exactly_what_validate_and_to_item_stage(seed: int) -> None:
     import random
 

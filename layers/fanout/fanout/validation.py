@@ -16,7 +16,7 @@ from fanout.models import (
     Route,
     json_text,
 )
-from fanout.providers.base import Provider
+from fanout.providers.base import Code, Provider, joined_source
 from fanout.reading import FileInfo, RawRow
 
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
@@ -252,10 +252,16 @@ def compile_row_plan(
         ]
     lines += [f"    identity = {' or '.join(identity)}", "    if not identity:", "        return None"]
     lines += [f"    {line}" for line in source.lines]
-    lines.append(
-        f"    return number, identity, {STAGED_LINE_HEAD!r} + str(number) + {STAGED_LINE_IDENTITY!r} + json_text(identity)"
-        f" + {STAGED_LINE_ITEM!r} + item + '}}', len(item) + 1"
+    line = joined_source(
+        STAGED_LINE_HEAD,
+        Code("number"),
+        STAGED_LINE_IDENTITY,
+        Code("json_text(identity)"),
+        STAGED_LINE_ITEM,
+        Code("item"),
+        "}",
     )
+    lines.append(f"    return number, identity, {line}, len(item) + 1")
     namespace: dict[str, Any] = {
         **source.names,
         "email": fields.normalise_email,

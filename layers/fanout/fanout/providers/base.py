@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from fanout.destinations import Destination
-from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, compact_json
+from fanout.models import (
+    Contact,
+    Outcome,
+    RowResult,
+    RowState,
+    StagedRow,
+    Verdict,
+    compact_json,
+    json_text,
+)
 from fanout.providers.outcomes import NothingHappened, nothing_happened, transport_verdict
 
 if TYPE_CHECKING:
@@ -197,6 +206,28 @@ class TextItemSource:
     lane: str
     lines: tuple[str, ...]
     names: Mapping[str, Any]
+
+
+class Code(str):
+    """A Python expression in `joined_source`'s pieces (a plain str there is text)."""
+
+    __slots__ = ()
+
+
+def joined_source(*pieces: str) -> str:
+    """Python source of one string made of `pieces` at once: each plain str as text, each Code's value
+    (a str) in its place. Adjacent literals, so Python builds it as one f-string."""
+    return " ".join(
+        f"f'{{{piece}}}'" if isinstance(piece, Code) else repr(piece) for piece in pieces if piece
+    )
+
+
+def json_members_source(members: Sequence[tuple[str, str]]) -> list[str]:
+    """`joined_source` pieces of JSON object members `"key":value` for (key, variable holding a str)."""
+    pieces: list[str] = []
+    for at, (key, var) in enumerate(members):
+        pieces += [("," if at else "") + json_text(key) + ":", Code(f"esc({var})")]
+    return pieces
 
 
 class Provider(ABC):

@@ -14,6 +14,7 @@ from fanout.destinations import Destination
 from fanout.ids import row_uuid
 from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json, json_text
 from fanout.providers.base import (
+    Code,
     Identification,
     Limits,
     Provider,
@@ -24,6 +25,8 @@ from fanout.providers.base import (
     all_rows,
     canonical_uuid,
     is_uuid,
+    joined_source,
+    json_members_source,
 )
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
@@ -63,6 +66,11 @@ def uuid_problem(target: str, what: str) -> str | None:
     if is_uuid(target):
         return None
     return f"'{target}' is not a {what} id: Mateo ids are uuids like {EXAMPLE_UUID}"
+
+
+def _member(key: str, var: str) -> str:
+    """Source of the JSON member `"key":value` for the str expression `var`."""
+    return f"{json_text(key) + ':'!r} + esc({var})"
 
 
 class Mateo(Provider):
@@ -113,36 +121,54 @@ class Mateo(Provider):
         job_id: str,
         options: Mapping[str, str],
     ) -> TextItemSource | None:
-        """`to_item` as source for a CSV file's rows (TextItemSource): the same members in the same order."""
+        """`to_item` as source for a CSV file's rows (TextItemSource): the same members in the same order.
+        A row that fills every column (the usual one) has its item written as one string."""
         to_context = [(name, var) for name, var in canonical.items() if name not in CONTACT_FIELDS]
         if {name for name, _ in to_context} & {header for header, _ in extra}:
             return None  # a column named like a canonical field it does not fill: to_item merges the two
+        contact = [(CONTACT_FIELDS[name], var) for name, var in canonical.items() if name in CONTACT_FIELDS]
+        parts = [var for var in (canonical.get("first_name"), canonical.get("last_name")) if var]
+        full = canonical.get("full_name")
 
-        def member(key: str, var: str) -> str:
-            return f"{json_text(key) + ':'!r} + esc({var})"
+        def item(contact_members: list[str], context_members: list[str]) -> str:
+            return joined_source(
+                '{"deduplication_id":"',
+                Code("row_uuid(job_id, number)"),
+                '","contact":{',
+                *contact_members,
+                '},"context":{',
+                *context_members,
+                "}}",
+            )
 
-        lines = ["contact = []"]
-        lines += [
-            f"if {var}: contact.append({member(CONTACT_FIELDS[name], var)})"
-            for name, var in canonical.items()
-            if name in CONTACT_FIELDS
-        ]
-        first, last = canonical.get("first_name"), canonical.get("last_name")
-        if first or last:  # the full name, when no column fills it: whichever of the two parts there are
-            parts = " and ".join(v for v in (first, last) if v)
-            either = " or ".join(v for v in (first, last) if v)
-            both = f"{first} + ' ' + {last}" if first and last else either
-            full = canonical.get("full_name")
-            guard = f"not {full} and " if full else ""
-            lines.append(f"if {guard}{parts}: contact.append({member('full_name', f'({both})')})")
-            if first and last:
-                lines.append(f"elif {guard}({either}): contact.append({member('full_name', f'({either})')})")
-        lines.append(f"context = [{', '.join(member(header, var) for header, var in extra)}]")
-        lines += [f"if {var}: context.append({member(name, var)})" for name, var in to_context]
+        # every column filled: the full name (when no column fills it) is both parts, if there are two
+        filled_name = [("full_name", "full_name")] if parts and not full else []
+        lines = [f"if {' and '.join(canonical.values())}:"]  # an identity takes a canonical column
+        if filled_name:
+            lines.append(f"    full_name = {" + ' ' + ".join(parts)}")
         lines.append(
-            'item = \'{"deduplication_id":"\' + row_uuid(job_id, number) + \'","contact":{\''
-            " + ','.join(contact) + '},\"context\":{' + ','.join(context) + '}}'"
+            "    item = "
+            + item(json_members_source(contact + filled_name), json_members_source([*extra, *to_context]))
         )
+        # any other row: the members of the values it has, as to_item writes them
+        lines += ["else:", "    contact = []"]
+        lines += [f"    if {var}: contact.append({_member(key, var)})" for key, var in contact]
+        if parts:  # the full name, when no column fills it: whichever of the two parts there are
+            guard = f"not {full} and " if full else ""
+            lines.append(
+                f"    if {guard}{' and '.join(parts)}: contact.append({_member('full_name', " + ' ' + ".join(parts))})"
+            )
+            if len(parts) == 2:
+                lines.append(
+                    f"    elif {guard}({' or '.join(parts)}): contact.append({_member('full_name', ' or '.join(parts))})"
+                )
+        lines.append(f"    context = [{', '.join(_member(header, var) for header, var in extra)}]")
+        lines += [f"    if {var}: context.append({_member(name, var)})" for name, var in to_context]
+        lines += [
+            "    contact = ','.join(contact)",
+            "    context = ','.join(context)",
+            "    item = " + item([Code("contact")], [Code("context")]),
+        ]
         names = {"esc": json_text, "row_uuid": row_uuid, "job_id": job_id}
         return TextItemSource(_IDENTIFIERS, "c", tuple(lines), names)
 
