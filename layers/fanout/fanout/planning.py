@@ -72,13 +72,13 @@ def plan_some(
     seen = seen if seen is not None else SeenContacts()
     batch: list[Contact | Rejection | PlannedRow] = []
 
-    def entry(checked: Contact | PlannedRow) -> tuple[str, str, int]:
-        if isinstance(checked, tuple):
-            return plan_lane, checked[1], checked[0]
-        return provider.lane(checked), checked.identity, checked.row
-
     def stage_batch() -> None:
-        entries = [entry(c) for c in batch if not isinstance(c, Rejection)]
+        lane_of = provider.lane
+        entries = [  # (lane, identity, row) of each row not rejected yet
+            (plan_lane, c[1], c[0]) if isinstance(c, tuple) else (lane_of(c), c.identity, c.row)
+            for c in batch
+            if not isinstance(c, Rejection)
+        ]
         firsts = seen.first_rows(entries)
         options, add_item, add_line = route.options, planner.add_item, planner.add_line
         at = 0  # the next contact's place in entries and firsts
