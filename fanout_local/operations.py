@@ -338,7 +338,7 @@ def validate_file(path: Path, to: str, options: dict[str, str], tolerated: float
     rejections: list[Rejection] = []
     with path.open("rb") as stream:
         try:
-            info, rows = open_rows(stream, name=path.name)
+            info, rows = open_rows(stream, name=path.name, cells=True)
         except FileFormatError as exc:  # the job fails so too
             return Validation(None, 0, [], [], str(exc))
         columns = column_mapping(route, info.columns)

@@ -139,6 +139,41 @@ def test_csv_spectrum(name: str) -> None:
     assert info.columns == list(expected[0])
 
 
+_ODD_CSV = (
+    b"email,name,city\r\n"
+    b"a@example.com,Ann,Oslo\r\n"
+    b"b@example.com,Bo\r\n"  # short: padded
+    b"c@example.com,Cy,Rome,,\r\n"  # trailing delimiters: trimmed
+    b"d@example.com,Di,Rome,extra\r\n"  # a cell too many: an error row
+    b",,\r\n"  # only delimiters: skipped
+    b"\r\n"
+    b'e@example.com,"Ed\nNewline",Kyiv\r\n'
+    b"f@example.com,F\xe9lix,Lyon\r\n"  # not UTF-8 in a UTF-8 file: an error row
+    b"h@example.com,\xc3\x85sa,Malm\xc3\xb6\r\n"
+    b"g@example.com," + b"x" * 300 + b",Bern\r\n"  # larger than max_row_bytes below: an error row
+)
+
+
+@pytest.mark.parametrize("name", [*(_spectrum_names() or []), "odd"])
+def test_a_csv_read_for_cells_gives_every_row_as_the_row_reading_gives_it(name: str) -> None:
+    data = _ODD_CSV if name == "odd" else (SPECTRUM / "csvs" / f"{name}.csv").read_bytes()
+    info, rows = read(data, max_row_bytes=200)
+    _, mixed = open_rows(io.BytesIO(data), max_row_bytes=200, cells=True)
+    as_rows = [
+        RawRow(row[0], dict(zip(info.columns, row[1], strict=True)), None, row[2])
+        if isinstance(row, tuple)
+        else row
+        for row in mixed
+    ]
+    assert as_rows == rows
+    if name == "odd":
+        assert [
+            row[0]
+            for row in open_rows(io.BytesIO(data), max_row_bytes=200, cells=True)[1]
+            if isinstance(row, tuple)
+        ] == [1, 2, 3, 7, 9]
+
+
 # ---------------------------------------------------------------------------------------------------
 # formats
 

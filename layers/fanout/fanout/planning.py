@@ -14,7 +14,7 @@ from fanout.dedup import SeenContacts
 from fanout.models import Contact, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
-from fanout.reading import RawRow
+from fanout.reading import RawRow, TextRow
 from fanout.validation import PlannedRow, RowValidator, duplicate
 
 BATCH_ROWS = 256  # rows validated before their duplicate check runs as one call
@@ -29,13 +29,13 @@ class Planned:
     stopped: bool
 
 
-def plan_rows(rows: Iterable[RawRow], **kwargs: Any) -> int:
+def plan_rows(rows: Iterable[RawRow | TextRow], **kwargs: Any) -> int:
     """Plan every row (see `plan_some`); how many rows were read."""
     return plan_some(rows, **kwargs).read
 
 
 def plan_some(
-    rows: Iterable[RawRow],
+    rows: Iterable[RawRow | TextRow],
     *,
     route: Route,
     provider: Provider,
@@ -114,11 +114,20 @@ def plan_some(
     try:
         for raw in rows:
             read += 1
-            last = raw.number
             if progress is not None and read % progress_every == 0:
                 progress(read)
-            planned = row_plan(raw) if row_plan is not None else None
-            batch.append(planned if planned is not None else validator.validate(raw))
+            if isinstance(raw, tuple):  # a TextRow: a plain CSV row
+                number, cells, size = raw
+                last = number
+                planned = row_plan(number, cells, size) if row_plan is not None else None
+                if planned is None:
+                    raw = RawRow(number, dict(zip(columns, cells, strict=True)), None, size)
+                    batch.append(validator.validate(raw))
+                else:
+                    batch.append(planned)
+            else:
+                last = raw.number
+                batch.append(validator.validate(raw))
             if len(batch) >= BATCH_ROWS:
                 stage_batch()
                 if stop is not None and stop():

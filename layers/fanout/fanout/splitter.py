@@ -31,7 +31,7 @@ from fanout.options import yes
 from fanout.planning import plan_some, split_problem, tolerated_percent
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
-from fanout.reading import FileFormatError, FileInfo, LostRows, RawRow, open_rows, open_rows_at
+from fanout.reading import FileFormatError, FileInfo, LostRows, RawRow, TextRow, open_rows, open_rows_at
 from fanout.results import publish, settle_job, spreadsheet_safe, write_rows_file
 from fanout.routing import (
     RouteError,
@@ -123,6 +123,10 @@ def _csv_cell(value: str) -> str:
 def _csv_line(rejection: Rejection) -> str:
     cells = [str(rejection.row), rejection.column, rejection.value[:200], rejection.reason]
     return ",".join(_csv_cell(c) for c in cells) + "\n"
+
+
+def _row_number(row: RawRow | TextRow) -> int:
+    return row[0] if isinstance(row, tuple) else row.number
 
 
 def object_refs(event: dict[str, Any]) -> Iterator[ObjectRef]:
@@ -465,7 +469,7 @@ class Splitter:
                 return io.BytesIO(b"")
             raise
 
-    def _reopen(self, ref: ObjectRef, checkpoint: Checkpoint) -> tuple[FileInfo, Iterator[RawRow]]:
+    def _reopen(self, ref: ObjectRef, checkpoint: Checkpoint) -> tuple[FileInfo, Iterator[RawRow | TextRow]]:
         """The rows after the checkpoint's: read from its offset (a ranged GET) when it kept one, else
         the whole object again, skipping the rows read before."""
         after = checkpoint.last_row
@@ -478,9 +482,9 @@ class Splitter:
                 list(checkpoint.columns),
             )
             body = self._open_object(ref, checkpoint.offset)
-            return open_rows_at(body, info=known, offset=checkpoint.offset, after_row=after)
-        info, rows = open_rows(self._open_object(ref), name=ref.key)
-        return info, (row for row in rows if row.number > after)
+            return open_rows_at(body, info=known, offset=checkpoint.offset, after_row=after, cells=True)
+        info, rows = open_rows(self._open_object(ref), name=ref.key, cells=True)
+        return info, (row for row in rows if _row_number(row) > after)
 
     def _stream(
         self,
@@ -497,7 +501,7 @@ class Splitter:
         hashing: HashingReader | None = None
         if checkpoint is None:
             hashing = HashingReader(self._open_object(ref))
-            info, rows = open_rows(cast(BinaryIO, hashing), name=ref.key)
+            info, rows = open_rows(cast(BinaryIO, hashing), name=ref.key, cells=True)
         else:
             info, rows = self._reopen(ref, checkpoint)
         job.encoding, job.file_format = info.encoding, info.format

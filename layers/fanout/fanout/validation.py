@@ -26,10 +26,10 @@ _UNSEEN: Any = object()  # a header the validator has not mapped yet
 REASON_COLUMN = "rejection_reason"
 EMAIL_FIELDS = (fields.EMAIL, "list_email")  # the canonical fields normalised as email addresses
 
-# A CSV row that passes, planned in one call by its file's row plan: (row, identity, staged line, the
-# item's bytes in a request body). A plan answers None for every other row: `validate` decides it.
+# A CSV row that passes, planned in one call by its file's row plan from its TextRow: (row, identity, staged
+# line, the item's bytes in a request body). A plan answers None for every other row: `validate` decides it.
 PlannedRow = tuple[int, str, str, int]
-RowPlan = Callable[[RawRow], PlannedRow | None]
+RowPlan = Callable[[int, list[str], int], PlannedRow | None]
 
 
 def _text(value: object) -> str | None:
@@ -213,8 +213,8 @@ def compile_row_plan(
     """One function for the rows of a CSV file with these `headers` that pass, generated once per file: it
     strips the cells, normalises email and phone (fields.normalise_email, normalise_phone), takes the
     identity and writes the staged line with the provider's item (its TextItemSource), all without a
-    Contact, a dict of fields or the item as objects. It answers None as soon as a row is not plainly
-    valid (a malformed value, no identity, a row too long, a reading error), and that row takes
+    Contact, a dict of fields or the item as objects. It takes a TextRow and answers None as soon as the
+    row is not plainly valid (a malformed value, no identity, a value too long), and that row takes
     `RowValidator.validate` and `to_item`, which word its rejection: the rules stay theirs, and a test
     holds the plan's lines to theirs. None when the provider has no TextItemSource."""
     if len(set(headers)) != len(headers):
@@ -233,11 +233,10 @@ def compile_row_plan(
     if source is None or not identity:
         return None
     lines = [
-        "def plan(raw):",
-        f"    if raw.error is not None or not 0 < raw.size <= {MAX_VALUE_CHARS}:",
+        "def plan(number, cells, size):",
+        f"    if size > {MAX_VALUE_CHARS}:",
         "        return None",
-        "    number = raw.number",
-        f"    ({', '.join(names)},) = raw.fields.values()",
+        f"    ({', '.join(names)},) = cells",
     ]
     lines += [f"    {var} = {var}.strip()" for var in [*canonical.values(), *(var for _, var in extra)]]
     checks = [(canonical[name], "email({})") for name in EMAIL_FIELDS if name in canonical]

@@ -74,7 +74,7 @@ import io
 import zlib
 from collections.abc import Callable, Iterator
 from itertools import chain
-from typing import Any, BinaryIO, TextIO, cast
+from typing import Any, BinaryIO, Literal, TextIO, cast, overload
 
 from fanout.reading import bytelayer
 from fanout.reading.bytelayer import (
@@ -90,7 +90,7 @@ from fanout.reading.bytelayer import (
 from fanout.reading.csvrows import _open_csv, _resume_csv
 from fanout.reading.detection import _binary_kind, _detect_encoding, _refuse_pretty_json
 from fanout.reading.jsonrows import MAX_JSON_DEPTH, _array_rows, _ndjson_rows
-from fanout.reading.model import FileFormatError, FileInfo, LostRows, RawRow
+from fanout.reading.model import FileFormatError, FileInfo, LostRows, RawRow, TextRow
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -99,6 +99,7 @@ __all__ = [
     "FileInfo",
     "LostRows",
     "RawRow",
+    "TextRow",
     "open_rows",
     "open_rows_at",
 ]
@@ -107,12 +108,25 @@ __all__ = [
 # entry point
 
 
+@overload
 def open_rows(
-    stream: BinaryIO, *, name: str = "", max_row_bytes: int = 1_000_000
-) -> tuple[FileInfo, Iterator[RawRow]]:
+    stream: BinaryIO, *, name: str = "", max_row_bytes: int = 1_000_000, cells: Literal[False] = False
+) -> tuple[FileInfo, Iterator[RawRow]]: ...
+
+
+@overload
+def open_rows(
+    stream: BinaryIO, *, name: str = "", max_row_bytes: int = 1_000_000, cells: Literal[True]
+) -> tuple[FileInfo, Iterator[RawRow | TextRow]]: ...
+
+
+def open_rows(
+    stream: BinaryIO, *, name: str = "", max_row_bytes: int = 1_000_000, cells: bool = False
+) -> tuple[FileInfo, Iterator[RawRow | TextRow]]:
     """Detect compression, encoding and format from the first bytes, then yield rows lazily.
 
     Raises FileFormatError (before any row) when the file as a whole cannot be read as contacts.
+    `cells`: a CSV file's plain rows come as TextRow (the planner's fast path), not RawRow.
     """
     src: _Readable = stream
     raw_head, at_eof = _read_upto(src, PREFIX_BYTES)
@@ -159,7 +173,7 @@ def open_rows(
     lines = _Counted(text)
 
     if fmt == "csv":
-        info, rows = _open_csv(lines, guard, head_text, name, label, compressed, max_row_bytes)
+        info, rows = _open_csv(lines, guard, head_text, name, label, compressed, max_row_bytes, cells)
     elif fmt == "ndjson":
         info = FileInfo("ndjson", label, compressed, None, [])
         rows = _ndjson_rows(lines, guard, max_row_bytes, blank_lines)
@@ -178,9 +192,9 @@ def open_rows(
         if fmt == "json-array":
             raise FileFormatError("the JSON array is empty; there are no contacts in the file") from None
         raise FileFormatError("the file is empty") from None
-    if fmt != "csv" and first.error is None:
+    if isinstance(first, RawRow) and fmt != "csv" and first.error is None:
         info.columns = list(first.fields)
-    if fmt == "ndjson" and first.error is not None and first.number == 1:
+    if isinstance(first, RawRow) and fmt == "ndjson" and first.error is not None and first.number == 1:
         _refuse_pretty_json(head_text)
     return info, chain((first,), rows)
 
@@ -216,12 +230,43 @@ def _position(guard: _Guard, lines: _Counted, base: int) -> Callable[[], int | N
     return position
 
 
+@overload
 def open_rows_at(
-    stream: BinaryIO, *, info: FileInfo, offset: int, after_row: int, max_row_bytes: int = 1_000_000
-) -> tuple[FileInfo, Iterator[RawRow]]:
+    stream: BinaryIO,
+    *,
+    info: FileInfo,
+    offset: int,
+    after_row: int,
+    max_row_bytes: int = 1_000_000,
+    cells: Literal[False] = False,
+) -> tuple[FileInfo, Iterator[RawRow]]: ...
+
+
+@overload
+def open_rows_at(
+    stream: BinaryIO,
+    *,
+    info: FileInfo,
+    offset: int,
+    after_row: int,
+    max_row_bytes: int = 1_000_000,
+    cells: Literal[True],
+) -> tuple[FileInfo, Iterator[RawRow | TextRow]]: ...
+
+
+def open_rows_at(
+    stream: BinaryIO,
+    *,
+    info: FileInfo,
+    offset: int,
+    after_row: int,
+    max_row_bytes: int = 1_000_000,
+    cells: bool = False,
+) -> tuple[FileInfo, Iterator[RawRow | TextRow]]:
     """The rows after row `after_row` of a file `open_rows` read before, from `stream`: the file's bytes
     from `offset` on (a ranged GET), where `FileInfo.position` said that row ended. Only for what
-    `position` answered for: uncompressed UTF-8 CSV or NDJSON. Rows keep their numbers."""
+    `position` answered for: uncompressed UTF-8 CSV or NDJSON. Rows keep their numbers; `cells` as for
+    `open_rows`."""
     if info.compressed or info.format == "json-array" or info.encoding not in ("utf-8", "utf-8-sig"):
         raise ValueError(f"a {info.format} file in {info.encoding} cannot be read from an offset")
     guard = _Guard(stream, "utf-8", max_row_bytes)
@@ -231,5 +276,5 @@ def open_rows_at(
     resumed = FileInfo(info.format, info.encoding, False, info.delimiter, list(info.columns))
     resumed.position = _position(guard, lines, offset)
     if info.format == "csv":
-        return resumed, _resume_csv(lines, guard, resumed, max_row_bytes, after_row)
+        return resumed, _resume_csv(lines, guard, resumed, max_row_bytes, after_row, cells)
     return resumed, _ndjson_rows(lines, guard, max_row_bytes, after_row)

@@ -16,7 +16,7 @@ from fanout.reading.bytelayer import (
     _not_valid,
 )
 from fanout.reading.detection import _check_header, _sniff_delimiter
-from fanout.reading.model import _ROW_SLOTS, FileFormatError, FileInfo, LostRows, RawRow
+from fanout.reading.model import _ROW_SLOTS, FileFormatError, FileInfo, LostRows, RawRow, TextRow
 
 
 def _open_csv(
@@ -27,7 +27,8 @@ def _open_csv(
     label: str,
     compressed: bool,
     max_row_bytes: int,
-) -> tuple[FileInfo, Iterator[RawRow]]:
+    as_cells: bool = False,
+) -> tuple[FileInfo, Iterator[RawRow | TextRow]]:
     delimiter, sep_line = _sniff_delimiter(head_text, name)
     csv.field_size_limit(max(max_row_bytes, 1))  # process-wide; caps a runaway quoted field
     reader = csv.reader(text, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
@@ -60,22 +61,28 @@ def _open_csv(
         cells = [_clean(c, guard.encoding_name == WINDOWS_1252) for c in cells]
     header = _check_header(cells)
     info = FileInfo("csv", label, compressed, delimiter, header)
-    return info, _csv_rows(reader, header, guard, max_row_bytes)
+    return info, _csv_rows(reader, header, guard, max_row_bytes, cells=as_cells)
 
 
 def _resume_csv(
-    lines: Iterator[str], guard: _Guard, info: FileInfo, max_row_bytes: int, after_row: int
-) -> Iterator[RawRow]:
+    lines: Iterator[str],
+    guard: _Guard,
+    info: FileInfo,
+    max_row_bytes: int,
+    after_row: int,
+    cells: bool = False,
+) -> Iterator[RawRow | TextRow]:
     """CSV rows from a record boundary of a file read before (its header and delimiter known)."""
     csv.field_size_limit(max(max_row_bytes, 1))
     assert info.delimiter is not None
     reader = csv.reader(lines, delimiter=info.delimiter, quotechar='"', doublequote=True, strict=True)
-    return _csv_rows(reader, info.columns, guard, max_row_bytes, after_row)
+    return _csv_rows(reader, info.columns, guard, max_row_bytes, after_row, cells)
 
 
 def _csv_rows(
-    reader: Any, header: list[str], guard: _Guard, max_row_bytes: int, after_row: int = 0
-) -> Iterator[RawRow]:
+    reader: Any, header: list[str], guard: _Guard, max_row_bytes: int, after_row: int = 0, cells: bool = False
+) -> Iterator[RawRow | TextRow]:
+    """The rows after `after_row`; with `cells`, each plain one as a TextRow (no dict, no RawRow)."""
     ncols = len(header)
     number = after_row
     bad = guard.bad
@@ -86,43 +93,46 @@ def _csv_rows(
     too_large = f"row is larger than {max_row_bytes} bytes"
     while True:
         try:
-            for number, cells in enumerate(reader, number + 1):  # noqa: B020 (resumes the count)
-                n = len(cells)
+            for number, values in enumerate(reader, number + 1):  # noqa: B020 (resumes the count)
+                n = len(values)
                 if bad[0]:
-                    found, byte = _escapes(cells)
+                    found, byte = _escapes(values)
                     if found:
                         bad[0] = max(bad[0] - found, 0)
                         yield RawRow(
                             number,
-                            dict(zip(header, [clean(c, marked) for c in cells], strict=False)),
+                            dict(zip(header, [clean(c, marked) for c in values], strict=False)),
                             _not_valid(number, byte, encoding_name),
-                            sum(map(len, cells)) + n,
+                            sum(map(len, values)) + n,
                         )
                         continue
                 if n != ncols:
                     if n < ncols:
-                        cells.extend([""] * (ncols - n))
-                    elif any(cells[ncols:]):
+                        values.extend([""] * (ncols - n))
+                    elif any(values[ncols:]):
                         yield RawRow(
                             number,
-                            dict(zip(header, cells, strict=False)),
+                            dict(zip(header, values, strict=False)),
                             f"row has {n} cells but the header has {ncols}",
-                            sum(map(len, cells)) + n,
+                            sum(map(len, values)) + n,
                         )
                         continue
                     else:
-                        del cells[ncols:]  # empty cells after the last column: trailing delimiters
+                        del values[ncols:]  # empty cells after the last column: trailing delimiters
                     n = ncols
-                size = len(join(cells)) + n  # characters plus delimiters and line break
+                size = len(join(values)) + n  # characters plus delimiters and line break
                 if size == n:
                     continue  # every cell empty: a blank line, or only delimiters
                 if size > max_row_bytes:
                     yield RawRow(number, {}, too_large, size)
                     continue
+                if cells:
+                    yield number, values, size
+                    continue
                 # RawRow(number, dict(zip(header, cells)), None, size), without the frozen __init__
                 row = new_row(RawRow)
                 set_number(row, number)
-                set_fields(row, dict(zip(header, cells)))  # noqa: B905 (lengths checked above)
+                set_fields(row, dict(zip(header, values)))  # noqa: B905 (lengths checked above)
                 set_error(row, None)
                 set_size(row, size)
                 yield row

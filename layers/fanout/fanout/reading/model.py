@@ -28,6 +28,12 @@ class RawRow:
     size: int = 0  # bytes (approximately: characters) the row took in the file
 
 
+# A plain CSV row as read, for a reader asked for cells (`open_rows(..., cells=True)`): (number, cells, size),
+# as many cells as the header has columns, each a str, as RawRow would hold them. A row that is not plain (a
+# reading error, text the guard repaired) still comes as a RawRow.
+TextRow = tuple[int, list[str], int]
+
+
 # The hot loops build RawRow through its slot descriptors: a frozen dataclass __init__ goes through
 # object.__setattr__ per field, which is a quarter of the per-row cost of a CSV file.
 _ROW_SLOTS: Any = (
