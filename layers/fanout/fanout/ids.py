@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 # Namespace for row-derived uuids (Mateo deduplication_id and message id); never change it, or every
 # in-flight job would re-enrol its contacts under new ids.
@@ -28,10 +28,7 @@ def row_uuid(job: str, row: int, purpose: str = "row") -> str:
     Exactly `str(uuid.uuid5(namespace, f"{job}:{purpose}:{row}"))`, computed without building UUID objects
     (the splitter makes one per row): SHA-1 of namespace + name, version 5 and the RFC 4122 variant set.
     """
-    sha1 = _name_prefix(job, purpose).copy()
-    sha1.update(b"%d" % row)
-    x = sha1.hexdigest()
-    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+    return row_uuids(job, purpose)(row)
 
 
 # The variant nibble of a uuid: its top two bits 10 (RFC 4122), the low two kept.
@@ -39,9 +36,19 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 @lru_cache(maxsize=64)
-def _name_prefix(job: str, purpose: str) -> Any:
-    """SHA-1 fed with the namespace and the name up to the row number: each row's copy hashes on."""
-    return hashlib.sha1(_ROW_NAMESPACE.bytes + f"{job}:{purpose}:".encode(), usedforsecurity=False)
+def row_uuids(job: str, purpose: str = "row") -> Callable[[int], str]:
+    """`row_uuid(job, row, purpose)` as a function of the row alone, for a loop over a job's rows: SHA-1
+    fed with the namespace and the name up to the row number once, each row's copy hashing on."""
+    prefix = hashlib.sha1(_ROW_NAMESPACE.bytes + f"{job}:{purpose}:".encode(), usedforsecurity=False)
+    variant = _VARIANT
+
+    def of_row(row: int) -> str:
+        sha1 = prefix.copy()
+        sha1.update(b"%d" % row)
+        x = sha1.hexdigest()
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}"
+
+    return of_row
 
 
 def chunk_id(lane: str, number: int) -> str:

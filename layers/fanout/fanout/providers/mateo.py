@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
-from fanout.ids import row_uuid
+from fanout.ids import row_uuid, row_uuids
 from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json, json_text
 from fanout.providers.base import (
     Code,
@@ -133,7 +133,7 @@ class Mateo(Provider):
         def item(contact_members: list[str], context_members: list[str]) -> str:
             return joined_source(
                 '{"deduplication_id":"',
-                Code("row_uuid(job_id, number)"),
+                Code("row_uuid(number)"),
                 '","contact":{',
                 *contact_members,
                 '},"context":{',
@@ -169,7 +169,7 @@ class Mateo(Provider):
             "    context = ','.join(context)",
             "    item = " + item([Code("contact")], [Code("context")]),
         ]
-        names = {"esc": json_text, "row_uuid": row_uuid, "job_id": job_id}
+        names = {"esc": json_text, "row_uuid": row_uuids(job_id)}
         return TextItemSource(_IDENTIFIERS, "c", tuple(lines), names)
 
     def calls(
