@@ -110,10 +110,11 @@ class PackedObjects:
 
 
 class _Lane:
-    def __init__(self) -> None:
+    def __init__(self, max_items: int) -> None:
         self.lines: list[str] = []  # the open chunk's staged lines
         self.body_bytes = 0
         self.count = 0  # chunks cut in this lane so far
+        self.max_items = max_items  # rows a chunk of this lane may hold
 
 
 class Background:
@@ -201,13 +202,14 @@ class ChunkPlanner:
     def add_line(self, lane: str, row: int, line: str, size: int) -> Rejection | None:
         """`add` for a staged line already written (`staged_line`), whose item takes `size` bytes of a
         request body (its JSON text and the comma between items)."""
-        if self._max_body is not None and size > self._max_body:
+        max_body = self._max_body
+        if max_body is not None and size > max_body:
             return Rejection(row, f"row is larger than one {self._provider.destination.value} request may be")
         state = self._lanes.get(lane)
         if state is None:
-            state = self._lanes[lane] = _Lane()
-        if len(state.lines) >= self._max_items(lane) or (
-            self._max_body is not None and state.body_bytes + size > self._max_body
+            state = self._lanes[lane] = _Lane(self._max_items(lane))
+        if len(state.lines) >= state.max_items or (
+            max_body is not None and state.body_bytes + size > max_body
         ):
             self._cut(lane, state)
         state.lines.append(line)
@@ -231,7 +233,7 @@ class ChunkPlanner:
     def resume_counts(self, counts: dict[str, int]) -> None:
         """Go on numbering each lane's chunks after those a checkpoint recorded."""
         for lane, count in counts.items():
-            self._lanes.setdefault(lane, _Lane()).count = count
+            self._lanes.setdefault(lane, _Lane(self._max_items(lane))).count = count
 
     def finish(self) -> None:
         """Stage the last, partly filled chunk of every lane (and wait until every chunk is staged)."""
