@@ -7,6 +7,7 @@ contact twice when a chunk is sent again after a lost answer: resending is safe 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
@@ -73,6 +74,64 @@ def _member(key: str, var: str) -> str:
     return f"{json_text(key) + ':'!r} + esc({var})"
 
 
+def _item(contact: list[str], context: list[str]) -> str:
+    """Source of the item's text, from `joined_source` pieces of its contact's and its context's members."""
+    return joined_source(
+        '{"deduplication_id":"',
+        Code("row_uuid(number)"),
+        '","contact":{',
+        *contact,
+        '},"context":{',
+        *context,
+        "}}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ItemNames:
+    """Which variables of a CSV file's row plan fill which members of `to_item`'s item (see Mateo)."""
+
+    contact: list[tuple[str, str]]  # (Mateo contact field, variable), column order
+    context: list[tuple[str, str]]  # (context key, variable): the extra columns, then the canonical ones
+    to_context: list[tuple[str, str]]  # the canonical fields of `context`: left out when empty
+    extra: Sequence[tuple[str, str]]  # the columns that travel under their own name: always there
+    canonical: Mapping[str, str]
+
+    @property
+    def name_parts(self) -> list[str]:
+        return [var for var in (self.canonical.get("first_name"), self.canonical.get("last_name")) if var]
+
+    def filled_row(self) -> list[str]:
+        """Every column filled: one string; the full name, when no column fills it, is both parts."""
+        parts, full = self.name_parts, self.canonical.get("full_name")
+        named = [("full_name", "full_name")] if parts and not full else []
+        lines = [f"full_name = {" + ' ' + ".join(parts)}"] if named else []
+        members = json_members_source(self.contact + named), json_members_source(self.context)
+        return [*lines, "item = " + _item(*members)]
+
+    def any_row(self) -> list[str]:
+        """Any other row: the members of the values it has, as `to_item` writes them."""
+        lines = ["contact = []"]
+        lines += [f"if {var}: contact.append({_member(key, var)})" for key, var in self.contact]
+        parts, full = self.name_parts, self.canonical.get("full_name")
+        if parts:  # the full name, when no column fills it: whichever of the two parts there are
+            guard = f"not {full} and " if full else ""
+            both = _member("full_name", " + ' ' + ".join(parts))
+            lines.append(f"if {guard}{' and '.join(parts)}: contact.append({both})")
+            if len(parts) == 2:
+                either = " or ".join(parts)
+                lines.append(f"elif {guard}({either}): contact.append({_member('full_name', either)})")
+        lines.append(f"context = [{', '.join(_member(header, var) for header, var in self.extra)}]")
+        lines += [f"if {var}: context.append({_member(name, var)})" for name, var in self.to_context]
+        contact, context = Code("contact"), Code("context")
+        return [
+            *lines,
+            "contact = ','.join(contact)",
+            "context = ','.join(context)",
+            "item = " + _item([contact], [context]),
+        ]
+
+
 class Mateo(Provider):
     destination: ClassVar[Destination] = Destination.MATEO
     limits: ClassVar[Limits] = Limits(max_items=MAX_ITEMS)
@@ -127,50 +186,16 @@ class Mateo(Provider):
         if {name for name, _ in to_context} & {header for header, _ in extra}:
             return None  # a column named like a canonical field it does not fill: to_item merges the two
         contact = [(CONTACT_FIELDS[name], var) for name, var in canonical.items() if name in CONTACT_FIELDS]
-        parts = [var for var in (canonical.get("first_name"), canonical.get("last_name")) if var]
-        full = canonical.get("full_name")
-
-        def item(contact_members: list[str], context_members: list[str]) -> str:
-            return joined_source(
-                '{"deduplication_id":"',
-                Code("row_uuid(number)"),
-                '","contact":{',
-                *contact_members,
-                '},"context":{',
-                *context_members,
-                "}}",
-            )
-
-        # every column filled: the full name (when no column fills it) is both parts, if there are two
-        filled_name = [("full_name", "full_name")] if parts and not full else []
-        lines = [f"if {' and '.join(canonical.values())}:"]  # an identity takes a canonical column
-        if filled_name:
-            lines.append(f"    full_name = {" + ' ' + ".join(parts)}")
-        lines.append(
-            "    item = "
-            + item(json_members_source(contact + filled_name), json_members_source([*extra, *to_context]))
-        )
-        # any other row: the members of the values it has, as to_item writes them
-        lines += ["else:", "    contact = []"]
-        lines += [f"    if {var}: contact.append({_member(key, var)})" for key, var in contact]
-        if parts:  # the full name, when no column fills it: whichever of the two parts there are
-            guard = f"not {full} and " if full else ""
-            lines.append(
-                f"    if {guard}{' and '.join(parts)}: contact.append({_member('full_name', " + ' ' + ".join(parts))})"
-            )
-            if len(parts) == 2:
-                lines.append(
-                    f"    elif {guard}({' or '.join(parts)}): contact.append({_member('full_name', ' or '.join(parts))})"
-                )
-        lines.append(f"    context = [{', '.join(_member(header, var) for header, var in extra)}]")
-        lines += [f"    if {var}: context.append({_member(name, var)})" for name, var in to_context]
-        lines += [
-            "    contact = ','.join(contact)",
-            "    context = ','.join(context)",
-            "    item = " + item([Code("contact")], [Code("context")]),
+        names = _ItemNames(contact, [*extra, *to_context], to_context, extra, canonical)
+        lines = [
+            f"if {' and '.join(canonical.values())}:",  # an identity takes a canonical column
+            *(f"    {line}" for line in names.filled_row()),
+            "else:",
+            *(f"    {line}" for line in names.any_row()),
         ]
-        names = {"esc": json_text, "row_uuid": row_uuids(job_id)}
-        return TextItemSource(_IDENTIFIERS, "c", tuple(lines), names)
+        return TextItemSource(
+            _IDENTIFIERS, "c", tuple(lines), {"esc": json_text, "row_uuid": row_uuids(job_id)}
+        )
 
     def calls(
         self,
