@@ -230,6 +230,16 @@ def json_members_source(members: Sequence[tuple[str, str]]) -> list[str]:
     return pieces
 
 
+def some_members_lines(name: str, members: Sequence[tuple[str, str, bool]]) -> list[str]:
+    """Source lines that set `name` to the text of the JSON object members `"key":value` of (key, variable
+    holding a str, always), in order: a member whose value is "" is left out unless `always`."""
+    lines = [f"{name} = []"]
+    for key, var, always in members:
+        append = f"{name}.append({json_text(key) + ':'!r} + esc({var}))"
+        lines.append(append if always else f"if {var}: {append}")
+    return [*lines, f"{name} = ','.join({name})"]
+
+
 class Provider(ABC):
     """One destination's request building, answer parsing and limits."""
 

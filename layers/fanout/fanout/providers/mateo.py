@@ -28,6 +28,7 @@ from fanout.providers.base import (
     is_uuid,
     joined_source,
     json_members_source,
+    some_members_lines,
 )
 
 if TYPE_CHECKING:  # only the sender, which imports httpx anyway, passes responses in
@@ -69,11 +70,6 @@ def uuid_problem(target: str, what: str) -> str | None:
     return f"'{target}' is not a {what} id: Mateo ids are uuids like {EXAMPLE_UUID}"
 
 
-def _member(key: str, var: str) -> str:
-    """Source of the JSON member `"key":value` for the str expression `var`."""
-    return f"{json_text(key) + ':'!r} + esc({var})"
-
-
 def _item(contact: list[str], context: list[str]) -> str:
     """Source of the item's text, from `joined_source` pieces of its contact's and its context's members."""
     return joined_source(
@@ -111,24 +107,23 @@ class _ItemNames:
 
     def any_row(self) -> list[str]:
         """Any other row: the members of the values it has, as `to_item` writes them."""
-        lines = ["contact = []"]
-        lines += [f"if {var}: contact.append({_member(key, var)})" for key, var in self.contact]
+        contact = [(key, var, False) for key, var in self.contact]
         parts, full = self.name_parts, self.canonical.get("full_name")
+        lines = []
         if parts:  # the full name, when no column fills it: whichever of the two parts there are
-            guard = f"not {full} and " if full else ""
-            both = _member("full_name", " + ' ' + ".join(parts))
-            lines.append(f"if {guard}{' and '.join(parts)}: contact.append({both})")
-            if len(parts) == 2:
-                either = " or ".join(parts)
-                lines.append(f"elif {guard}({either}): contact.append({_member('full_name', either)})")
-        lines.append(f"context = [{', '.join(_member(header, var) for header, var in self.extra)}]")
-        lines += [f"if {var}: context.append({_member(name, var)})" for name, var in self.to_context]
-        contact, context = Code("contact"), Code("context")
+            name = " + ' ' + ".join(parts) if len(parts) == 2 else parts[0]
+            either = " or ".join(parts)
+            both = f"{parts[0]} and {parts[1]}" if len(parts) == 2 else parts[0]
+            guard = f"'' if {full} else " if full else ""
+            lines.append(f"full_name = {guard}({name} if {both} else {either})")
+            contact.append(("full_name", "full_name", False))
+        context = [(header, var, True) for header, var in self.extra]
+        context += [(name, var, False) for name, var in self.to_context]
         return [
             *lines,
-            "contact = ','.join(contact)",
-            "context = ','.join(context)",
-            "item = " + _item([contact], [context]),
+            *some_members_lines("contact", contact),
+            *some_members_lines("context", context),
+            "item = " + _item([Code("contact")], [Code("context")]),
         ]
 
 
