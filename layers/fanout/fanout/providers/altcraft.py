@@ -7,21 +7,26 @@ Altcraft does not de-duplicate: a call that may have reached it is never resent 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
-from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, json_text
 from fanout.providers.base import (
+    Code,
     Identification,
     Limits,
     Provider,
     ProviderCall,
     ProviderSecret,
+    TextItemSource,
     UnreadableAnswer,
     all_rows,
+    joined_source,
+    json_members_source,
     retry_after_seconds,
+    some_members_lines,
 )
 from fanout.providers.outcomes import THROTTLED
 
@@ -39,6 +44,11 @@ DATA_NAMES = {fields.EMAIL: "email", fields.PHONE: "phones", "first_name": "_fna
 
 def matching(options: Mapping[str, str]) -> str:
     return options.get("matching", "email")
+
+
+def _beside(members: list[tuple[str, str]]) -> list[str]:
+    """`joined_source` pieces of the item's members beside `data` (the phone or profile id matched on)."""
+    return [piece for key, var in members for piece in ("," + json_text(key) + ":", Code(f"esc({var})"))]
 
 
 class Altcraft(Provider):
@@ -86,6 +96,41 @@ class Altcraft(Provider):
                 problem=f"matching={mode} needs a value in the {column} column", column=column
             )
         return Identification(identity=value)
+
+    def text_item_source(
+        self,
+        canonical: Mapping[str, str],
+        extra: Sequence[tuple[str, str]],
+        job_id: str,
+        options: Mapping[str, str],
+    ) -> TextItemSource | None:
+        """`to_item` as source for a CSV file's rows (TextItemSource), for the matching modes on a canonical
+        field (custom matches on a column as it is: its rows take `to_item`)."""
+        mode = matching(options)
+        identity = {"email": fields.EMAIL, "email_profile": fields.EMAIL, "phone": fields.PHONE}.get(
+            mode, mode
+        )
+        if identity not in canonical or mode == "custom":
+            return None
+        data = [(DATA_NAMES.get(name, name), var) for name, var in canonical.items() if name != "profile_id"]
+        if {key for key, _ in data} & {header for header, _ in extra}:
+            return None  # a column named like a data field it does not fill: to_item merges the two
+        beside = [(mode, canonical[identity])] if mode in ("phone", "profile_id") else []
+        members = [*data, *extra]
+        filled = joined_source('{"data":{', *json_members_source(members), "}", *_beside(beside), "}")
+        lines = [
+            f"if {' and '.join(canonical.values())}:",
+            f"    item = {filled}",
+            "else:",
+            *(
+                f"    {line}"
+                for line in some_members_lines(
+                    "data", [(k, v, False) for k, v in data] + [(k, v, True) for k, v in extra]
+                )
+            ),
+            f"    item = {joined_source('{"data":{', Code('data'), '}', *_beside(beside), '}')}",
+        ]
+        return TextItemSource((identity,), "c", tuple(lines), {"esc": json_text})
 
     def to_item(self, contact: Contact, job_id: str, options: Mapping[str, str]) -> dict[str, Any]:
         data: dict[str, Any] = {}

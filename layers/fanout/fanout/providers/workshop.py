@@ -8,18 +8,19 @@ answer is read as sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
-from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, json_text
 from fanout.providers.base import (
     Identification,
     Limits,
     Provider,
     ProviderCall,
     ProviderSecret,
+    TextItemSource,
     UnreadableAnswer,
     all_rows,
     error_text,
@@ -58,6 +59,20 @@ class Workshop(Provider):
 
     def lane(self, contact: Contact) -> str:
         return "c" if contact.fields.get(fields.EMAIL) else "l"
+
+    def text_item_source(
+        self,
+        canonical: Mapping[str, str],
+        extra: Sequence[tuple[str, str]],
+        job_id: str,
+        options: Mapping[str, str],
+    ) -> TextItemSource | None:
+        """`to_item` as source for a CSV file's rows (TextItemSource): a row with an email, in the contacts
+        lane; a list's email (no contact email) takes `to_item`."""
+        email = canonical.get(fields.EMAIL)
+        if email is None:
+            return None
+        return TextItemSource((fields.EMAIL,), "c", (f"item = esc({email})",), {"esc": json_text})
 
     def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
         email = contact.fields.get(fields.EMAIL) or contact.fields.get("list_email")
