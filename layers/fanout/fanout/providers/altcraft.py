@@ -46,6 +46,10 @@ def matching(options: Mapping[str, str]) -> str:
     return options.get("matching", "email")
 
 
+# the canonical field each matching mode on one matches on (profile_id: its own)
+_MATCHED_FIELD = {"email": fields.EMAIL, "email_profile": fields.EMAIL, "phone": fields.PHONE}
+
+
 def _beside(members: list[tuple[str, str]]) -> list[str]:
     """`joined_source` pieces of the item's members beside `data` (the phone or profile id matched on)."""
     return [piece for key, var in members for piece in ("," + json_text(key) + ":", Code(f"esc({var})"))]
@@ -78,12 +82,8 @@ class Altcraft(Provider):
 
     def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
         mode = matching(options)
-        if mode in ("email", "email_profile"):
-            value = contact.fields.get(fields.EMAIL)
-        elif mode == "phone":
-            value = contact.fields.get(fields.PHONE)
-        elif mode == "profile_id":
-            value = contact.fields.get("profile_id")
+        if mode != "custom":
+            value = contact.fields.get(_MATCHED_FIELD.get(mode, mode))
         else:
             name = options.get("field-name", "")
             raw = contact.extra.get(name, contact.fields.get(name))
@@ -107,28 +107,21 @@ class Altcraft(Provider):
         """`to_item` as source for a CSV file's rows (TextItemSource), for the matching modes on a canonical
         field (custom matches on a column as it is: its rows take `to_item`)."""
         mode = matching(options)
-        identity = {"email": fields.EMAIL, "email_profile": fields.EMAIL, "phone": fields.PHONE}.get(
-            mode, mode
-        )
+        identity = _MATCHED_FIELD.get(mode, mode)
         if identity not in canonical or mode == "custom":
             return None
         data = [(DATA_NAMES.get(name, name), var) for name, var in canonical.items() if name != "profile_id"]
         if {key for key, _ in data} & {header for header, _ in extra}:
             return None  # a column named like a data field it does not fill: to_item merges the two
-        beside = [(mode, canonical[identity])] if mode in ("phone", "profile_id") else []
-        members = [*data, *extra]
-        filled = joined_source('{"data":{', *json_members_source(members), "}", *_beside(beside), "}")
+        beside = _beside([(mode, canonical[identity])] if mode in ("phone", "profile_id") else [])
+        filled = joined_source('{"data":{', *json_members_source([*data, *extra]), "}", *beside, "}")
+        some = some_members_lines("data", [(k, v, False) for k, v in data] + [(k, v, True) for k, v in extra])
         lines = [
             f"if {' and '.join(canonical.values())}:",
             f"    item = {filled}",
             "else:",
-            *(
-                f"    {line}"
-                for line in some_members_lines(
-                    "data", [(k, v, False) for k, v in data] + [(k, v, True) for k, v in extra]
-                )
-            ),
-            f"    item = {joined_source('{"data":{', Code('data'), '}', *_beside(beside), '}')}",
+            *(f"    {line}" for line in some),
+            f"    item = {joined_source('{"data":{', Code('data'), '}', *beside, '}')}",
         ]
         return TextItemSource((identity,), "c", tuple(lines), {"esc": json_text})
 
