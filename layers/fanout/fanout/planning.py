@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.dedup import SeenContacts
@@ -72,7 +72,21 @@ def plan_some(
     seen = seen if seen is not None else SeenContacts()
     batch: list[Contact | Rejection | PlannedRow] = []
 
+    def stage_planned(planned_rows: list[PlannedRow]) -> None:
+        """`stage_batch` for a batch of planned rows only (the usual one) and no only-new filter."""
+        add_line = planner.add_line
+        firsts = seen.first_rows([(plan_lane, p[1], p[0]) for p in planned_rows])
+        for (row, identity, line, size), first in zip(planned_rows, firsts, strict=True):
+            if first is not None:
+                reject(duplicate(row, first, identity))
+            elif (too_big := add_line(plan_lane, row, line, size)) is not None:
+                reject(too_big)
+        batch.clear()
+
     def stage_batch() -> None:
+        if all_planned and skip is None:
+            stage_planned(cast(list[PlannedRow], batch))
+            return
         lane_of = provider.lane
         entries = [  # (lane, identity, row) of each row not rejected yet
             (plan_lane, c[1], c[0]) if isinstance(c, tuple) else (lane_of(c), c.identity, c.row)
@@ -111,6 +125,7 @@ def plan_some(
 
     read = last = 0
     stopped = False
+    all_planned = True  # every row of the batch so far is a PlannedRow
     try:
         for raw in rows:
             read += 1
@@ -123,13 +138,16 @@ def plan_some(
                 if planned is None:
                     raw = RawRow(number, dict(zip(columns, cells, strict=True)), None, size)
                     batch.append(validator.validate(raw))
+                    all_planned = False
                 else:
                     batch.append(planned)
             else:
                 last = raw.number
                 batch.append(validator.validate(raw))
+                all_planned = False
             if len(batch) >= BATCH_ROWS:
                 stage_batch()
+                all_planned = True
                 if stop is not None and stop():
                     stopped = True
                     break
