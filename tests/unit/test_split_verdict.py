@@ -169,3 +169,23 @@ def test_report_rejected_gives_the_original_rows_with_their_header_and_a_reason(
     found = operations.validate_file(fixed, "altcraft/12", {})
     assert found.problem is None and found.rows_valid == 1
     assert "rejection_reason" not in found.columns
+
+
+@pytest.mark.parametrize(
+    "to", ["mateo/3c90c3cc-0d44-4b50-8888-8dd25736052a", "workshop/jrn_welcome", "altcraft/12"]
+)
+def test_a_csv_file_of_valid_rows_rejects_each_repeat_as_a_duplicate_of_its_first_row(
+    to: str, tmp_path: Path
+) -> None:
+    # every row valid: the file's rows all take its row plan, and a contact written again (another case,
+    # spaces around it) is still the same contact
+    rows = [f"user{n}@example.com,Name{n}" for n in range(1, 601)]
+    rows[449] = " USER3@Example.com ,Again"
+    rows[599] = "user450@example.com,Once"  # row 450 became USER3: this address is new
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,first_name\n" + "\n".join(rows) + "\n")
+
+    found = operations.validate_file(path, to, {})
+
+    assert [(r.row, r.reason) for r in found.rejections] == [(450, "duplicate of row 3")]
+    assert found.rows_valid == 599
