@@ -509,7 +509,7 @@ def record_results(
         # Rows the provider refused in a chunk it took are failed rows of a sent chunk (not redriven).
         state = ChunkState.UNCERTAIN if uncertain else ChunkState.SENT if sent else ChunkState.FAILED
     settlement = Settlement(state, sent=sent, failed=failed, uncertain=uncertain, error=error)
-    job = store.settle_chunk(message.job_id, message.chunk_id, settlement)
+    maybe_last = store.settle_chunk(message.job_id, message.chunk_id, settlement)
     metrics.add_metric(name="RowsSent", unit="Count", value=sent)
     metrics.add_metric(name="RowsFailed", unit="Count", value=failed)
     logger.info(
@@ -523,7 +523,7 @@ def record_results(
             "uncertain": uncertain,
         },
     )
-    if job.chunks_settled >= job.chunks_total:
+    if maybe_last:
         settle_job(store, bucket, bus, message.job_id)
 
 

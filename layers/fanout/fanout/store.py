@@ -32,6 +32,10 @@ from fanout.aws import client
 from fanout.models import ChunkState, Counts, JobStatus
 from fanout.sent_files import FileClaim
 
+# A job's `chunks_last` is its chunks_total - 1, stored wherever chunks_total is (the split's finish, a
+# chunk split in halves): while fewer chunks than that have settled, the one being settled is not the last.
+ANOTHER_CHUNK_OPEN = "chunks_settled < chunks_last"
+
 
 def iso_utc(epoch: float, timespec: str = "seconds") -> str:
     """`epoch` as an ISO 8601 UTC time, e.g. 2026-11-27T00:00:00Z."""
@@ -216,9 +220,13 @@ class JobStore(ABC):
     @abstractmethod
     def settle_chunk(
         self, job_id: str, chunk_id: str, settlement: Settlement, *, only_unclaimed: bool = False
-    ) -> Job:
+    ) -> bool:
         """Move the chunk to its final state and add its row counts to the job, atomically. With
-        `only_unclaimed`, only while no sender has claimed it (still pending)."""
+        `only_unclaimed`, only while no sender has claimed it (still pending).
+
+        True when the job may have no chunk left open (this was its last, or the chunk was settled
+        already, perhaps by a delivery that died before settling the job): its caller then tries
+        `begin_settling`, which decides. False when another chunk was still open after this one."""
 
     @abstractmethod
     def split_chunk(self, job_id: str, chunk_id: str, halves: list[Chunk]) -> None:
@@ -642,7 +650,7 @@ class DynamoJobStore(JobStore):
             Key=_job_key(job.job_id),
             UpdateExpression=(
                 "SET #s = :status, rows_read = :read, rows_rejected = :rejected, rows_sent = :zero,"
-                " rows_failed = :zero, rows_uncertain = :zero, rows_planned = :planned, chunks_total = :chunks, chunks_settled = :zero,"
+                " rows_failed = :zero, rows_uncertain = :zero, rows_planned = :planned, chunks_total = :chunks, chunks_last = :last, chunks_settled = :zero,"
                 " encoding = :encoding, file_format = :format, message = :message, updated_at = :now,"
                 " split_failed = :split_failed" + (", finished_at = :now" if job.status.is_final else "")
             ),
@@ -654,6 +662,7 @@ class DynamoJobStore(JobStore):
                 ":planned": _n(job.counts.planned),
                 ":zero": _n(0),
                 ":chunks": _n(job.chunks_total),
+                ":last": _n(job.chunks_total - 1),
                 ":encoding": _s(job.encoding),
                 ":format": _s(job.file_format),
                 ":message": _s(job.message),
@@ -770,7 +779,12 @@ class DynamoJobStore(JobStore):
 
     def settle_chunk(
         self, job_id: str, chunk_id: str, settlement: Settlement, *, only_unclaimed: bool = False
-    ) -> Job:
+    ) -> bool:
+        # Whether this was the job's last open chunk is learnt from the transaction itself, not by
+        # reading the job after it (one call a chunk less; a transaction returns no values): the job's
+        # update holds only while another chunk stays open (ANOTHER_CHUNK_OPEN). Where that fails, the
+        # transaction wrote nothing and is made again without it: this is the last chunk (or the job
+        # predates `chunks_last`). The chunk's own condition keeps every settlement counted once either way.
         # Any open state: in flight (our claim), or pending/in flight for the dead-letter path; or only
         # pending, for a chunk that must not be taken from a sender that holds it.
         condition = "#s = :pending" if only_unclaimed else "NOT #s IN (:sent, :failed, :uncertain, :split)"
@@ -784,57 +798,60 @@ class DynamoJobStore(JobStore):
                 ":split": _s(ChunkState.SPLIT.value),
             }
         )
+        chunk_update = {
+            "TableName": self._table,
+            "Key": _chunk_key(job_id, chunk_id),
+            "UpdateExpression": (
+                "SET #s = :state, last_error = :error, settled_at = :now,"
+                " n_sent = :n_sent, n_failed = :n_failed, n_uncertain = :n_uncertain"
+            ),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#s": "state"},
+            "ExpressionAttributeValues": {
+                ":state": _s(settlement.state.value),
+                ":error": _s(settlement.error[:500]),
+                ":now": _s(now_iso()),
+                ":n_sent": _n(settlement.sent),
+                ":n_failed": _n(settlement.failed),
+                ":n_uncertain": _n(settlement.uncertain),
+                **states,
+            },
+        }
+        job_update = {
+            "TableName": self._table,
+            "Key": _job_key(job_id),
+            "UpdateExpression": (
+                "ADD rows_sent :sent, rows_failed :failed, rows_uncertain :uncertain,"
+                " chunks_settled :one SET updated_at = :now"
+            ),
+            "ExpressionAttributeValues": {
+                ":sent": _n(settlement.sent),
+                ":failed": _n(settlement.failed),
+                ":uncertain": _n(settlement.uncertain),
+                ":one": _n(1),
+                ":now": _s(now_iso()),
+            },
+        }
         try:
             self._db.transact_write_items(
                 TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _chunk_key(job_id, chunk_id),
-                            "UpdateExpression": (
-                                "SET #s = :state, last_error = :error, settled_at = :now,"
-                                " n_sent = :n_sent, n_failed = :n_failed, n_uncertain = :n_uncertain"
-                            ),
-                            "ConditionExpression": condition,
-                            "ExpressionAttributeNames": {"#s": "state"},
-                            "ExpressionAttributeValues": {
-                                ":state": _s(settlement.state.value),
-                                ":error": _s(settlement.error[:500]),
-                                ":now": _s(now_iso()),
-                                ":n_sent": _n(settlement.sent),
-                                ":n_failed": _n(settlement.failed),
-                                ":n_uncertain": _n(settlement.uncertain),
-                                **states,
-                            },
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _job_key(job_id),
-                            "UpdateExpression": (
-                                "ADD rows_sent :sent, rows_failed :failed, rows_uncertain :uncertain,"
-                                " chunks_settled :one SET updated_at = :now"
-                            ),
-                            "ExpressionAttributeValues": {
-                                ":sent": _n(settlement.sent),
-                                ":failed": _n(settlement.failed),
-                                ":uncertain": _n(settlement.uncertain),
-                                ":one": _n(1),
-                                ":now": _s(now_iso()),
-                            },
-                        }
-                    },
+                    {"Update": chunk_update},
+                    {"Update": {**job_update, "ConditionExpression": ANOTHER_CHUNK_OPEN}},
                 ]
             )
+            return False
         except ClientError as exc:
             if not _is_conditional_failure(exc):
                 raise
-            # Settled by someone else already: the counters were added once, by them.
-        job = self.get_job(job_id)
-        if job is None:
-            raise LookupError(f"job {job_id} vanished while settling chunk {chunk_id}")
-        return job
+            if _cancellation_reasons(exc)[:1] != ["None"]:
+                return True  # the chunk's condition: settled by someone else, who added its counts
+        try:  # the last open chunk (or a job without chunks_last)
+            self._db.transact_write_items(TransactItems=[{"Update": chunk_update}, {"Update": job_update}])
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            # Settled by someone else in between: the counters were added once, by them.
+        return True
 
     def split_chunk(self, job_id: str, chunk_id: str, halves: list[Chunk]) -> None:
         puts = [
@@ -868,8 +885,14 @@ class DynamoJobStore(JobStore):
                     "Update": {
                         "TableName": self._table,
                         "Key": _job_key(job_id),
-                        "UpdateExpression": "ADD chunks_total :more, chunks_settled :one",
-                        "ExpressionAttributeValues": {":more": _n(len(halves)), ":one": _n(1)},
+                        "UpdateExpression": (
+                            "ADD chunks_total :more, chunks_settled :one SET chunks_last = chunks_total + :grown"
+                        ),
+                        "ExpressionAttributeValues": {
+                            ":more": _n(len(halves)),
+                            ":one": _n(1),
+                            ":grown": _n(len(halves) - 1),  # the new chunks_total - 1
+                        },
                     }
                 },
             ]
