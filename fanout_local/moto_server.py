@@ -26,6 +26,7 @@ import functools
 import io
 import json
 import logging
+import pickle
 import socket
 import sys
 import threading
@@ -43,6 +44,12 @@ from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import unix_time, unix_time_millis
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.validators import (
+    ActionCountValidator,
+    OverlappingPathsValidator,
+    UpdateExpressionValidator,
+    UpdateHashRangeKeyValidator,
+)
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import EventBus, Rule
 from moto.events.responses import EventsHandler
@@ -211,6 +218,64 @@ def update_expressions_parsed_once() -> None:
         return parsed(expression_str)
 
     UpdateExpressionParser.make = classmethod(make)
+
+
+# The checks of an update expression's form alone (one clause of each kind, no path twice, no key
+# attribute): their answer depends only on the parsed text, its attribute names and the table's keys.
+_FORM_CHECKS = (ActionCountValidator, OverlappingPathsValidator, UpdateHashRangeKeyValidator)
+_REMEMBERED = 4096  # the entries kept of each memo below before it is emptied (a few dozen texts recur)
+
+
+def update_validation_remembered() -> None:
+    """An update expression's form is checked once per text, names and table, and its parsed tree is copied
+    by unpickling rather than by deepcopy. moto's validator deep-copies the tree and walks it with ten
+    processors for every update; the three that check only its form (ActionCountValidator walks the tree
+    once per clause) and the deepcopy were well over a third of each TransactWriteItems a sender settles a
+    chunk with. The checks that read the request's values and the item still run every time; a text that
+    fails a form check is never remembered, so it fails every time."""
+    checked: dict[tuple[int, str, tuple[tuple[str, str], ...]], Any] = {}
+    pickled: dict[int, tuple[Any, bytes]] = {}
+    original_validate = UpdateExpressionValidator.validate
+
+    def fresh(expression: Any) -> Any:
+        known = pickled.get(id(expression))
+        if known is None or known[0] is not expression:  # the tree itself is kept, so its id is not reused
+            if len(pickled) >= _REMEMBERED:
+                pickled.clear()
+            known = pickled[id(expression)] = (expression, pickle.dumps(expression, pickle.HIGHEST_PROTOCOL))
+        return pickle.loads(known[1])  # noqa: S301 - bytes this process pickled from its own tree
+
+    def init(
+        self: UpdateExpressionValidator,
+        expression: Any,
+        expression_attribute_names: dict[str, str] | None,
+        expression_attribute_values: dict[str, Any] | None,
+        item: Any,
+        table: Any,
+    ) -> None:
+        self.expression_attribute_names = expression_attribute_names
+        self.expression_attribute_values = expression_attribute_values
+        self.item = item
+        self.table = table
+        self.processors = self.get_ast_processors()
+        form = (id(expression), table.name, tuple(sorted((expression_attribute_names or {}).items())))
+        if checked.get(form) is expression:
+            self.processors = [p for p in self.processors if not isinstance(p, _FORM_CHECKS)]
+        else:
+            self.__dict__["_fanout_form"] = (form, expression)
+        self.node_to_validate = fresh(expression)
+
+    def validate(self: UpdateExpressionValidator) -> Any:
+        node = original_validate(self)
+        form = self.__dict__.pop("_fanout_form", None)
+        if form is not None:  # every check passed, the form ones included
+            if len(checked) >= _REMEMBERED:
+                checked.clear()
+            checked[form[0]] = form[1]
+        return node
+
+    UpdateExpressionValidator.__init__ = init  # type: ignore[method-assign]
+    UpdateExpressionValidator.validate = validate  # type: ignore[method-assign]
 
 
 def sends_without_counting() -> None:
@@ -671,6 +736,7 @@ def patch_moto() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     sends_without_counting()
     update_expressions_parsed_once()
+    update_validation_remembered()
     attribute_values_written_as_held()
     cloudformation_fixed()
     lambda_as_a_service()

@@ -102,3 +102,39 @@ def test_an_update_expression_is_parsed_once_and_every_update_still_applies_its_
         )
     with pytest.raises(table.meta.client.exceptions.ClientError, match=r"attribute value .*not defined"):
         table.update_item(Key={"pk": "job#2"}, UpdateExpression="SET n_sent = :missing")
+
+
+def test_an_update_expression_checked_once_is_still_refused_where_its_names_make_it_wrong(table: Any) -> None:
+    """moto checks an update expression's form (one SET, no path twice, no key attribute) once per text
+    and names: the same text with other names is checked again, and a refused one is refused every time."""
+    expression = "SET #a = :v, #b = :w"
+    for n in range(2):
+        table.update_item(
+            Key={"pk": "job#3"},
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#a": "x", "#b": "y"},
+            ExpressionAttributeValues={":v": n, ":w": n},
+        )
+    for _ in range(2):
+        with pytest.raises(table.meta.client.exceptions.ClientError, match="Two document paths overlap"):
+            table.update_item(
+                Key={"pk": "job#3"},
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#a": "x", "#b": "x"},
+                ExpressionAttributeValues={":v": 1, ":w": 2},
+            )
+        with pytest.raises(table.meta.client.exceptions.ClientError, match="part of the key"):
+            table.update_item(
+                Key={"pk": "job#3"},
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#a": "x", "#b": "pk"},
+                ExpressionAttributeValues={":v": 1, ":w": "job#4"},
+            )
+        with pytest.raises(table.meta.client.exceptions.ClientError, match="SET"):
+            table.update_item(
+                Key={"pk": "job#3"},
+                UpdateExpression="SET x = :v SET y = :v",
+                ExpressionAttributeValues={":v": 1},
+            )
+
+    assert table.get_item(Key={"pk": "job#3"}, ConsistentRead=True)["Item"] == {"pk": "job#3", "x": 1, "y": 1}
