@@ -248,8 +248,8 @@ def update_validation_remembered() -> None:
     def init(
         self: UpdateExpressionValidator,
         expression: Any,
-        expression_attribute_names: dict[str, str] | None,
-        expression_attribute_values: dict[str, Any] | None,
+        expression_attribute_names: dict[str, str],
+        expression_attribute_values: dict[str, dict[str, Any]],
         item: Any,
         table: Any,
     ) -> None:
@@ -274,8 +274,8 @@ def update_validation_remembered() -> None:
             checked[form[0]] = form[1]
         return node
 
-    UpdateExpressionValidator.__init__ = init  # type: ignore[method-assign]
-    UpdateExpressionValidator.validate = validate  # type: ignore[method-assign]
+    UpdateExpressionValidator.__init__ = init  # type: ignore[method-assign,assignment]
+    UpdateExpressionValidator.validate = validate  # type: ignore[method-assign,assignment]
 
 
 def sends_without_counting() -> None:
