@@ -42,6 +42,7 @@ from moto.cloudformation.parsing import get_model_map
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import unix_time, unix_time_millis
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.validators import (
@@ -276,6 +277,41 @@ def update_validation_remembered() -> None:
 
     UpdateExpressionValidator.__init__ = init  # type: ignore[method-assign,assignment]
     UpdateExpressionValidator.validate = validate  # type: ignore[method-assign,assignment]
+
+
+_CONDITIONS_KEPT = 16  # the last few condition expressions parsed (those of the request in hand)
+
+
+def conditions_parsed_once_per_request() -> None:
+    """A condition expression is parsed once per request rather than two or three times. moto's handler
+    parses it (to list the names and values it uses), a TransactWriteItems parses each item's again to
+    check it, and the update it then makes parses it a third time: a tenth of a settle transaction's time.
+    The parse of the same text with the same names and values is kept for the next few parses (a shared
+    tree: moto only evaluates it against an item). An expression that fails to parse fails every time."""
+    original = ConditionExpressionParser.parse
+    recent: dict[tuple[str, str, str], tuple[Any, list[str], list[str]]] = {}
+
+    def parse(self: ConditionExpressionParser) -> Any:
+        if not self.condition_expression:
+            return original(self)
+        key = (
+            self.condition_expression,
+            json.dumps(self.expression_attribute_names or {}, sort_keys=True, default=repr),
+            json.dumps(self.expression_attribute_values or {}, sort_keys=True, default=repr),
+        )
+        known = recent.get(key)
+        if known is None:
+            op = original(self)
+            if len(recent) >= _CONDITIONS_KEPT:
+                recent.clear()
+            recent[key] = (op, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+            return op
+        op, names, values = known
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return op
+
+    ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
 
 
 def sends_without_counting() -> None:
@@ -737,6 +773,7 @@ def patch_moto() -> None:
     sends_without_counting()
     update_expressions_parsed_once()
     update_validation_remembered()
+    conditions_parsed_once_per_request()
     attribute_values_written_as_held()
     cloudformation_fixed()
     lambda_as_a_service()

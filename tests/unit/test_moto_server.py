@@ -138,3 +138,35 @@ def test_an_update_expression_checked_once_is_still_refused_where_its_names_make
             )
 
     assert table.get_item(Key={"pk": "job#3"}, ConsistentRead=True)["Item"] == {"pk": "job#3", "x": 1, "y": 1}
+
+
+def test_a_condition_parsed_once_is_evaluated_against_the_item_as_it_is_now(table: Any) -> None:
+    """moto keeps the last few condition parses (a request parsed the same condition up to three times):
+    the same condition with the same values, sent again after the item changed, sees the change; one that
+    does not parse is refused every time."""
+    claim = {
+        "Key": {"pk": "job#5"},
+        "UpdateExpression": "SET #s = :flight",
+        "ConditionExpression": "attribute_not_exists(#s) OR #s = :pending",
+        "ExpressionAttributeNames": {"#s": "state"},
+        "ExpressionAttributeValues": {":flight": "in_flight", ":pending": "pending"},
+    }
+    table.update_item(**claim)
+    with pytest.raises(table.meta.client.exceptions.ConditionalCheckFailedException):
+        table.update_item(**claim)
+    table.put_item(Item={"pk": "job#5", "state": "pending"})
+    table.update_item(**claim)
+    for _ in range(2):
+        with pytest.raises((table.meta.client.exceptions.ClientError, ValueError), match="Bad comparison"):
+            table.update_item(
+                Key={"pk": "job#5"},
+                UpdateExpression="SET #s = :flight",
+                ConditionExpression="#s = = :flight",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":flight": "in_flight"},
+            )
+
+    assert table.get_item(Key={"pk": "job#5"}, ConsistentRead=True)["Item"] == {
+        "pk": "job#5",
+        "state": "in_flight",
+    }
