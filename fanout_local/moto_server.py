@@ -44,6 +44,7 @@ from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import unix_time, unix_time_millis
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.validators import (
     ActionCountValidator,
@@ -279,6 +280,49 @@ def update_validation_remembered() -> None:
     UpdateExpressionValidator.validate = validate  # type: ignore[method-assign,assignment]
 
 
+def update_trees_walked_directly() -> None:
+    """moto's update-expression processors walk the parsed tree with `DepthFirstTraverser`, which for every
+    node asks two abstract-base-class isinstance questions and rebuilds the processor's map of node types
+    (twice for a node it processes): a settle transaction walks its two trees with seven processors, and
+    those walks were half of its time. The same walk, in the same order with the same hooks, with the map
+    read once per walk and each node type's answers looked up once."""
+
+    def traverse(self: DepthFirstTraverser, root: Any) -> Any:
+        processors = list(self._processing_map().items())  # in order: the first class that matches wins
+        chosen: dict[type, Callable[[Any], Any] | None] = {}
+        pre_processing = self.pre_processing_of_child
+
+        def processor_of(kind: type) -> Callable[[Any], Any] | None:
+            if kind not in chosen:
+                chosen[kind] = next((p for cls, p in processors if issubclass(kind, cls)), None)
+            return chosen[kind]
+
+        def walk(node: Any, child_id: int) -> Any:
+            kind = type(node)
+            is_node = _NODE_TYPES.get(kind)
+            if is_node is None:
+                is_node = _NODE_TYPES[kind] = issubclass(kind, Node)
+            if not is_node:
+                return node
+            parent = node.parent
+            if node.children is not None:
+                for i, child in enumerate(node.children):
+                    pre_processing(node, i)
+                    walk(child, i)
+            process = processor_of(kind)
+            if process is not None:
+                node = process(node)
+                node.parent = parent
+                if parent:
+                    parent.children[child_id] = node
+            return node
+
+        return walk(root, -1)
+
+    DepthFirstTraverser.traverse = traverse
+
+
+_NODE_TYPES: dict[type, bool] = {}
 _CONDITIONS_KEPT = 16  # the last few condition expressions parsed (those of the request in hand)
 
 
@@ -774,6 +818,7 @@ def patch_moto() -> None:
     update_expressions_parsed_once()
     update_validation_remembered()
     conditions_parsed_once_per_request()
+    update_trees_walked_directly()
     attribute_values_written_as_held()
     cloudformation_fixed()
     lambda_as_a_service()

@@ -170,3 +170,41 @@ def test_a_condition_parsed_once_is_evaluated_against_the_item_as_it_is_now(tabl
         "pk": "job#5",
         "state": "in_flight",
     }
+
+
+def test_every_kind_of_update_action_still_applies(table: Any) -> None:
+    """moto's update processors walk the tree by a shorter path here (update_trees_walked_directly): SET
+    with arithmetic, functions and nested paths, REMOVE, ADD and DELETE each still do what they say."""
+    table.put_item(
+        Item={"pk": "job#6", "n": 5, "gone": "x", "tags": {"a", "b"}, "events": ["one"], "m": {"k": 1}}
+    )
+    expression = (
+        "SET n = n + :two, opened = if_not_exists(opened, :first), events = list_append(events, :more), m.k = :three,"
+        " #c = :c REMOVE gone ADD hits :one DELETE tags :drop"
+    )
+    for _ in range(2):
+        table.update_item(
+            Key={"pk": "job#6"},
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#c": "count"},
+            ExpressionAttributeValues={
+                ":two": 2,
+                ":first": "f",
+                ":more": ["two"],
+                ":three": 3,
+                ":c": 7,
+                ":one": 1,
+                ":drop": {"a"},
+            },
+        )
+
+    assert table.get_item(Key={"pk": "job#6"}, ConsistentRead=True)["Item"] == {
+        "pk": "job#6",
+        "n": 9,
+        "opened": "f",
+        "events": ["one", "two", "two"],
+        "m": {"k": 3},
+        "count": 7,
+        "hits": 2,
+        "tags": {"b"},
+    }
