@@ -47,6 +47,27 @@ def test_the_record_keeps_each_contacts_first_job_and_reads_back_as_written() ->
     assert list(back.hashes) == sorted(back.hashes)
 
 
+def test_a_contact_a_job_sent_twice_is_recorded_once(splitter_config: SplitterConfig) -> None:
+    """The record takes a job's sent contacts as they come (rows.csv order, repeats allowed: a file with
+    its duplicate check off), and holds each once, sorted."""
+    twice = SentContacts().merged(
+        "j-1", "2026-11-01", array("Q", sorted(hashes("a@x.io", "b@x.io", "a@x.io")))
+    )
+    assert len(twice.hashes) == 2 and list(twice.hashes) == sorted(twice.hashes)
+    bucket, target = splitter_config.bucket_name, f"twice-{uuid.uuid4().hex[:6]}"
+    record(bucket, "workshop", target, "j-1", "2026-11-01", hashes("c@x.io", "a@x.io", "c@x.io", "b@x.io"))
+    record(bucket, "workshop", target, "j-2", "2026-11-02", hashes("b@x.io", "d@x.io", "d@x.io"))
+    known, _ = load(bucket, "workshop", target)
+
+    assert len(known.hashes) == 4 and list(known.hashes) == sorted(known.hashes)
+    assert [known.who(i) for i in ("a@x.io", "b@x.io", "c@x.io", "d@x.io")] == [
+        ("j-1", "2026-11-01"),
+        ("j-1", "2026-11-01"),
+        ("j-1", "2026-11-01"),
+        ("j-2", "2026-11-02"),
+    ]
+
+
 def test_two_jobs_recording_at_once_both_land(splitter_config: SplitterConfig) -> None:
     """Each write is conditional on the object read: a write in between makes the other merge again."""
     bucket, target = splitter_config.bucket_name, f"race-{uuid.uuid4().hex[:6]}"
