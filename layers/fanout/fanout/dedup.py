@@ -17,7 +17,7 @@ MERGE_FAN_IN - 1 runs a class and each row is rewritten once a class it climbs: 
 at 10M rows, 14 at 50M and never more than 21 on the way (4 classes). A merged run is a new run under a
 new name: a run is never changed once written, so one kept by a checkpoint is never kept again.
 
-Bound (README): memory = the dict (memory_rows * ~110 B: 29 MB at the default 262,144) + the Bloom filter
+Bound (README): memory = the dict (memory_rows * ~110 B: 7 MB at the default 65,536) + the Bloom filter
 (BLOOM_BITS / 8 = 64 MiB, from the first spill on) + 8 B a FENCE spilled rows (1.6 MB at 50M rows) +
 while spilling or merging a few MB, whatever the file's size past the first spill; /tmp = 12 B a
 spilled row (600 MB at 50M rows), and while the largest merge runs its output besides (12 B a row of
@@ -42,7 +42,7 @@ from itertools import repeat
 from operator import and_, lshift, or_, rshift
 from pathlib import Path
 
-MEMORY_ROWS = 1 << 18  # hashes held in the dict before a run is spilled (memory is flat from here on)
+MEMORY_ROWS = 1 << 16  # hashes held in the dict before a run is spilled (memory is flat from here on)
 MERGE_FAN_IN = 8  # runs of one size class merged into one of the next
 MERGE_BLOCK = 1 << 13  # hashes read from each run at a time while merging
 FENCE = 256  # one in-memory hash per FENCE spilled ones: each lookup reads one 2 KiB page of a run
