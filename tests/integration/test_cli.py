@@ -146,10 +146,11 @@ def test_demo_json_prints_one_completed_job_per_destination() -> None:
 
 @pytest.mark.slow
 def test_a_split_past_its_timeout_continues_and_every_row_ends_once(tmp_path: Path) -> None:
-    """The splitter's timeout cut to 2 s: the split checkpoints and invokes itself (Lambda's own
-    InvokeFunction, IAM-checked), and the job is what one long split would have made."""
+    """The splitter's timeout cut to 1 s: the split checkpoints and invokes itself (Lambda's own
+    InvokeFunction, IAM-checked), and the job is what one long split would have made. (At 2 s, 200,000
+    Workshop rows came to fit one invocation once CSV rows took the row plan.)"""
     big = tmp_path / "continued.csv"
-    rows = 200_000
+    rows = 300_000
     lines = ["email,first_name"] + [f"cont{n}@example.com,F{n}" for n in range(rows)]
     lines += ["cont7@example.com,duplicate", "not-an-email,bad"]
     big.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -162,7 +163,7 @@ def test_a_split_past_its_timeout_continues_and_every_row_ends_once(tmp_path: Pa
         "workshop/jrn_welcome",
         "--json",
         "--splitter-timeout",
-        "2",
+        "1",
         timeout=300,
     )
 
