@@ -16,7 +16,7 @@ from fanout.models import (
     Route,
     json_text,
 )
-from fanout.providers.base import Code, Provider, joined_source
+from fanout.providers.base import Code, Provider, TextColumns, joined_source
 from fanout.reading import FileInfo, RawRow
 
 MAX_VALUE_CHARS = 10_000  # one cell; a longer one is a broken file, not a contact detail
@@ -228,7 +228,7 @@ def compile_row_plan(
             canonical[name] = var
         elif header != REASON_COLUMN:  # added by `fanout report --rejected`: never sent
             extra.append((header, var))
-    source = provider.text_item_source(canonical, extra, job_id, options)
+    source = provider.text_item_source(TextColumns(canonical, extra, job_id, options))
     identity = [canonical[name] for name in source.identity if name in canonical] if source else []
     if source is None or not identity:
         return None

@@ -7,7 +7,7 @@ Altcraft does not de-duplicate: a call that may have reached it is never resent 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
@@ -20,6 +20,7 @@ from fanout.providers.base import (
     Provider,
     ProviderCall,
     ProviderSecret,
+    TextColumns,
     TextItemSource,
     UnreadableAnswer,
     all_rows,
@@ -97,16 +98,10 @@ class Altcraft(Provider):
             )
         return Identification(identity=value)
 
-    def text_item_source(
-        self,
-        canonical: Mapping[str, str],
-        extra: Sequence[tuple[str, str]],
-        job_id: str,
-        options: Mapping[str, str],
-    ) -> TextItemSource | None:
+    def text_item_source(self, columns: TextColumns) -> TextItemSource | None:
         """`to_item` as source for a CSV file's rows (TextItemSource), for the matching modes on a canonical
         field (custom matches on a column as it is: its rows take `to_item`)."""
-        mode = matching(options)
+        canonical, extra, mode = columns.canonical, columns.extra, matching(columns.options)
         identity = _MATCHED_FIELD.get(mode, mode)
         if identity not in canonical or mode == "custom":
             return None

@@ -208,6 +208,19 @@ class TextItemSource:
     names: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class TextColumns:
+    """A CSV file's columns as its row plan holds them, for `Provider.text_item_source`."""
+
+    # each canonical field a column fills -> the variable holding its normalised value ("" in a row that
+    # leaves it empty), in column order
+    canonical: Mapping[str, str]
+    # (header, variable) of each column that travels on under its own name, in column order
+    extra: Sequence[tuple[str, str]]
+    job_id: str
+    options: Mapping[str, str]
+
+
 class Code(str):
     """A Python expression in `joined_source`'s pieces (a plain str there is text)."""
 
@@ -293,18 +306,9 @@ class Provider(ABC):
         """Which request family the contact travels in (`c` contacts; Workshop has `l` lists)."""
         return "c"
 
-    def text_item_source(
-        self,
-        canonical: Mapping[str, str],
-        extra: Sequence[tuple[str, str]],
-        job_id: str,
-        options: Mapping[str, str],
-    ) -> TextItemSource | None:
-        """This provider's items for the rows of one CSV file as source (see TextItemSource), or None.
-
-        `canonical`: each canonical field a column fills -> the variable holding its normalised value ("" in
-        a row that leaves it empty), in column order; `extra`: (header, variable) of each column that
-        travels on under its own name, in column order. None (the default): rows take `to_item`."""
+    def text_item_source(self, columns: TextColumns) -> TextItemSource | None:
+        """This provider's items for the rows of one CSV file as source (see TextItemSource), or None (the
+        default): its rows take `to_item`."""
         return None
 
     def envelope(self, target: str, options: Mapping[str, str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from fanout.providers.base import (
     Provider,
     ProviderCall,
     ProviderSecret,
+    TextColumns,
     TextItemSource,
     UnreadableAnswer,
     all_rows,
@@ -168,15 +169,10 @@ class Mateo(Provider):
             "context": context,
         }
 
-    def text_item_source(
-        self,
-        canonical: Mapping[str, str],
-        extra: Sequence[tuple[str, str]],
-        job_id: str,
-        options: Mapping[str, str],
-    ) -> TextItemSource | None:
+    def text_item_source(self, columns: TextColumns) -> TextItemSource | None:
         """`to_item` as source for a CSV file's rows (TextItemSource): the same members in the same order.
         A row that fills every column (the usual one) has its item written as one string."""
+        canonical, extra = columns.canonical, columns.extra
         to_context = [(name, var) for name, var in canonical.items() if name not in CONTACT_FIELDS]
         if {name for name, _ in to_context} & {header for header, _ in extra}:
             return None  # a column named like a canonical field it does not fill: to_item merges the two
@@ -189,7 +185,7 @@ class Mateo(Provider):
             *(f"    {line}" for line in names.any_row()),
         ]
         return TextItemSource(
-            _IDENTIFIERS, "c", tuple(lines), {"esc": json_text, "row_uuid": row_uuids(job_id)}
+            _IDENTIFIERS, "c", tuple(lines), {"esc": json_text, "row_uuid": row_uuids(columns.job_id)}
         )
 
     def calls(

@@ -8,7 +8,7 @@ answer is read as sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
@@ -20,6 +20,7 @@ from fanout.providers.base import (
     Provider,
     ProviderCall,
     ProviderSecret,
+    TextColumns,
     TextItemSource,
     UnreadableAnswer,
     all_rows,
@@ -60,16 +61,10 @@ class Workshop(Provider):
     def lane(self, contact: Contact) -> str:
         return "c" if contact.fields.get(fields.EMAIL) else "l"
 
-    def text_item_source(
-        self,
-        canonical: Mapping[str, str],
-        extra: Sequence[tuple[str, str]],
-        job_id: str,
-        options: Mapping[str, str],
-    ) -> TextItemSource | None:
+    def text_item_source(self, columns: TextColumns) -> TextItemSource | None:
         """`to_item` as source for a CSV file's rows (TextItemSource): a row with an email, in the contacts
         lane; a list's email (no contact email) takes `to_item`."""
-        email = canonical.get(fields.EMAIL)
+        email = columns.canonical.get(fields.EMAIL)
         if email is None:
             return None
         return TextItemSource((fields.EMAIL,), "c", (f"item = esc({email})",), {"esc": json_text})
