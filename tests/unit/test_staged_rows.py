@@ -92,6 +92,7 @@ def test_a_staged_line_reads_back_whole_and_writes_back_unchanged(
     line = staged_line(row, identity, compact_json(item))
     staged = StagedRow.from_json(line.encode("ascii"))
 
+    assert line == compact_json({"row": row, "identity": identity, "item": item})  # the standard encoder's
     assert (staged.row, staged.identity) == (row, identity)
     assert staged.item_json == compact_json(item)
     assert json.dumps(staged.item) == json.dumps(json.loads(line)["item"])  # NaN != NaN: compared as text

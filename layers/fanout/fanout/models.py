@@ -67,13 +67,6 @@ def compact_row_json(value: Any) -> str:
     return compact_json(value)
 
 
-def _json_string(text: str) -> str:
-    """`compact_json(text)` for a str, without the encoder for the usual plain ASCII (an identity)."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return compact_json(text)
-
-
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where one file goes: a destination, its target id, the file's options and a column mapping."""
@@ -128,11 +121,14 @@ class Rejection:
 STAGED_LINE_HEAD = '{"row":'
 STAGED_LINE_IDENTITY = ',"identity":'
 STAGED_LINE_ITEM = ',"item":'
+_STAGED_LINE_LENGTHS = (len(STAGED_LINE_HEAD), len(STAGED_LINE_IDENTITY), len(STAGED_LINE_ITEM))
 
 
 def staged_line(row: int, identity: str, item_json: str) -> str:
     """One line of a staged chunk (`StagedRow.to_json`): the row, its identity and its item's JSON text."""
-    return f"{STAGED_LINE_HEAD}{row:d}{STAGED_LINE_IDENTITY}{_json_string(identity)}{STAGED_LINE_ITEM}{item_json}}}"
+    return (
+        f"{STAGED_LINE_HEAD}{row:d}{STAGED_LINE_IDENTITY}{json_text(identity)}{STAGED_LINE_ITEM}{item_json}}}"
+    )
 
 
 def _json_string_value(text: str) -> str | None:
@@ -213,10 +209,9 @@ class StagedRow:
     def __repr__(self) -> str:
         return f"StagedRow(row={self.row!r}, identity={self.identity!r}, item={self.item!r})"
 
-    def to_json(self, item_json: str | None = None) -> str:
-        """The staged line, compact JSON. `item_json`: the item already encoded by `compact_json` (the
-        chunker has it from sizing the row), so a row is serialised once, not twice."""
-        return staged_line(self.row, self.identity, self.item_json if item_json is None else item_json)
+    def to_json(self) -> str:
+        """The staged line, compact JSON (`staged_line`)."""
+        return staged_line(self.row, self.identity, self.item_json)
 
     @classmethod
     def from_json(cls, line: str | bytes) -> StagedRow:
@@ -225,11 +220,7 @@ class StagedRow:
         JSON string is always escaped), and the item runs from there to the closing brace. A line in any
         other JSON form is parsed whole."""
         text = (line.decode() if isinstance(line, bytes) else line).strip()
-        head, after_identity, after_item = (
-            len(STAGED_LINE_HEAD),
-            len(STAGED_LINE_IDENTITY),
-            len(STAGED_LINE_ITEM),
-        )
+        head, after_identity, after_item = _STAGED_LINE_LENGTHS
         cut = text.find(STAGED_LINE_ITEM) if text.startswith(STAGED_LINE_HEAD) and text[-1:] == "}" else -1
         comma = text.find(STAGED_LINE_IDENTITY, head, cut) if cut > 0 else -1
         if comma > 0:
