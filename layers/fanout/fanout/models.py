@@ -45,10 +45,16 @@ class FileFloat(float):
     __slots__ = ()
 
 
+# what the standard encoder writes for the floats float's repr writes otherwise (a file's 1e999 reads as inf)
+_NOT_FINITE = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
+
+
 def _file_float(value: Any) -> Any:
-    """orjson's `default`: a FileFloat as the standard encoder writes it (float's own repr)."""
+    """orjson's `default`: a FileFloat as the standard encoder writes it (float's own repr, or Infinity,
+    -Infinity and NaN)."""
     if type(value) is FileFloat:
-        return orjson.Fragment(float.__repr__(value))
+        text = float.__repr__(value)
+        return orjson.Fragment(_NOT_FINITE.get(text, text))
     raise TypeError(type(value).__name__)
 
 
