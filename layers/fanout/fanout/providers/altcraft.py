@@ -51,11 +51,6 @@ def matching(options: Mapping[str, str]) -> str:
 _MATCHED_FIELD = {"email": fields.EMAIL, "email_profile": fields.EMAIL, "phone": fields.PHONE}
 
 
-def _beside(members: list[tuple[str, str]]) -> list[str]:
-    """`joined_source` pieces of the item's members beside `data` (the phone or profile id matched on)."""
-    return [piece for key, var in members for piece in ("," + json_text(key) + ":", Code(f"esc({var})"))]
-
-
 class Altcraft(Provider):
     destination: ClassVar[Destination] = Destination.ALTCRAFT
     limits: ClassVar[Limits] = Limits(
@@ -108,7 +103,12 @@ class Altcraft(Provider):
         data = [(DATA_NAMES.get(name, name), var) for name, var in canonical.items() if name != "profile_id"]
         if {key for key, _ in data} & {header for header, _ in extra}:
             return None  # a column named like a data field it does not fill: to_item merges the two
-        beside = _beside([(mode, canonical[identity])] if mode in ("phone", "profile_id") else [])
+        # the phone or profile id matched on, beside `data`
+        beside = (
+            [",", *json_members_source([(mode, canonical[identity])])]
+            if mode in ("phone", "profile_id")
+            else []
+        )
         filled = joined_source('{"data":{', *json_members_source([*data, *extra]), "}", *beside, "}")
         some = some_members_lines("data", [(k, v, False) for k, v in data] + [(k, v, True) for k, v in extra])
         lines = [

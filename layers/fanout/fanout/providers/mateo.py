@@ -89,10 +89,14 @@ class _ItemNames:
     """Which variables of a CSV file's row plan fill which members of `to_item`'s item (see Mateo)."""
 
     contact: list[tuple[str, str]]  # (Mateo contact field, variable), column order
-    context: list[tuple[str, str]]  # (context key, variable): the extra columns, then the canonical ones
     to_context: list[tuple[str, str]]  # the canonical fields of `context`: left out when empty
     extra: Sequence[tuple[str, str]]  # the columns that travel under their own name: always there
     canonical: Mapping[str, str]
+
+    @property
+    def context(self) -> list[tuple[str, str]]:
+        """(context key, variable): the extra columns, then the canonical ones."""
+        return [*self.extra, *self.to_context]
 
     @property
     def name_parts(self) -> list[str]:
@@ -177,7 +181,7 @@ class Mateo(Provider):
         if {name for name, _ in to_context} & {header for header, _ in extra}:
             return None  # a column named like a canonical field it does not fill: to_item merges the two
         contact = [(CONTACT_FIELDS[name], var) for name, var in canonical.items() if name in CONTACT_FIELDS]
-        names = _ItemNames(contact, [*extra, *to_context], to_context, extra, canonical)
+        names = _ItemNames(contact, to_context, extra, canonical)
         lines = [
             f"if {' and '.join(canonical.values())}:",  # an identity takes a canonical column
             *(f"    {line}" for line in names.filled_row()),
