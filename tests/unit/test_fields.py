@@ -3,9 +3,10 @@ the contact reaches the provider under the right field, in the form the provider
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
-from fanout import fields
+from fanout import fields, phones
 from fanout.fields import HeaderMap, normalise_email, normalise_phone, squash
 from fanout.phones import e164_by_parser
 
@@ -237,9 +238,18 @@ def test_a_phone_number_that_cannot_be_dialled_is_rejected(raw: str, region: str
 
 
 def test_remembered_phone_answers_stay_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fields, "PHONE_CACHE_SIZE", 50)
-    fields._PHONES.clear()
-    numbers = [f"+4670{2_000_000 + 7_919 * i}" for i in range(120)]
-    answers = [normalise_phone(n, None) for n in numbers + numbers[::-1]]
-    assert len(fields._PHONES) <= 50
-    assert answers == [e164_by_parser(n) for n in numbers + numbers[::-1]]
+    # numbers only phonenumbers' parser can decide (national ones, here) are parsed once per distinct string
+    monkeypatch.setattr(phones, "PARSED_CACHE_SIZE", 50)
+    phones._PARSED.clear()
+    parsed: list[str] = []
+    parse = phonenumbers.parse
+    monkeypatch.setattr(
+        phonenumbers, "parse", lambda value, region: parsed.append(value) or parse(value, region)
+    )
+    numbers = [f"070{2_000_000 + 7_919 * i}" for i in range(30)]
+    answers = [normalise_phone(n, "SE") for n in numbers + numbers[::-1]]
+    assert len(parsed) == 30
+    assert answers == [e164_by_parser(n, "SE") for n in numbers + numbers[::-1]]
+    many = [f"070{3_000_000 + 7_919 * i}" for i in range(120)]
+    assert [normalise_phone(n, "SE") for n in many] == [e164_by_parser(n, "SE") for n in many]
+    assert len(phones._PARSED) <= 50

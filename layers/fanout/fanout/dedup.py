@@ -1,7 +1,10 @@
 """Which contacts a file has had so far: 64-bit hashes, a few bytes a row, for any file size.
 
-A contact is `lane NUL identity`, hashed to 64 bits (blake2b, the same in every process, so the state
-survives a checkpoint and a continuation on another machine). The newest `memory_rows` hashes live in a
+A contact is `lane NUL identity`, hashed to 64 bits (XXH3, the same in every process, so the state
+survives a checkpoint and a continuation on another machine; a fifth of blake2b's cost a row, and a
+keyed or cryptographic hash buys nothing here: a file that collides two of its own contacts only gets
+one of them listed as a duplicate). A state kept before the keys were XXH3 has no KEYS_XXH3 among its
+names and goes on with blake2b keys, as it began (a split that checkpointed across a deploy). The newest `memory_rows` hashes live in a
 dict (hash -> first row). When it fills, it is spilled as a sorted run to a directory (/tmp): 12 bytes a
 row (the hash and the row number), with every FENCE-th hash kept in memory to find the page a hash
 would be on (read with pread, not mmap: the pages read stay out of the process's memory). A Bloom filter
@@ -42,6 +45,8 @@ from itertools import repeat
 from operator import and_, lshift, or_, rshift
 from pathlib import Path
 
+import xxhash
+
 MEMORY_ROWS = 1 << 16  # hashes held in the dict before a run is spilled (memory is flat from here on)
 MERGE_FAN_IN = 8  # runs of one size class merged into one of the next
 MERGE_BLOCK = 1 << 13  # hashes read from each run at a time while merging
@@ -54,13 +59,21 @@ KEEP_BLOOM_ROWS = 1 << 20
 _ROW_BITS = 32  # rows are kept as unsigned 32-bit numbers (array 'I')
 _ROW_MASK = (1 << _ROW_BITS) - 1
 
-_blake2b = hashlib.blake2b
-_from_bytes = int.from_bytes
+# Named among a state's kept files when its keys are XXH3 (see the module): an empty file, kept once.
+KEYS_XXH3 = "keys-xxh3"
+_xxh3 = xxhash.xxh3_64_intdigest
+_SIGNED = 1 << 63  # XXH3's unsigned 64 bits, less 2^63: signed, as array('q') stores them, one to one
 
 
 def contact_hash(lane: str, identity: str) -> int:
     """The 64-bit key of a contact in a lane (signed, as array('q') stores it)."""
-    return _from_bytes(_blake2b(f"{lane}\0{identity}".encode(), digest_size=8).digest(), "big", signed=True)
+    return _xxh3(f"{lane}\0{identity}".encode()) - _SIGNED
+
+
+def blake2b_contact_hash(lane: str, identity: str) -> int:
+    """The key of a contact in a state kept before the keys were XXH3."""
+    digest = hashlib.blake2b(f"{lane}\0{identity}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class _Run:
@@ -207,6 +220,7 @@ class SeenContacts:
         self._bloom: _Bloom | None = None
         self._kept: set[str] = set()  # runs already handed to `put` (immutable, never put again)
         self._snapshots = 0
+        self._blake2b_keys = False  # a state restored from before the keys were XXH3 keeps its keys
 
     @property
     def size(self) -> int:
@@ -219,13 +233,14 @@ class SeenContacts:
         get = recent.get
         answers: list[int | None] = []
         append = answers.append
-        blake2b, from_bytes = _blake2b, _from_bytes
         bloom = self._bloom
         bits, mask = (bloom.bits, bloom.mask) if bloom is not None else (b"", 0)
-        for lane, identity, row in entries:
-            key = from_bytes(
-                blake2b(f"{lane}\0{identity}".encode(), digest_size=8).digest(), "big", signed=True
-            )
+        if self._blake2b_keys:
+            keys = [blake2b_contact_hash(lane, identity) for lane, identity, _ in entries]
+        else:  # contact_hash, inline (a call a key costs a third of the hash)
+            xxh3, signed = _xxh3, _SIGNED
+            keys = [xxh3(f"{lane}\0{identity}".encode()) - signed for lane, identity, _ in entries]
+        for key, (_, _, row) in zip(keys, entries, strict=True):
             first = get(key)
             if first is None:
                 # the Bloom filter's three probes (see _Bloom), inline
@@ -301,6 +316,14 @@ class SeenContacts:
         names `restore` needs."""
         self._snapshots += 1
         names: list[str] = []
+        if not self._blake2b_keys:
+            if KEYS_XXH3 not in self._kept:
+                marker = self._dir / KEYS_XXH3
+                marker.touch()
+                put(KEYS_XXH3, marker)
+                marker.unlink()
+                self._kept.add(KEYS_XXH3)
+            names.append(KEYS_XXH3)
         for run in self._runs:
             for suffix in (".h", ".r"):
                 name = run.base.name + suffix
@@ -329,8 +352,13 @@ class SeenContacts:
         cls, names: Sequence[str], get: Get, directory: str | None = None, memory_rows: int = MEMORY_ROWS
     ) -> SeenContacts:
         seen = cls(directory, memory_rows)
+        seen._blake2b_keys = KEYS_XXH3 not in names
+        if not seen._blake2b_keys:
+            seen._kept.add(KEYS_XXH3)
         bases: list[str] = []
         for name in names:
+            if name == KEYS_XXH3:  # its name is all it says
+                continue
             path = seen._dir / name
             get(name, path)
             if name.startswith("bloom-"):

@@ -11,11 +11,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 EMAIL = "email"
 PHONE = "phone"
-PHONE_CACHE_SIZE = 4096  # distinct phone strings remembered (a few hundred KB)
 
 # canonical field -> aliases, written as a person (or a CRM, or a spreadsheet) would, in the languages of the
 # providers' markets: English, German, French, Spanish, Swedish, Norwegian, Danish, Finnish, Polish,
@@ -194,27 +192,13 @@ def normalise_email(value: str) -> str | None:
     return email
 
 
-_PHONES: dict[tuple[str, str | None], str | None] = {}  # (value, region) -> normalise_phone's answer
-_UNSEEN: Any = object()
-
-
 def normalise_phone(value: str, region: str | None) -> str | None:
     """E.164 (`+46701234567`), or None when not a valid number (a number without +CC needs `region`).
 
-    Validation is exact (phonenumbers' metadata, see fanout.phones) and the most costly step of a row;
-    a file that repeats a number (a shared switchboard, a family's landline, the same person on two
-    lists) pays it once per distinct string. The answers are remembered in a plain dict, emptied when
-    it holds PHONE_CACHE_SIZE of them, so memory stays flat (not an LRU cache: its bookkeeping is paid
-    on every new number, and most numbers of a file are new). phonenumbers is imported at the first number: the
-    senders, which import this module for field names only, never load it.
+    Validation is exact (phonenumbers' metadata, see fanout.phones). phonenumbers is imported at the first
+    number: the senders, which import this module for field names only, never load it.
     """
-    key = (value, region)
-    normal = _PHONES.get(key, _UNSEEN)
-    if normal is _UNSEEN:
-        if len(_PHONES) >= PHONE_CACHE_SIZE:
-            _PHONES.clear()
-        normal = _PHONES[key] = (_E164 or _load_e164())(value, region)
-    return normal
+    return (_E164 or _load_e164())(value, region)
 
 
 _E164: Callable[[str, str | None], str | None] | None = None  # fanout.phones.e164, once imported
