@@ -3,8 +3,12 @@ the contact reaches the provider under the right field, in the form the provider
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from fanout import fields, phones
 from fanout.fields import HeaderMap, normalise_email, normalise_phone, squash
@@ -183,7 +187,74 @@ def test_a_malformed_email_is_rejected(raw: str) -> None:
     assert normalise_email(raw) is None
 
 
-# --- phone ------------------------------------------------------------------------------------------
+# The email rule as one expression, as it was written before normalise_email checked the domain apart
+# (and remembered each domain's answer): the reference the split rule is held to.
+_ONE_EXPRESSION = re.compile(
+    r"^[^@\s\x00-\x1f\"(),:;<>\[\\\]]{1,64}@(?=.{1,253}$)(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}$"
+)
+
+
+def _email_by_one_expression(value: str) -> str | None:
+    email = value.strip().lower()
+    if not _ONE_EXPRESSION.match(email) or ".." in email or email.startswith(".") or ".@" in email:
+        return None
+    return email
+
+
+_EMAIL_PARTS = st.sampled_from(
+    [
+        "a",
+        "Z",
+        "ö",
+        "δ",
+        "用",
+        "0",
+        "_",
+        "-",
+        ".",
+        "..",
+        "@",
+        "@@",
+        " ",
+        "\t",
+        "\n",
+        "\x00",
+        "\u200b",
+        '"',
+        "+",
+        "'",
+        ",",
+        "com",
+        "se",
+        "xn--p1ai",
+        "c0m",
+        "é",
+        "Ⅸ",
+        "ǅ",
+        "İ",
+        "a" * 61,
+        "b" * 64,
+        "d" * 250,
+    ]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_EMAIL_PARTS, max_size=12).map("".join) | st.text(max_size=80))
+@example("alice@" + "d" * 246 + ".com")
+@example("alice@" + "d" * 247 + ".com")
+@example("user@EXAMPLE.com\n")
+def test_an_email_is_judged_as_by_the_one_expression(raw: str) -> None:
+    assert normalise_email(raw) == _email_by_one_expression(raw)
+
+
+def test_an_email_s_domain_answer_is_remembered_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fields, "DOMAIN_CACHE_SIZE", 20)
+    fields._DOMAINS.clear()
+    domains = [f"host{n}.example" for n in range(50)] + ["bad_domain.example", "-x.se"]
+    emails = [f"p{n}@{domain}" for n, domain in enumerate(domains * 2)]
+    assert [normalise_email(e) for e in emails] == [_email_by_one_expression(e) for e in emails]
+    assert len(fields._DOMAINS) <= 20
 
 
 @pytest.mark.parametrize(

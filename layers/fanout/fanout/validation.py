@@ -264,7 +264,7 @@ def compile_row_plan(
     namespace: dict[str, Any] = {
         **source.names,
         "email": fields.normalise_email,
-        "phone": fields.normalise_phone,
+        "phone": fields.phone_normaliser(),
         "region": region,
         "json_text": json_text,
     }
