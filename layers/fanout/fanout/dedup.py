@@ -40,9 +40,9 @@ import shutil
 import tempfile
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
-from operator import and_, lshift, or_, rshift
+from operator import and_, itemgetter, lshift, or_, rshift
 from pathlib import Path
 
 import xxhash
@@ -70,10 +70,9 @@ def contact_hash(lane: str, identity: str) -> int:
     return _xxh3(f"{lane}\0{identity}".encode()) - _SIGNED
 
 
-def blake2b_contact_hash(lane: str, identity: str) -> int:
-    """The key of a contact in a state kept before the keys were XXH3."""
-    digest = hashlib.blake2b(f"{lane}\0{identity}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+def _blake2b_key(contact: str) -> int:
+    """The key of a contact (`lane NUL identity`) in a state kept before the keys were XXH3."""
+    return int.from_bytes(hashlib.blake2b(contact.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 class _Run:
@@ -229,18 +228,29 @@ class SeenContacts:
     def first_rows(self, entries: Sequence[tuple[str, str, int]]) -> list[int | None]:
         """For each (lane, identity, row), in order: None when new (and remember it at `row`), else the
         row that had it first."""
+        keys = self._keys([f"{lane}\0{identity}" for lane, identity, _ in entries])
+        return self._first_rows(keys, map(itemgetter(2), entries))
+
+    def first_rows_in(self, lane: str, identities: Iterable[str], rows: Iterable[int]) -> list[int | None]:
+        """`first_rows` for contacts of one lane, their identities and rows given apart (in the same order)."""
+        return self._first_rows(self._keys(map(f"{lane}\0".__add__, identities)), rows)
+
+    def _keys(self, contacts: Iterable[str]) -> list[int]:
+        """The keys of contacts written `lane NUL identity` (`contact_hash`, inline: a call a key costs a
+        third of the hash)."""
+        if self._blake2b_keys:
+            return [_blake2b_key(contact) for contact in contacts]
+        xxh3, signed = _xxh3, _SIGNED
+        return [xxh3(contact.encode()) - signed for contact in contacts]
+
+    def _first_rows(self, keys: list[int], rows: Iterable[int]) -> list[int | None]:
         recent = self._recent
         get = recent.get
         answers: list[int | None] = []
         append = answers.append
         bloom = self._bloom
         bits, mask = (bloom.bits, bloom.mask) if bloom is not None else (b"", 0)
-        if self._blake2b_keys:
-            keys = [blake2b_contact_hash(lane, identity) for lane, identity, _ in entries]
-        else:  # contact_hash, inline (a call a key costs a third of the hash)
-            xxh3, signed = _xxh3, _SIGNED
-            keys = [xxh3(f"{lane}\0{identity}".encode()) - signed for lane, identity, _ in entries]
-        for key, (_, _, row) in zip(keys, entries, strict=True):
+        for key, row in zip(keys, rows, strict=True):
             first = get(key)
             if first is None:
                 # the Bloom filter's three probes (see _Bloom), inline

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, cast
 
 from fanout.chunking import ChunkPlanner, StagedChunk
@@ -18,6 +19,7 @@ from fanout.reading import RawRow, TextRow
 from fanout.validation import PlannedRow, RowValidator, duplicate
 
 BATCH_ROWS = 256  # rows validated before their duplicate check runs as one call
+_ROW, _IDENTITY = itemgetter(0), itemgetter(1)  # of a PlannedRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ def plan_some(
     def stage_planned(planned_rows: list[PlannedRow]) -> None:
         """`stage_batch` for a batch of planned rows only (the usual one) and no only-new filter."""
         add_line = planner.add_line
-        firsts = seen.first_rows([(plan_lane, p[1], p[0]) for p in planned_rows])
+        firsts = seen.first_rows_in(plan_lane, map(_IDENTITY, planned_rows), map(_ROW, planned_rows))
         for (row, identity, line, size), first in zip(planned_rows, firsts, strict=True):
             if first is not None:
                 reject(duplicate(row, first, identity))
