@@ -3,6 +3,8 @@ duplicate event, a redelivered message or two instances at once can never act tw
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -523,3 +525,39 @@ def test_recording_a_splits_chunks_removes_the_records_an_interrupted_invocation
     assert [(c.chunk_id, c.key, c.byte_range) for c in found] == [
         (c.chunk_id, key, c.byte_range) for c in kept
     ]
+
+
+class _SlowBatchWrites:
+    """BatchWriteItem that answers after `seconds`, counting the calls in flight (a table far away)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.items: list[dict[str, Any]] = []
+        self.in_flight = self.most_in_flight = 0
+        self._lock = threading.Lock()
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(self.seconds)
+        with self._lock:
+            self.in_flight -= 1
+            for requests in RequestItems.values():
+                self.items += [r["PutRequest"]["Item"] for r in requests]
+        return {}
+
+
+def test_a_splits_chunks_are_recorded_several_calls_at_a_time(job_id: str) -> None:
+    # a 10M-row file has 20,000 chunks: 800 BatchWriteItem calls, minutes one after another on AWS
+    db = _SlowBatchWrites(0.05)
+    store = DynamoJobStore("jobs", db=db)
+    started = time.monotonic()
+    store.replace_chunks(
+        Chunk(job_id, f"c{n:05d}", f"jobs/{job_id}/staged/00001", 500, byte_range=f"bytes={n}-{n}")
+        for n in range(1, 501)  # 20 calls: 1 s one after another
+    )
+    took = time.monotonic() - started
+    assert sorted(item["chunk_id"]["S"] for item in db.items) == [f"c{n:05d}" for n in range(1, 501)]
+    assert db.most_in_flight > 1
+    assert took < 0.6

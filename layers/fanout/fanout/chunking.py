@@ -11,12 +11,11 @@ Chunks are packed into staged objects of about STAGED_OBJECT_BYTES, each chunk o
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fanout.background import Background
 from fanout.ids import chunk_id
 from fanout.models import Rejection, StagedRow, compact_json, compact_row_json, staged_line
 from fanout.providers.base import Provider
@@ -115,42 +114,6 @@ class _Lane:
         self.body_bytes = 0
         self.count = 0  # chunks cut in this lane so far
         self.max_items = max_items  # rows a chunk of this lane may hold
-
-
-class Background:
-    """Staging work (closing a chunk's S3 object) on a few threads while the caller reads on: the network
-    waits of S3 overlap with parsing, and with each other, instead of adding to it.
-
-    At most `depth` pieces of work wait, so memory stays bounded (a few chunks). A failure is raised to
-    the caller at its next `submit` or at `drain`, and cancels what has not started. Work may finish in
-    any order (a chunk's `on_chunk` too): the splitter orders chunks by id when it records them.
-    """
-
-    def __init__(self, depth: int = 6, workers: int = 3) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="staging")
-        self._pending: deque[Future[None]] = deque()
-        self._depth = depth
-
-    def submit(self, work: Callable[[], None]) -> None:
-        self._pending.append(self._pool.submit(work))
-        while self._pending and (len(self._pending) > self._depth or self._pending[0].done()):
-            self._settle(self._pending.popleft())
-
-    def drain(self) -> None:
-        """Wait for all submitted work; raise its first failure."""
-        while self._pending:
-            self._settle(self._pending.popleft())
-
-    def close(self) -> None:
-        """Stop the thread; work not started is dropped (after a failure nothing more is wanted)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _settle(self, future: Future[None]) -> None:
-        try:
-            future.result()
-        except BaseException:
-            self.close()
-            raise
 
 
 class ChunkPlanner:

@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 
 from fanout import ids
 from fanout.aws import client
-from fanout.chunking import Background, ChunkPlanner, StagedChunk
+from fanout.background import Background
+from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.config import SplitterConfig
 from fanout.continuation import Checkpoint, Continuation, Invoker, object_payload, stopper
 from fanout.dedup import SeenContacts

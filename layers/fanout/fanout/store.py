@@ -22,19 +22,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import batched
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from fanout.aws import client
+from fanout.background import Background
 from fanout.models import ChunkState, Counts, JobStatus
 from fanout.sent_files import FileClaim
 
 # A job's `chunks_last` is its chunks_total - 1, stored wherever chunks_total is (the split's finish, a
 # chunk split in halves): while fewer chunks than that have settled, the one being settled is not the last.
 ANOTHER_CHUNK_OPEN = "chunks_settled < chunks_last"
+WRITE_THREADS = 8  # BatchWriteItem calls in flight at once while a split records its chunks
 
 
 def iso_utc(epoch: float, timespec: str = "seconds") -> str:
@@ -556,18 +558,27 @@ class DynamoJobStore(JobStore):
         )
 
     def replace_chunks(self, chunks: Iterable[Chunk]) -> None:
-        # each batch's items made as it goes: all of a 10M-row file's at once held 52 MiB (2.6 KB each)
-        for some in batched(chunks, 25):
-            batch = [{"PutRequest": {"Item": self._new_chunk_item(chunk)}} for chunk in some]
-            pending: dict[str, Any] = {self._table: batch}
-            for attempt in range(8):
-                answer = self._db.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 2.0))
-            if pending:
-                raise RuntimeError("DynamoDB left chunk records unwritten after 8 attempts")
+        # each batch's items made as it goes (all of a 10M-row file's at once held 52 MiB, 2.6 KB each),
+        # WRITE_THREADS calls in flight at once (a 10M-row file's 800 take seconds so, not minutes)
+        calls = Background(depth=2 * WRITE_THREADS, workers=WRITE_THREADS, name="recording")
+        try:
+            for some in batched(chunks, 25):
+                batch = [{"PutRequest": {"Item": self._new_chunk_item(chunk)}} for chunk in some]
+                calls.submit(partial(self._write_all, batch))
+            calls.drain()
+        finally:
+            calls.close()
+
+    def _write_all(self, batch: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem of `batch`, made again for what DynamoDB leaves unprocessed."""
+        pending: dict[str, Any] = {self._table: batch}
+        for attempt in range(8):
+            answer = self._db.batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise RuntimeError("DynamoDB left chunk records unwritten after 8 attempts")
 
     def prune_chunks(self, job_id: str, keep: set[str]) -> int:
         gone = 0
