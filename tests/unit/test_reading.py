@@ -174,6 +174,50 @@ def test_a_csv_read_for_cells_gives_every_row_as_the_row_reading_gives_it(name: 
         ] == [1, 2, 3, 7, 9]
 
 
+_CELL = st.text(alphabet=st.sampled_from('ab ,;"\n\r\tåé€x'), max_size=6)
+
+
+def _by_csv_reader(text: str, delimiter: str) -> list[tuple[list[str], int]]:
+    """The rows `csv.reader` reads from `text` after its header, as the reading pads, trims and sizes them
+    (cells past the header's last column dropped when empty; all-empty records skipped)."""
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    ncols = len(next(records))
+    rows: list[tuple[list[str], int]] = []
+    for values in records:
+        values = values + [""] * (ncols - len(values)) if len(values) < ncols else values
+        if len(values) > ncols and not any(values[ncols:]):
+            values = values[:ncols]
+        if any(values):
+            rows.append((values, len("".join(values)) + len(values)))
+    return rows
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    terminator=st.sampled_from(["\n", "\r\n", "\r"]),
+    records=st.lists(st.lists(_CELL, min_size=1, max_size=4), min_size=1, max_size=12),
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]),
+)
+def test_a_csv_file_reads_as_csv_reader_reads_it(
+    delimiter: str, terminator: str, records: list[list[str]], quoting: int
+) -> None:
+    # lines without a quote are split on the delimiter, the others read by csv.reader: either way a row's
+    # cells and size are csv.reader's
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=terminator, quoting=quoting)
+    writer.writerow(["email", "name", "city"])
+    for record in records:
+        writer.writerow(record)
+    text = out.getvalue()
+    expected = _by_csv_reader(text, delimiter)
+    assume(expected and all(len(values) == 3 for values, _ in expected))  # a cell too many: an error row
+    info, rows = read(text.encode(), name="contacts.csv")
+    assume(info.delimiter == delimiter)  # what the sniffer takes for the delimiter is another test's
+    assert [(list(row.fields.values()), row.size) for row in rows] == expected
+    assert all(row.error is None for row in rows)
+
+
 # ---------------------------------------------------------------------------------------------------
 # formats
 
