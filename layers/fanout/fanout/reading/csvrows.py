@@ -9,6 +9,7 @@ from typing import Any
 from fanout.reading.bytelayer import (
     WINDOWS_1252,
     _clean,
+    _Counted,
     _escapes,
     _Guard,
     _GzipBroken,
@@ -22,7 +23,7 @@ QUOTE = '"'  # the quote character of every CSV file read here
 
 
 def _open_csv(
-    text: Iterator[str],
+    text: _Counted,
     guard: _Guard,
     head_text: str,
     name: str,
@@ -68,7 +69,7 @@ def _open_csv(
 
 
 def _resume_csv(
-    lines: Iterator[str],
+    lines: _Counted,
     guard: _Guard,
     info: FileInfo,
     max_row_bytes: int,
@@ -112,7 +113,7 @@ def _quoted_reader(feeder: _Feeder, delimiter: str) -> Any:
 
 
 def _csv_rows(
-    lines: Iterator[str],
+    lines: _Counted,
     feeder: _Feeder,
     reader: Any,
     delimiter: str,
@@ -138,9 +139,11 @@ def _csv_rows(
     join = "".join
     new_row, set_number, set_fields, set_error, set_size = _ROW_SLOTS
     too_large = f"row is larger than {max_row_bytes} bytes"
+    text = lines.text
     while True:
         try:
-            for line in lines:
+            for line in text:
+                lines.chars += len(line)  # counted as `lines` counts the lines it hands on (the reader's)
                 if QUOTE in line:
                     feeder.back = line
                     values = next(reader)  # never ends here: it has this line to read at least
