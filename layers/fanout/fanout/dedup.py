@@ -4,14 +4,13 @@ A contact is `lane NUL identity`, hashed to 64 bits (XXH3, the same in every pro
 survives a checkpoint and a continuation on another machine; a fifth of blake2b's cost a row, and a
 keyed or cryptographic hash buys nothing here: a file that collides two of its own contacts only gets
 one of them listed as a duplicate). A state kept before the keys were XXH3 has no KEYS_XXH3 among its
-names and goes on with blake2b keys, as it began (a split that checkpointed across a deploy); its Bloom
-filter, whose bits other probes set, is made again from its runs. The newest `memory_rows` hashes live
-in a dict (hash -> first row). When it fills, it is spilled as a sorted run to a directory (/tmp): 12 bytes a
+names and goes on with blake2b keys, as it began (a split that checkpointed across a deploy). The newest `memory_rows` hashes live in a
+dict (hash -> first row). When it fills, it is spilled as a sorted run to a directory (/tmp): 12 bytes a
 row (the hash and the row number), with every FENCE-th hash kept in memory to find the page a hash
 would be on (read with pread, not mmap: the pages read stay out of the process's memory). A Bloom filter
-over the spilled hashes (BLOOM_BITS, 2 probes, made at the first spill) answers "new" for almost every
+over the spilled hashes (BLOOM_BITS, 3 probes, made at the first spill) answers "new" for almost every
 new contact without touching the runs; only its positives (real duplicates, and new contacts at a rate
-of about (1 - e^(-2n/BLOOM_BITS))^2: 0.8 % at 50M rows) are looked up, one page a run, largest run
+of about (1 - e^(-3n/BLOOM_BITS))^3: 1.4 % at 50M rows) are looked up, one page a run, largest run
 first (where an earlier contact most likely is). Lookups stay exact and immediate: a duplicate is
 rejected the moment it is read, before anything is staged.
 
@@ -22,7 +21,7 @@ at 10M rows, 14 at 50M and never more than 21 on the way (4 classes). A merged r
 new name: a run is never changed once written, so one kept by a checkpoint is never kept again.
 
 Bound (README): memory = the dict (memory_rows * ~110 B: 7 MB at the default 65,536) + the Bloom filter
-(BLOOM_BITS / 8 = 128 MiB, from the first spill on) + 8 B a FENCE spilled rows (1.6 MB at 50M rows) +
+(BLOOM_BITS / 8 = 64 MiB, from the first spill on) + 8 B a FENCE spilled rows (1.6 MB at 50M rows) +
 while spilling or merging a few MB, whatever the file's size past the first spill; /tmp = 12 B a
 spilled row (600 MB at 50M rows), and while the largest merge runs its output besides (12 B a row of
 it: at most 24 B a row in all, 1.2 GB at 50M rows). The template's splitter has 1,769 MB of memory and
@@ -52,13 +51,11 @@ MEMORY_ROWS = 1 << 16  # hashes held in the dict before a run is spilled (memory
 MERGE_FAN_IN = 8  # runs of one size class merged into one of the next
 MERGE_BLOCK = 1 << 13  # hashes read from each run at a time while merging
 FENCE = 256  # one in-memory hash per FENCE spilled ones: each lookup reads one 2 KiB page of a run
-# 128 MiB: ~21 bits a row for 50M rows, 0.8 % false positives with 2 probes. Each probe is a third of a
-# spilled contact's cost: twice the bits of 3 probes' 64 MiB (1.4 %) set a third fewer, and miss less.
-BLOOM_BITS = 1 << 30
+BLOOM_BITS = 1 << 29  # 64 MiB: ~11 bits a row for 50M rows (1.4 % false positives with 3 probes)
 # A checkpoint keeps the filter only once the runs hold this many hashes: below it, making the filter
-# again from the runs on restore (under a µs a hash) costs less than moving 128 MiB to S3 and back, and
+# again from the runs on restore (about a µs a hash) costs less than moving 64 MiB to S3 and back, and
 # a split with a short timeout would spend its every invocation on that.
-KEEP_BLOOM_ROWS = 1 << 21
+KEEP_BLOOM_ROWS = 1 << 20
 _ROW_BITS = 32  # rows are kept as unsigned 32-bit numbers (array 'I')
 _ROW_MASK = (1 << _ROW_BITS) - 1
 
@@ -173,8 +170,8 @@ class _Cursor:
 
 
 class _Bloom:
-    """BLOOM_BITS bits (a power of two), 2 probes: bits 0-29 and 34-63 of the hash (for 2^30 bits).
-    `first_rows` and `add_all` test and set them inline (a call a key costs more than the test)."""
+    """BLOOM_BITS bits (a power of two), 3 probes: bits 0-28, 21-49 and 35-63 of the hash (for 2^29
+    bits). `first_rows` and `add_all` test and set them inline (a call a key costs more than the test)."""
 
     def __init__(self, bits: bytearray | None = None) -> None:
         self.bits = bits if bits is not None else bytearray(BLOOM_BITS // 8)
@@ -188,7 +185,9 @@ class _Bloom:
         for key in keys:
             p = key & mask
             bits[p >> 3] |= 1 << (p & 7)
-            p = key >> 34 & mask
+            p = key >> 21 & mask
+            bits[p >> 3] |= 1 << (p & 7)
+            p = key >> 35 & mask
             bits[p >> 3] |= 1 << (p & 7)
 
     def __contains__(self, key: int) -> bool:
@@ -196,7 +195,10 @@ class _Bloom:
         p = key & mask
         if not bits[p >> 3] >> (p & 7) & 1:
             return False
-        p = key >> 34 & mask
+        p = key >> 21 & mask
+        if not bits[p >> 3] >> (p & 7) & 1:
+            return False
+        p = key >> 35 & mask
         return bool(bits[p >> 3] >> (p & 7) & 1)
 
 
@@ -251,13 +253,15 @@ class SeenContacts:
         for key, row in zip(keys, rows, strict=True):
             first = get(key)
             if first is None:
-                # the Bloom filter's two probes (see _Bloom), inline
+                # the Bloom filter's three probes (see _Bloom), inline
                 if bloom is not None:
                     p = key & mask
                     if bits[p >> 3] >> (p & 7) & 1:
-                        p = key >> 34 & mask
+                        p = key >> 21 & mask
                         if bits[p >> 3] >> (p & 7) & 1:
-                            first = self._spilled(key)
+                            p = key >> 35 & mask
+                            if bits[p >> 3] >> (p & 7) & 1:
+                                first = self._spilled(key)
                 if first is None:
                     recent[key] = row
             append(first)
@@ -368,8 +372,7 @@ class SeenContacts:
             path = seen._dir / name
             get(name, path)
             if name.startswith("bloom-"):
-                if not seen._blake2b_keys:  # a filter kept before the keys changed: made again below
-                    seen._bloom = _Bloom(bytearray(path.read_bytes()))
+                seen._bloom = _Bloom(bytearray(path.read_bytes()))
                 path.unlink()
                 continue
             base = name.rsplit(".", 1)[0]
