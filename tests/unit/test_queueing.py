@@ -4,7 +4,6 @@ raised."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from fanout import queueing
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage
+from tests.far_calls import FarCalls
 
 pytestmark = pytest.mark.unit
 
@@ -26,23 +26,16 @@ def _messages(count: int) -> list[ChunkMessage]:
     ]
 
 
-class _SlowQueue:
-    """SendMessageBatch that answers after `seconds`, counting the calls in flight; refuses `refuse`."""
+class _SlowQueue(FarCalls):
+    """SendMessageBatch far away; refuses the chunks in `refuse`."""
 
     def __init__(self, seconds: float, refuse: set[str] | None = None) -> None:
-        self.seconds = seconds
+        super().__init__(seconds)
         self.refuse = refuse or set()
         self.bodies: list[str] = []
-        self.in_flight = self.most_in_flight = 0
-        self._lock = threading.Lock()
 
     def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
-        with self._lock:
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        time.sleep(self.seconds)
-        with self._lock:
-            self.in_flight -= 1
+        with self.call():
             self.bodies += [e["MessageBody"] for e in Entries]
         failed = [
             {"Id": e["Id"]}

@@ -3,7 +3,6 @@ duplicate event, a redelivered message or two instances at once can never act tw
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any
@@ -14,6 +13,7 @@ from botocore.exceptions import ClientError
 from fanout.config import SplitterConfig
 from fanout.models import ChunkState, Counts, JobStatus
 from fanout.store import Chunk, Claim, DynamoJobStore, Job, Settlement
+from tests.far_calls import FarCalls
 
 pytestmark = pytest.mark.unit
 
@@ -527,22 +527,15 @@ def test_recording_a_splits_chunks_removes_the_records_an_interrupted_invocation
     ]
 
 
-class _SlowBatchWrites:
-    """BatchWriteItem that answers after `seconds`, counting the calls in flight (a table far away)."""
+class _SlowBatchWrites(FarCalls):
+    """BatchWriteItem far away."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+        super().__init__(seconds)
         self.items: list[dict[str, Any]] = []
-        self.in_flight = self.most_in_flight = 0
-        self._lock = threading.Lock()
 
     def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
-        with self._lock:
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        time.sleep(self.seconds)
-        with self._lock:
-            self.in_flight -= 1
+        with self.call():
             for requests in RequestItems.values():
                 self.items += [r["PutRequest"]["Item"] for r in requests]
         return {}
