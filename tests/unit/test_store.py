@@ -3,7 +3,6 @@ duplicate event, a redelivered message or two instances at once can never act tw
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -545,12 +544,9 @@ def test_a_splits_chunks_are_recorded_several_calls_at_a_time(job_id: str) -> No
     # a 10M-row file has 20,000 chunks: 800 BatchWriteItem calls, 10-20 s one after another on AWS
     db = _SlowBatchWrites(0.05)
     store = DynamoJobStore("jobs", db=db)
-    started = time.monotonic()
     store.replace_chunks(
         Chunk(job_id, f"c{n:05d}", f"jobs/{job_id}/staged/00001", 500, byte_range=f"bytes={n}-{n}")
-        for n in range(1, 501)  # 20 calls: 1 s one after another
+        for n in range(1, 501)  # 20 calls
     )
-    took = time.monotonic() - started
     assert sorted(item["chunk_id"]["S"] for item in db.items) == [f"c{n:05d}" for n in range(1, 501)]
     assert db.most_in_flight > 1
-    assert took < 0.6

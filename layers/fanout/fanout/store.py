@@ -29,14 +29,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fanout.aws import client
-from fanout.background import Background
+from fanout.background import in_flight
 from fanout.models import ChunkState, Counts, JobStatus
 from fanout.sent_files import FileClaim
 
 # A job's `chunks_last` is its chunks_total - 1, stored wherever chunks_total is (the split's finish, a
 # chunk split in halves): while fewer chunks than that have settled, the one being settled is not the last.
 ANOTHER_CHUNK_OPEN = "chunks_settled < chunks_last"
-WRITE_THREADS = 8  # BatchWriteItem calls in flight at once while a split records its chunks
 
 
 def iso_utc(epoch: float, timespec: str = "seconds") -> str:
@@ -559,15 +558,11 @@ class DynamoJobStore(JobStore):
 
     def replace_chunks(self, chunks: Iterable[Chunk]) -> None:
         # each batch's items made as it goes (all of a 10M-row file's at once held 52 MiB, 2.6 KB each),
-        # WRITE_THREADS calls in flight at once (a 10M-row file's 800 take 1-3 s so, not 10-20 s)
-        calls = Background(depth=2 * WRITE_THREADS, workers=WRITE_THREADS, name="recording")
-        try:
-            for some in batched(chunks, 25):
-                batch = [{"PutRequest": {"Item": self._new_chunk_item(chunk)}} for chunk in some]
-                calls.submit(partial(self._write_all, batch))
-            calls.drain()
-        finally:
-            calls.close()
+        # several calls at a time (`in_flight`)
+        batches = (
+            [{"PutRequest": {"Item": self._new_chunk_item(c)}} for c in some] for some in batched(chunks, 25)
+        )
+        in_flight((partial(self._write_all, batch) for batch in batches), "recording")
 
     def _write_all(self, batch: list[dict[str, Any]]) -> None:
         """One BatchWriteItem of `batch`, made again for what DynamoDB leaves unprocessed."""
