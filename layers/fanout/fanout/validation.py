@@ -255,7 +255,7 @@ def compile_row_plan(
         STAGED_LINE_HEAD,
         Code("number"),
         STAGED_LINE_IDENTITY,
-        Code("json_text(identity)"),
+        Code("esc(identity)"),
         STAGED_LINE_ITEM,
         Code("item"),
         "}",
@@ -266,7 +266,7 @@ def compile_row_plan(
         "email": fields.normalise_email,
         "phone": fields.phone_normaliser(),
         "region": region,
-        "json_text": json_text,
+        "esc": json_text,
     }
     exec("\n".join(lines), namespace)  # noqa: S102 - built here from repr()'d names and the provider's source
     return source.lane, namespace["plan"]

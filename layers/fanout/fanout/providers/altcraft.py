@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
-from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, json_text
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
 from fanout.providers.base import (
     Code,
     Identification,
@@ -118,7 +118,7 @@ class Altcraft(Provider):
             *(f"    {line}" for line in some),
             f"    item = {joined_source('{"data":{', Code('data'), '}', *beside, '}')}",
         ]
-        return TextItemSource((identity,), "c", tuple(lines), {"esc": json_text})
+        return TextItemSource((identity,), "c", tuple(lines), {})
 
     def to_item(self, contact: Contact, job_id: str, options: Mapping[str, str]) -> dict[str, Any]:
         data: dict[str, Any] = {}

@@ -199,7 +199,9 @@ class TextItemSource:
     `identity`: the canonical fields, in the order `identify` tries them, whose first filled one is the
     contact's identity; `lane`: the lane of every such contact. `lines` set the variable `item` to
     exactly `compact_json(to_item(contact, ...))`, from the column variables `text_item_source` was given
-    and `number` (the row); `names`: the globals they use. A test holds the two to the same text.
+    and `number` (the row), and `esc` (a str as JSON text, `models.json_text`: the row plan has it, as
+    `json_members_source` and `some_members_lines` write it); `names`: any other globals they use. A test
+    holds the two to the same text.
     """
 
     identity: tuple[str, ...]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fanout import fields
 from fanout.destinations import Destination
 from fanout.ids import row_uuid, row_uuids
-from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json, json_text
+from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json
 from fanout.providers.base import (
     Code,
     Identification,
@@ -188,9 +188,7 @@ class Mateo(Provider):
             "else:",
             *(f"    {line}" for line in names.any_row()),
         ]
-        return TextItemSource(
-            _IDENTIFIERS, "c", tuple(lines), {"esc": json_text, "row_uuid": row_uuids(columns.job_id)}
-        )
+        return TextItemSource(_IDENTIFIERS, "c", tuple(lines), {"row_uuid": row_uuids(columns.job_id)})
 
     def calls(
         self,

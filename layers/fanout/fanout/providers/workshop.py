@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
-from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict, json_text
+from fanout.models import Contact, Outcome, RowResult, RowState, StagedRow, Verdict
 from fanout.providers.base import (
     Identification,
     Limits,
@@ -67,7 +67,7 @@ class Workshop(Provider):
         email = columns.canonical.get(fields.EMAIL)
         if email is None:
             return None
-        return TextItemSource((fields.EMAIL,), "c", (f"item = esc({email})",), {"esc": json_text})
+        return TextItemSource((fields.EMAIL,), "c", (f"item = esc({email})",), {})
 
     def identify(self, contact: Contact, options: Mapping[str, str]) -> Identification:
         email = contact.fields.get(fields.EMAIL) or contact.fields.get("list_email")
