@@ -65,14 +65,22 @@ _xxh3 = xxhash.xxh3_64_intdigest
 _SIGNED = 1 << 63  # XXH3's unsigned 64 bits, less 2^63: signed, as array('q') stores them, one to one
 
 
+def _xxh3_keys(contacts: Iterable[str]) -> list[int]:
+    """The keys of contacts written `lane NUL identity` (signed, as array('q') stores them); a loop, not a
+    call a key (the call would cost a third of the hash)."""
+    xxh3, signed = _xxh3, _SIGNED
+    return [xxh3(contact.encode()) - signed for contact in contacts]
+
+
+def _blake2b_keys(contacts: Iterable[str]) -> list[int]:
+    """`_xxh3_keys` as a state kept before the keys were XXH3 has them."""
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [from_bytes(blake2b(c.encode(), digest_size=8).digest(), "big", signed=True) for c in contacts]
+
+
 def contact_hash(lane: str, identity: str) -> int:
-    """The 64-bit key of a contact in a lane (signed, as array('q') stores it)."""
-    return _xxh3(f"{lane}\0{identity}".encode()) - _SIGNED
-
-
-def _blake2b_key(contact: str) -> int:
-    """The key of a contact (`lane NUL identity`) in a state kept before the keys were XXH3."""
-    return int.from_bytes(hashlib.blake2b(contact.encode(), digest_size=8).digest(), "big", signed=True)
+    """The 64-bit key of a contact in a lane."""
+    return _xxh3_keys([f"{lane}\0{identity}"])[0]
 
 
 class _Run:
@@ -219,7 +227,8 @@ class SeenContacts:
         self._bloom: _Bloom | None = None
         self._kept: set[str] = set()  # runs already handed to `put` (immutable, never put again)
         self._snapshots = 0
-        self._blake2b_keys = False  # a state restored from before the keys were XXH3 keeps its keys
+        # how this state keys a contact: _blake2b_keys once restored from before the keys were XXH3
+        self._keys: Callable[[Iterable[str]], list[int]] = _xxh3_keys
 
     @property
     def size(self) -> int:
@@ -234,14 +243,6 @@ class SeenContacts:
     def first_rows_in(self, lane: str, identities: Iterable[str], rows: Iterable[int]) -> list[int | None]:
         """`first_rows` for contacts of one lane, their identities and rows given apart (in the same order)."""
         return self._first_rows(self._keys(map(f"{lane}\0".__add__, identities)), rows)
-
-    def _keys(self, contacts: Iterable[str]) -> list[int]:
-        """The keys of contacts written `lane NUL identity` (`contact_hash`, inline: a call a key costs a
-        third of the hash)."""
-        if self._blake2b_keys:
-            return [_blake2b_key(contact) for contact in contacts]
-        xxh3, signed = _xxh3, _SIGNED
-        return [xxh3(contact.encode()) - signed for contact in contacts]
 
     def _first_rows(self, keys: list[int], rows: Iterable[int]) -> list[int | None]:
         recent = self._recent
@@ -326,7 +327,7 @@ class SeenContacts:
         names `restore` needs."""
         self._snapshots += 1
         names: list[str] = []
-        if not self._blake2b_keys:
+        if self._keys is _xxh3_keys:
             if KEYS_XXH3 not in self._kept:
                 marker = self._dir / KEYS_XXH3
                 marker.touch()
@@ -362,8 +363,9 @@ class SeenContacts:
         cls, names: Sequence[str], get: Get, directory: str | None = None, memory_rows: int = MEMORY_ROWS
     ) -> SeenContacts:
         seen = cls(directory, memory_rows)
-        seen._blake2b_keys = KEYS_XXH3 not in names
-        if not seen._blake2b_keys:
+        if KEYS_XXH3 not in names:
+            seen._keys = _blake2b_keys
+        else:
             seen._kept.add(KEYS_XXH3)
         bases: list[str] = []
         for name in names:
