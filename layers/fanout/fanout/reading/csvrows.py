@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from typing import Any
 
 from fanout.reading.bytelayer import (
     WINDOWS_1252,
@@ -33,9 +32,8 @@ def _open_csv(
     as_cells: bool = False,
 ) -> tuple[FileInfo, Iterator[RawRow | TextRow]]:
     delimiter, sep_line = _sniff_delimiter(head_text, name)
-    csv.field_size_limit(max(max_row_bytes, 1))  # process-wide; caps a runaway quoted field
-    feeder = _Feeder(text)
-    reader = _quoted_reader(feeder, delimiter)
+    feeder = _Feeder(text, delimiter, max_row_bytes)
+    reader = feeder.reader
     try:
         for cells in reader:
             if cells and (cells[0] or any(cells)):
@@ -65,7 +63,7 @@ def _open_csv(
         cells = [_clean(c, guard.encoding_name == WINDOWS_1252) for c in cells]
     header = _check_header(cells)
     info = FileInfo("csv", label, compressed, delimiter, header)
-    return info, _csv_rows(text, feeder, reader, delimiter, header, guard, max_row_bytes, cells=as_cells)
+    return info, _csv_rows(feeder, header, guard, max_row_bytes, cells=as_cells)
 
 
 def _resume_csv(
@@ -77,25 +75,26 @@ def _resume_csv(
     cells: bool = False,
 ) -> Iterator[RawRow | TextRow]:
     """CSV rows from a record boundary of a file read before (its header and delimiter known)."""
-    csv.field_size_limit(max(max_row_bytes, 1))
     assert info.delimiter is not None
-    feeder = _Feeder(lines)
-    reader = _quoted_reader(feeder, info.delimiter)
-    return _csv_rows(
-        lines, feeder, reader, info.delimiter, info.columns, guard, max_row_bytes, after_row, cells
-    )
+    feeder = _Feeder(lines, info.delimiter, max_row_bytes)
+    return _csv_rows(feeder, info.columns, guard, max_row_bytes, after_row, cells)
 
 
 class _Feeder:
-    """The lines `csv.reader` reads: the one handed back to it first (the start of a record with a quote),
-    then the text's own. An iterator, not a generator: the guard's exceptions pass through it and
-    reading goes on after them."""
+    """A file's CSV text: its `lines` and the `reader` (`csv.reader`, over this feeder) of its records with
+    a quote, and of its header. The reader reads the line handed `back` to it first (the start of a
+    record with a quote), then the text's own. An iterator, not a generator: the guard's exceptions pass
+    through it and reading goes on after them."""
 
-    __slots__ = ("_next", "back")
+    __slots__ = ("_next", "back", "delimiter", "lines", "reader")
 
-    def __init__(self, lines: Iterator[str]) -> None:
+    def __init__(self, lines: _Counted, delimiter: str, max_row_bytes: int) -> None:
+        self.lines = lines
+        self.delimiter = delimiter
         self.back: str | None = None
         self._next = lines.__next__
+        csv.field_size_limit(max(max_row_bytes, 1))  # process-wide; caps a runaway quoted field
+        self.reader = csv.reader(self, delimiter=delimiter, quotechar=QUOTE, doublequote=True, strict=True)
 
     def __iter__(self) -> _Feeder:
         return self
@@ -108,15 +107,8 @@ class _Feeder:
         return line
 
 
-def _quoted_reader(feeder: _Feeder, delimiter: str) -> Any:
-    return csv.reader(feeder, delimiter=delimiter, quotechar=QUOTE, doublequote=True, strict=True)
-
-
 def _csv_rows(
-    lines: _Counted,
     feeder: _Feeder,
-    reader: Any,
-    delimiter: str,
     header: list[str],
     guard: _Guard,
     max_row_bytes: int,
@@ -128,7 +120,7 @@ def _csv_rows(
     A line without a quote character is a whole record whose cells are what lies between its delimiters:
     exactly what `csv.reader` makes of it (no quote to open a field, and the text layer ends a line only at
     a line break), at a third of its cost, so it is split here. A line with a quote is handed back to
-    `reader` (through `feeder`), which reads the record to its end, however many lines its quoted values
+    the feeder's `reader`, which reads the record to its end, however many lines its quoted values
     span, and words its errors."""
     ncols = len(header)
     number = after_row
@@ -139,6 +131,7 @@ def _csv_rows(
     join = "".join
     new_row, set_number, set_fields, set_error, set_size = _ROW_SLOTS
     too_large = f"row is larger than {max_row_bytes} bytes"
+    lines, reader, delimiter = feeder.lines, feeder.reader, feeder.delimiter
     text = lines.text
     while True:
         try:
@@ -204,25 +197,25 @@ def _csv_rows(
         except csv.Error as exc:
             number += 1
             message = str(exc)
-            line = reader.line_num + plain_lines
+            near = reader.line_num + plain_lines
             error: str
             if "field limit" in message:
                 error = LostRows(
-                    f"{too_large} (it ends near line {line}); a quote that is never closed may have "
+                    f"{too_large} (it ends near line {near}); a quote that is never closed may have "
                     "swallowed the lines after it"
                 )
             elif "expected after" in message:
                 error = (
-                    f"row {number} has a stray quote near line {line}: a quoted value must end with a "
+                    f"row {number} has a stray quote near line {near}: a quoted value must end with a "
                     'quote followed by the delimiter or the line end (write a quote inside it as "")'
                 )
             elif "unexpected end of data" in message:
                 error = LostRows(
                     f"row {number} has a quote that is never closed, so the rest of the file (to line "
-                    f"{line}) was read into it"
+                    f"{near}) was read into it"
                 )
             else:
-                error = f"row {number} is not valid CSV near line {line}: {message}"
+                error = f"row {number} is not valid CSV near line {near}: {message}"
             yield RawRow(number, {}, error, 0)
         except _GzipBroken as exc:
             yield RawRow(
