@@ -2,8 +2,8 @@
 
     python -m bench.dedup_cost ROWS [--every 10] [--seed 7]
 
-Feeds ROWS generated contacts in batches of 256 (as planning.py calls it); every 10th row repeats an
-earlier contact (uniform over what came before, so most are found in the spilled runs). Only the
+Feeds ROWS generated contacts in batches of planning.BATCH_ROWS, as planning.py calls it; every 10th row
+repeats an earlier contact (uniform over what came before, so most are found in the spilled runs). Only the
 `first_rows` calls are timed, in CPU seconds of this process (other programs on the machine barely move
 them); the contacts are made between calls. Prints one JSON line: rows, µs of CPU a row (overall and
 per million rows, to see whether it grows), peak RSS (VmHWM, reset after the imports), `/tmp` used
@@ -22,8 +22,9 @@ from pathlib import Path
 
 from bench.split_run import _status_kb, reset_peak_rss
 from fanout.dedup import SeenContacts
+from fanout.planning import BATCH_ROWS
 
-BATCH = 256
+BATCH = BATCH_ROWS  # as planning calls it
 
 
 def measure(rows: int, every: int, seed: int) -> dict[str, object]:

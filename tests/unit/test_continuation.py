@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from fanout import ids
+from fanout import ids, planning
 from fanout import splitter as splitter_module
 from fanout.config import SplitterConfig
 from fanout.continuation import Continuation, object_from_event
@@ -257,7 +257,12 @@ def killing_at(row: int | None) -> Iterator[None]:
 
 
 @pytest.fixture
-def harness(splitter_config: SplitterConfig, stack: DeployedStack) -> Harness:
+def harness(
+    splitter_config: SplitterConfig, stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
+) -> Harness:
+    # The files here are sized for batches of 256 rows, so that a few thousand rows stop at many batch
+    # ends (a split stops only there); how many rows a batch holds is a tuning figure, not a rule.
+    monkeypatch.setattr(planning, "BATCH_ROWS", 256)
     store = DynamoJobStore(splitter_config.table_name, splitter_config.retention_days)
     made = Harness(splitter_config, store, stack.bucket)
     made.queued()  # the stack is shared by the module: start with an empty queue

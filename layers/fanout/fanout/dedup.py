@@ -4,8 +4,11 @@ A contact is `lane NUL identity`, hashed to 64 bits (XXH3, the same in every pro
 survives a checkpoint and a continuation on another machine; a fifth of blake2b's cost a row, and a
 keyed or cryptographic hash buys nothing here: a file that collides two of its own contacts only gets
 one of them listed as a duplicate). A state kept before the keys were XXH3 has no KEYS_XXH3 among its
-names and goes on with blake2b keys, as it began (a split that checkpointed across a deploy). The newest `memory_rows` hashes live in a
-dict (hash -> first row). When it fills, it is spilled as a sorted run to a directory (/tmp): 12 bytes a
+names and goes on with blake2b keys, as it began (a split that checkpointed across a deploy).
+
+A batch of contacts (planning.BATCH_ROWS) is checked at once, in numpy: a Python loop a contact cost
+several times the whole check. The newest `memory_rows` hashes live in memory, a sorted array beside the
+row that had each first. When it fills, it is spilled as a sorted run to a directory (/tmp): 12 bytes a
 row (the hash and the row number), with every FENCE-th hash kept in memory to find the page a hash
 would be on (read with pread, not mmap: the pages read stay out of the process's memory). A Bloom filter
 over the spilled hashes (BLOOM_BITS, 3 probes, made at the first spill) answers "new" for almost every
@@ -20,7 +23,8 @@ MERGE_FAN_IN - 1 runs a class and each row is rewritten once a class it climbs: 
 at 10M rows, 14 at 50M and never more than 21 on the way (4 classes). A merged run is a new run under a
 new name: a run is never changed once written, so one kept by a checkpoint is never kept again.
 
-Bound (README): memory = the dict (memory_rows * ~110 B: 7 MB at the default 65,536) + the Bloom filter
+Bound (README): memory = the newest hashes (memory_rows * 16 B, twice that while a batch is inserted: 2 MB
+at the default 65,536) + numpy (~30 MB once imported) + the Bloom filter
 (BLOOM_BITS / 8 = 64 MiB, from the first spill on) + 8 B a FENCE spilled rows (1.6 MB at 50M rows) +
 while spilling or merging a few MB, whatever the file's size past the first spill; /tmp = 12 B a
 spilled row (600 MB at 50M rows), and while the largest merge runs its output besides (12 B a row of
@@ -41,13 +45,14 @@ import tempfile
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
-from operator import and_, itemgetter, lshift, or_, rshift
+from operator import itemgetter
 from pathlib import Path
 
+import numpy as np
 import xxhash
+from numpy.typing import NDArray
 
-MEMORY_ROWS = 1 << 16  # hashes held in the dict before a run is spilled (memory is flat from here on)
+MEMORY_ROWS = 1 << 16  # hashes held in memory before a run is spilled (memory is flat from here on)
 MERGE_FAN_IN = 8  # runs of one size class merged into one of the next
 MERGE_BLOCK = 1 << 13  # hashes read from each run at a time while merging
 FENCE = 256  # one in-memory hash per FENCE spilled ones: each lookup reads one 2 KiB page of a run
@@ -56,11 +61,12 @@ BLOOM_BITS = 1 << 29  # 64 MiB: ~11 bits a row for 50M rows (1.4 % false positiv
 # again from the runs on restore (about a µs a hash) costs less than moving 64 MiB to S3 and back, and
 # a split with a short timeout would spend its every invocation on that.
 KEEP_BLOOM_ROWS = 1 << 20
-_ROW_BITS = 32  # rows are kept as unsigned 32-bit numbers (array 'I')
-_ROW_MASK = (1 << _ROW_BITS) - 1
 
 # Named among a state's kept files when its keys are XXH3 (see the module): an empty file, kept once.
 KEYS_XXH3 = "keys-xxh3"
+Keys = NDArray[np.int64]
+Flags = NDArray[np.bool_]
+Bytes = NDArray[np.uint8]
 _xxh3 = xxhash.xxh3_64_intdigest
 _SIGNED = 1 << 63  # XXH3's unsigned 64 bits, less 2^63: signed, as array('q') stores them, one to one
 
@@ -114,17 +120,17 @@ class _Run:
             return int(array("I", os.pread(self._rows, 4, (start + at) * 4))[0])
         return None
 
-    def read(self, start: int, count: int) -> tuple[array[int], array[int]]:
+    def read(self, start: int, count: int) -> tuple[Keys, NDArray[np.uint32]]:
         """Hashes and rows `start` to `start + count` (fewer at the end)."""
         return (
-            array("q", os.pread(self._hashes, count * 8, start * 8)),
-            array("I", os.pread(self._rows, count * 4, start * 4)),
+            np.frombuffer(os.pread(self._hashes, count * 8, start * 8), dtype=np.int64),
+            np.frombuffer(os.pread(self._rows, count * 4, start * 4), dtype=np.uint32),
         )
 
     @staticmethod
-    def write(base: Path, keys: list[int], rows: list[int]) -> None:
-        base.with_suffix(".h").write_bytes(array("q", keys).tobytes())
-        base.with_suffix(".r").write_bytes(array("I", rows).tobytes())
+    def write(base: Path, keys: Keys, rows: Keys) -> None:
+        base.with_suffix(".h").write_bytes(keys.astype(np.int64).tobytes())
+        base.with_suffix(".r").write_bytes(rows.astype(np.uint32).tobytes())
 
     @staticmethod
     def merge(runs: Sequence[_Run], base: Path) -> None:
@@ -135,16 +141,16 @@ class _Run:
             while cursors:
                 # every hash up to the smallest block end is in the blocks in hand: write them in order
                 bound = min(cursor.hashes[-1] for cursor in cursors)
-                keys, firsts = array("q"), array("I")
+                keys, firsts = [], []
                 for cursor in cursors:
-                    cut = bisect_right(cursor.hashes, bound, cursor.at)
-                    keys += cursor.hashes[cursor.at : cut]
-                    firsts += cursor.rows[cursor.at : cut]
+                    cut = cursor.at + int(np.searchsorted(cursor.hashes[cursor.at :], bound, "right"))
+                    keys.append(cursor.hashes[cursor.at : cut])
+                    firsts.append(cursor.rows[cursor.at : cut])
                     cursor.at = cut
-                # hash and row as one int (hash * 2^32 + row): one sort orders both, in C
-                both = sorted(map(or_, map(lshift, keys, repeat(_ROW_BITS)), firsts))
-                hashes.write(array("q", map(rshift, both, repeat(_ROW_BITS))))
-                rows.write(array("I", map(and_, both, repeat(_ROW_MASK))))
+                block = np.concatenate(keys)
+                order = np.argsort(block)
+                hashes.write(block[order].tobytes())
+                rows.write(np.concatenate(firsts)[order].tobytes())
                 cursors = [cursor for cursor in cursors if cursor.at < len(cursor.hashes) or cursor.advance()]
 
     def close(self) -> None:
@@ -163,7 +169,7 @@ class _Cursor:
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.start = 0  # the next block's first row in the run
-        self.hashes, self.rows = array("q"), array("I")
+        self.hashes, self.rows = np.empty(0, np.int64), np.empty(0, np.uint32)
         self.at = 0
         self.advance()
 
@@ -179,35 +185,39 @@ class _Cursor:
 
 class _Bloom:
     """BLOOM_BITS bits (a power of two), 3 probes: bits 0-28, 21-49 and 35-63 of the hash (for 2^29
-    bits). `first_rows` and `add_all` test and set them inline (a call a key costs more than the test)."""
+    bits), tested and set for a whole array of keys at once."""
 
     def __init__(self, bits: bytearray | None = None) -> None:
-        self.bits = bits if bits is not None else bytearray(BLOOM_BITS // 8)
+        self.bits: Bytes = (
+            np.frombuffer(bits, dtype=np.uint8) if bits is not None else np.zeros(BLOOM_BITS // 8, np.uint8)
+        )
         size = len(self.bits) * 8
         if size & (size - 1):
             raise ValueError(f"a Bloom filter of {size} bits: the probes need a power of two")
         self.mask = size - 1
 
-    def add_all(self, keys: Sequence[int]) -> None:
-        bits, mask = self.bits, self.mask
-        for key in keys:
-            p = key & mask
-            bits[p >> 3] |= 1 << (p & 7)
-            p = key >> 21 & mask
-            bits[p >> 3] |= 1 << (p & 7)
-            p = key >> 35 & mask
-            bits[p >> 3] |= 1 << (p & 7)
+    def _probes(self, keys: Keys) -> list[Keys]:
+        mask = self.mask
+        return [keys & mask, keys >> 21 & mask, keys >> 35 & mask]
+
+    def add_all(self, keys: Keys | Sequence[int]) -> None:
+        bits = self.bits
+        for p in self._probes(np.asarray(keys, dtype=np.int64)):
+            at, bit = p >> 3, np.left_shift(np.uint8(1), (p & 7).astype(np.uint8))
+            while len(at):  # two probes of one byte: one assignment wins, so set the other again
+                bits[at] |= bit
+                unset = bits[at] & bit == 0
+                at, bit = at[unset], bit[unset]
+
+    def may_hold(self, keys: Keys) -> Flags:
+        """For each key: False when it was certainly never added."""
+        held = np.ones(len(keys), dtype=bool)
+        for p in self._probes(keys):
+            held &= (self.bits[p >> 3] >> (p & 7) & 1).astype(bool)
+        return held
 
     def __contains__(self, key: int) -> bool:
-        bits, mask = self.bits, self.mask
-        p = key & mask
-        if not bits[p >> 3] >> (p & 7) & 1:
-            return False
-        p = key >> 21 & mask
-        if not bits[p >> 3] >> (p & 7) & 1:
-            return False
-        p = key >> 35 & mask
-        return bool(bits[p >> 3] >> (p & 7) & 1)
+        return bool(self.may_hold(np.array([key], dtype=np.int64))[0])
 
 
 Put = Callable[[str, Path], None]  # (name, file) -> keep it under that name (S3 in the splitter)
@@ -221,7 +231,9 @@ class SeenContacts:
     def __init__(self, directory: str | None = None, memory_rows: int = MEMORY_ROWS) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="seen-", dir=directory))
         self._memory_rows = memory_rows
-        self._recent: dict[int, int] = {}
+        # the newest hashes, sorted, and the row that had each first (side by side)
+        self._recent_keys: Keys = np.empty(0, np.int64)
+        self._recent_rows: Keys = np.empty(0, np.int64)
         self._runs: list[_Run] = []  # largest first: the order lookups go in
         self._next_run = 0  # runs are named by a number never used before in this state
         self._bloom: _Bloom | None = None
@@ -232,7 +244,7 @@ class SeenContacts:
 
     @property
     def size(self) -> int:
-        return len(self._recent) + sum(run.count for run in self._runs)
+        return len(self._recent_keys) + sum(run.count for run in self._runs)
 
     def first_rows(self, entries: Sequence[tuple[str, str, int]]) -> list[int | None]:
         """For each (lane, identity, row), in order: None when new (and remember it at `row`), else the
@@ -245,28 +257,38 @@ class SeenContacts:
         return self._first_rows(self._keys(map(f"{lane}\0".__add__, identities)), rows)
 
     def _first_rows(self, keys: list[int], rows: Iterable[int]) -> list[int | None]:
-        recent = self._recent
-        get = recent.get
-        answers: list[int | None] = []
-        append = answers.append
-        bloom = self._bloom
-        bits, mask = (bloom.bits, bloom.mask) if bloom is not None else (b"", 0)
-        for key, row in zip(keys, rows, strict=True):
-            first = get(key)
-            if first is None:
-                # the Bloom filter's three probes (see _Bloom), inline
-                if bloom is not None:
-                    p = key & mask
-                    if bits[p >> 3] >> (p & 7) & 1:
-                        p = key >> 21 & mask
-                        if bits[p >> 3] >> (p & 7) & 1:
-                            p = key >> 35 & mask
-                            if bits[p >> 3] >> (p & 7) & 1:
-                                first = self._spilled(key)
-                if first is None:
-                    recent[key] = row
-            append(first)
-        if len(recent) >= self._memory_rows:
+        """The batch at once: its distinct keys looked up in memory (a sorted array), in the Bloom filter
+        and, for its positives only, in the runs; the new ones inserted in memory, each at its first row."""
+        batch = np.array(keys, dtype=np.int64)
+        at = np.fromiter(rows, dtype=np.int64)
+        if len(at) != len(batch):
+            raise ValueError(f"{len(batch)} contacts but {len(at)} rows")
+        if not len(batch):
+            return []
+        distinct, first, inverse = np.unique(batch, return_index=True, return_inverse=True)
+        recent_keys, recent_rows = self._recent_keys, self._recent_rows
+        place = np.searchsorted(recent_keys, distinct)
+        found = np.full(len(distinct), -1, dtype=np.int64)  # the row that had each key before this batch
+        if len(recent_keys):
+            near = np.minimum(place, len(recent_keys) - 1)
+            hit = recent_keys[near] == distinct
+            found[hit] = recent_rows[near[hit]]
+        if self._bloom is not None:
+            for i in np.flatnonzero((found < 0) & self._bloom.may_hold(distinct)).tolist():
+                spilled = self._spilled(int(distinct[i]))
+                if spilled is not None:
+                    found[i] = spilled
+        new = found < 0
+        self._recent_keys = np.insert(recent_keys, place[new], distinct[new])
+        self._recent_rows = np.insert(recent_rows, place[new], at[first[new]])
+        # each row's answer: its key's earlier row, else (a repeat within the batch) the batch's first
+        # row of it, else None (the first row of a new key)
+        firsts = np.where(new, at[first], found)[inverse]
+        repeats = np.flatnonzero(~new[inverse] | (first[inverse] != np.arange(len(batch))))
+        answers: list[int | None] = [None] * len(batch)
+        for i, row in zip(repeats.tolist(), firsts[repeats].tolist(), strict=True):
+            answers[i] = row
+        if len(self._recent_keys) >= self._memory_rows:
             self._spill()
         return answers
 
@@ -283,17 +305,15 @@ class SeenContacts:
         return base
 
     def _spill(self) -> None:
-        if not self._recent:
+        if not len(self._recent_keys):
             return
         base = self._new_base()
-        recent = self._recent
-        keys = sorted(recent)  # a list of the keys only: no tuples
-        _Run.write(base, keys, [recent[key] for key in keys])
+        _Run.write(base, self._recent_keys, self._recent_rows)  # sorted already
         if self._bloom is None:
             self._bloom = _Bloom()
-        self._bloom.add_all(keys)
+        self._bloom.add_all(self._recent_keys)
         self._runs.append(_Run(base))
-        self._recent = {}
+        self._recent_keys, self._recent_rows = np.empty(0, np.int64), np.empty(0, np.int64)
         self._merge_full_classes()
 
     def _size_class(self, run: _Run) -> int:
@@ -350,8 +370,7 @@ class SeenContacts:
             bloom_file.unlink()
             names.append(name)
         base = self._dir / f"recent-{self._snapshots:05d}"
-        keys = sorted(self._recent)
-        _Run.write(base, keys, [self._recent[key] for key in keys])
+        _Run.write(base, self._recent_keys, self._recent_rows)
         for suffix in (".h", ".r"):
             put(base.name + suffix, base.with_suffix(suffix))
             base.with_suffix(suffix).unlink()
@@ -390,12 +409,15 @@ class SeenContacts:
             for run in seen._runs:
                 for start in range(0, run.count, MERGE_BLOCK):
                     seen._bloom.add_all(run.read(start, MERGE_BLOCK)[0])
-        for base in {n.rsplit(".", 1)[0] for n in names if n.startswith("recent-")}:
-            keys = array("q", (seen._dir / f"{base}.h").read_bytes())
-            rows = array("I", (seen._dir / f"{base}.r").read_bytes())
-            seen._recent.update(zip(keys, rows, strict=True))
-            (seen._dir / f"{base}.h").unlink()
-            (seen._dir / f"{base}.r").unlink()
+        recent = sorted({n.rsplit(".", 1)[0] for n in names if n.startswith("recent-")})
+        if recent:
+            keys = np.concatenate([np.fromfile(seen._dir / f"{base}.h", dtype=np.int64) for base in recent])
+            rows = np.concatenate([np.fromfile(seen._dir / f"{base}.r", dtype=np.uint32) for base in recent])
+            order = np.argsort(keys, kind="stable")
+            seen._recent_keys, seen._recent_rows = keys[order], rows[order].astype(np.int64)
+            for base in recent:
+                (seen._dir / f"{base}.h").unlink()
+                (seen._dir / f"{base}.r").unlink()
         seen._snapshots = max(
             [int(n.split("-", 1)[1].split(".")[0]) for n in names if n.startswith(("recent-", "bloom-"))]
             or [0]

@@ -8,17 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from fanout.chunking import ChunkPlanner, StagedChunk
-from fanout.dedup import SeenContacts
 from fanout.models import Contact, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow, TextRow
 from fanout.validation import PlannedRow, RowValidator, duplicate
 
-BATCH_ROWS = 256  # rows validated before their duplicate check runs as one call
+if TYPE_CHECKING:
+    from fanout.dedup import Get, SeenContacts
+
+BATCH_ROWS = 1024  # rows validated before their duplicate check runs as one call (numpy, a batch at a time)
 _ROW, _IDENTITY = itemgetter(0), itemgetter(1)  # of a PlannedRow
 
 
@@ -71,7 +73,8 @@ def plan_some(
     compiled = validator.row_plan(job_id) if text_rows and accept is None else None
     plan_lane, row_plan = compiled if compiled is not None else ("", None)
     own_seen = seen is None
-    seen = seen if seen is not None else SeenContacts()
+    if seen is None:
+        seen = seen_contacts()
     batch: list[Contact | Rejection | PlannedRow] = []
 
     def stage_planned(planned_rows: list[PlannedRow]) -> None:
@@ -160,6 +163,16 @@ def plan_some(
         if own_seen:
             seen.close()
     return Planned(read, last, stopped)
+
+
+def seen_contacts(kept: Sequence[str] = (), get: Get | None = None) -> SeenContacts:
+    """An empty duplicate check, or the one a checkpoint kept under the names `kept` (fetched by `get`).
+
+    fanout.dedup, and numpy with it (~50 ms), is imported here, at a split's start, not at the splitter's
+    cold start."""
+    from fanout.dedup import SeenContacts
+
+    return SeenContacts.restore(kept, get) if get is not None else SeenContacts()
 
 
 def tolerated_percent(

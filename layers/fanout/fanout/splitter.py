@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from botocore.exceptions import ClientError
 
@@ -25,11 +25,10 @@ from fanout.background import Background
 from fanout.chunking import ChunkPlanner, StagedChunk
 from fanout.config import SplitterConfig
 from fanout.continuation import Checkpoint, Continuation, Invoker, object_payload, stopper
-from fanout.dedup import SeenContacts
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, ObjectRef, Rejection, Route
 from fanout.observability import key_ref, logger
 from fanout.options import yes
-from fanout.planning import plan_some, split_problem, tolerated_percent
+from fanout.planning import plan_some, seen_contacts, split_problem, tolerated_percent
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, FileInfo, LostRows, RawRow, TextRow, open_rows, open_rows_at
@@ -47,6 +46,9 @@ from fanout.sent_files import RESEND_WINDOW_SECONDS, FileClaim, HashingReader, a
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
 from fanout.store import Chunk, Job, JobStore, Settlement, SplitLost
 from fanout.validation import file_problem
+
+if TYPE_CHECKING:
+    from fanout.dedup import SeenContacts
 
 # A live split renews its claim on the job every RENEW_EVERY_SECONDS; one that died (out of memory, killed)
 # lets it lapse, and the next delivery of its event (Lambda retries asynchronous invocations after about
@@ -533,9 +535,9 @@ class Splitter:
             )
         seen_keys: dict[str, str] = dict(checkpoint.seen) if checkpoint is not None else {}
         seen = (
-            SeenContacts.restore(list(seen_keys), self._seen_getter(seen_keys))
+            seen_contacts(list(seen_keys), self._seen_getter(seen_keys))
             if checkpoint is not None
-            else SeenContacts()
+            else seen_contacts()
         )
         counts = job.counts
         only_new = self._only_new(route)
