@@ -180,7 +180,9 @@ class HeaderMap:
 # Pragmatic syntax check: one @, no whitespace or control characters, a dotted domain of sane labels.
 # The local part: at most 64 characters, none of them an @, whitespace, a control character or RFC 5322
 # "specials" that need quoting; dots may not start or end it, nor come in pairs (RFC 5322 dot-atom).
-_LOCAL_PART = re.compile(r"[^@\s\x00-\x1f\"(),:;<>\[\\\]]{1,64}")
+# Written as the characters it refuses, searched for: a third of the cost of matching the characters it
+# allows (the negated class with \s checks every character's Unicode category).
+_NOT_IN_LOCAL_PART = re.compile(r"[@\s\x00-\x1f\"(),:;<>\[\\\]]")
 # The domain: at most 253 characters, labels of letters, digits and inner hyphens, a top-level label of
 # letters.
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}")
@@ -196,7 +198,14 @@ def normalise_email(value: str) -> str | None:
     expression is most of the cost of the whole check."""
     email = value.strip().lower()
     local, at, domain = email.partition("@")  # the local part holds no @: the first one is the one
-    if not at or _LOCAL_PART.fullmatch(local) is None or ".." in local or local[0] == "." or local[-1] == ".":
+    if (
+        not at
+        or not 0 < len(local) <= 64
+        or _NOT_IN_LOCAL_PART.search(local) is not None
+        or ".." in local
+        or local[0] == "."
+        or local[-1] == "."
+    ):
         return None
     good = _DOMAINS.get(domain)
     if good is None:
