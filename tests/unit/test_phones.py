@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fanout import phones
 from fanout.phones import e164, e164_by_parser
 
 pytestmark = pytest.mark.unit
@@ -72,7 +73,8 @@ def test_near_misses_of_every_region_are_judged_as_phonenumbers_judges_them() ->
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.text(alphabet="+0123456789 ().-x", min_size=1, max_size=24))
+# and digits that are not ASCII (Arabic-Indic, fullwidth, superscript): str.isdigit takes them
+@given(st.text(alphabet="+0123456789 ().-x\u0664\uff14\u00b2", min_size=1, max_size=24))
 def test_any_typed_number_gets_the_parsers_answer(text: str) -> None:
     assert e164(text) == e164_by_parser(text)
 
@@ -102,3 +104,16 @@ def test_any_digits_after_any_calling_code_get_the_parsers_answer(code: int, dig
 )
 def test_numbers_as_people_write_them(written: str, region: str | None, expected: str | None) -> None:
     assert e164(written, region) == expected
+
+
+def test_digits_of_other_scripts_leave_the_rules_cache_bounded() -> None:
+    # `+` and digits str.isdigit takes but are not ASCII (Arabic-Indic, fullwidth, ...): the parser's
+    # answer, and the rules kept by a number's first three digits stay at most the 900 ASCII heads,
+    # whatever a file holds
+    others = [c for c in map(chr, range(0x660, 0x1_0000)) if c.isdigit() and not c.isascii()]
+    rng = random.Random(3)
+    numbers = ["+" + "".join(rng.choice(others) for _ in range(11)) for _ in range(3_000)]
+    assert all(e164(n) == e164_by_parser(n) for n in numbers[:200])
+    for number in numbers:
+        e164(number)
+    assert len(phones._RULES) <= 900

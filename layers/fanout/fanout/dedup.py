@@ -24,7 +24,7 @@ at 10M rows, 14 at 50M and never more than 21 on the way (4 classes). A merged r
 new name: a run is never changed once written, so one kept by a checkpoint is never kept again.
 
 Bound (README): memory = the newest hashes (memory_rows * 16 B, twice that while a batch is inserted: 2 MB
-at the default 65,536) + numpy (~30 MB once imported) + the Bloom filter
+at the default 65,536) + numpy (19 MiB once imported) + the Bloom filter
 (BLOOM_BITS / 8 = 64 MiB, from the first spill on) + 8 B a FENCE spilled rows (1.6 MB at 50M rows) +
 while spilling or merging a few MB, whatever the file's size past the first spill; /tmp = 12 B a
 spilled row (600 MB at 50M rows), and while the largest merge runs its output besides (12 B a row of

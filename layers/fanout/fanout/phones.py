@@ -186,10 +186,13 @@ def e164(value: str, region: str | None = None) -> str | None:
 
     Decided here, inline, for the usual international number (see the module); every other one, and
     every one these rules do not decide exactly as phonenumbers would, by phonenumbers' parser."""
-    if not _INTERNATIONAL.fullmatch(value):
-        return _parsed_e164(value, region)
     digits = value[1:]
-    if not digits.isdigit():  # drop the separators (str.translate costs ~2 us a call; five replaces far less)
+    # `+` and ASCII digits, the first not 0: what _INTERNATIONAL takes, known without it (its call is a
+    # tenth of the whole check); anything else is held to the pattern, and its separators dropped
+    if value[:1] != "+" or not (digits.isascii() and digits.isdigit()) or digits[0] == "0":
+        if not _INTERNATIONAL.fullmatch(value):
+            return _parsed_e164(value, region)
+        # (str.translate costs ~2 µs a call; five replaces far less)
         digits = digits.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace(".", "")
     if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS:
         return _parsed_e164(value, region)
