@@ -352,3 +352,28 @@ def test_a_new_state_keeps_its_key_scheme_with_it(tmp_path: Path) -> None:
         assert resumed.first_rows([("c", "p120@example.com", 300), ("c", "p7@example.com", 301)]) == [120, 7]
     finally:
         resumed.close()
+
+
+def test_a_restored_filter_is_read_into_memory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a continuation restores the kept 64 MiB filter: held twice on the way in (the file's bytes, then a
+    # copy), a warm container's split peaked 128 MiB above the filter it keeps
+    monkeypatch.setattr(dedup, "BLOOM_BITS", 1 << 26)  # 8 MiB
+    monkeypatch.setattr(dedup, "KEEP_BLOOM_ROWS", 0)
+    kept: dict[str, bytes] = {}
+    first = SeenContacts(str(tmp_path), memory_rows=100)
+    _new_contacts(first, 1, 1_000)
+    names = first.snapshot(lambda name, path: kept.__setitem__(name, path.read_bytes()))
+    first.close()
+    assert any(name.startswith("bloom-") for name in names)
+    tracemalloc.start()
+    try:
+        resumed = SeenContacts.restore(names, lambda name, path: path.write_bytes(kept[name]), str(tmp_path))
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        assert resumed.first_rows([("c", "c7@example.com", 2_000)]) == [7]
+    finally:
+        resumed.close()
+    # the filter once, and a run's index read a block (2 MiB) at a time beside it
+    assert peak < (1 << 26) // 8 + (3 << 20)

@@ -187,10 +187,10 @@ class _Bloom:
     """BLOOM_BITS bits (a power of two), 3 probes: bits 0-28, 21-49 and 35-63 of the hash (for 2^29
     bits), tested and set for a whole array of keys at once."""
 
-    def __init__(self, bits: bytearray | None = None) -> None:
-        self.bits: Bytes = (
-            np.frombuffer(bits, dtype=np.uint8) if bits is not None else np.zeros(BLOOM_BITS // 8, np.uint8)
-        )
+    def __init__(self, bits: Bytes | bytearray | None = None) -> None:
+        if bits is None:
+            bits = np.zeros(BLOOM_BITS // 8, np.uint8)
+        self.bits: Bytes = np.frombuffer(bits, dtype=np.uint8) if isinstance(bits, bytearray) else bits
         size = len(self.bits) * 8
         if size & (size - 1):
             raise ValueError(f"a Bloom filter of {size} bits: the probes need a power of two")
@@ -393,7 +393,7 @@ class SeenContacts:
             path = seen._dir / name
             get(name, path)
             if name.startswith("bloom-"):
-                seen._bloom = _Bloom(bytearray(path.read_bytes()))
+                seen._bloom = _Bloom(np.fromfile(path, dtype=np.uint8))  # read once, not copied
                 path.unlink()
                 continue
             base = name.rsplit(".", 1)[0]
