@@ -18,7 +18,7 @@ from fanout_local.deploy import REPO
 
 pytestmark = pytest.mark.unit
 
-WATCHED = ("aws_xray_sdk", "httpx", "tenacity", "yaml", "phonenumbers")
+WATCHED = ("aws_xray_sdk", "httpx", "tenacity", "yaml", "phonenumbers", "numpy", "xxhash")
 _PROBE = """
 import json, sys
 import {module}
