@@ -12,6 +12,7 @@ from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -264,7 +265,7 @@ def test_a_merged_run_is_kept_under_a_new_name_and_either_checkpoint_restores(tm
 def test_the_filter_sets_the_bits_earlier_versions_set(tmp_path: Path) -> None:
     # a checkpoint written before a deploy is restored after it: its filter must still mean the same
     bits = 1 << 20
-    bloom = dedup._Bloom(bytearray(bits // 8))
+    bloom = dedup._Bloom(np.zeros(bits // 8, np.uint8))
     # and keys 0-7, whose first probes all set bits of one byte at once
     keys = [dedup.contact_hash("c", f"k{n}@x.se") for n in range(50)] + list(range(8))
     bloom.add_all(keys)
