@@ -7,10 +7,11 @@ one of them listed as a duplicate). A state kept before the keys were XXH3 has n
 names and goes on with blake2b keys, as it began (a split that checkpointed across a deploy).
 
 A batch of contacts (planning.BATCH_ROWS) is checked at once, in numpy: a Python loop a contact cost more
-than twice the whole check (3.97 against 1.76 µs a contact, `python -m bench.dedup_cost 1000000`). The newest `memory_rows` hashes live in memory, a sorted array beside the
-row that had each first. When it fills, it is spilled as a sorted run to a directory (/tmp): 12 bytes a
-row (the hash and the row number), with every FENCE-th hash kept in memory to find the page a hash
-would be on (read with pread, not mmap: the pages read stay out of the process's memory). A Bloom filter
+than twice the whole check (3.97 against 1.76 µs a contact, `python -m bench.dedup_cost 1000000`). The
+newest `memory_rows` hashes live in memory, a sorted array beside the row that had each first. When it
+fills, it is spilled as a sorted run to a directory (/tmp): 12 bytes a row (the hash and the row
+number), with every FENCE-th hash kept in memory to find the page a hash would be on (read with pread,
+not mmap: the pages read stay out of the process's memory). A Bloom filter
 over the spilled hashes (BLOOM_BITS, 3 probes, made at the first spill) answers "new" for almost every
 new contact without touching the runs; only its positives (real duplicates, and new contacts at a rate
 of about (1 - e^(-3n/BLOOM_BITS))^3: 1.4 % at 50M rows) are looked up, one page a run, largest run

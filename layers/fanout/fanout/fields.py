@@ -180,8 +180,8 @@ class HeaderMap:
 # Pragmatic syntax check: one @, no whitespace or control characters, a dotted domain of sane labels.
 # The local part: at most 64 characters, none of them an @, whitespace, a control character or RFC 5322
 # "specials" that need quoting; dots may not start or end it, nor come in pairs (RFC 5322 dot-atom).
-# Written as the characters it refuses, searched for: a third of the cost of matching the characters it
-# allows (the negated class with \s checks every character's Unicode category).
+# Written as the characters it refuses, searched for: less than half the cost of matching every character
+# against the class it allows (136 against 300 ns on the bench's addresses, timeit).
 _NOT_IN_LOCAL_PART = re.compile(r"[@\s\x00-\x1f\"(),:;<>\[\\\]]")
 # The domain: at most 253 characters, labels of letters, digits and inner hyphens, a top-level label of
 # letters.
