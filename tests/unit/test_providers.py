@@ -194,13 +194,36 @@ def test_a_mateo_deduplication_id_is_stable_per_job_and_row() -> None:
 
 @given(
     job=st.text(min_size=1, max_size=20),
-    row=st.integers(min_value=0, max_value=10**9),
+    rows=st.lists(st.integers(min_value=0, max_value=2**48 - 1), min_size=2, max_size=5, unique=True),
     purpose=st.sampled_from(["row", "message"]),
 )
-def test_a_row_uuid_is_the_uuid5_of_job_purpose_and_row(job: str, row: int, purpose: str) -> None:
-    # the ids already sent must never change: row_uuid is uuid5 of its namespace, however it computes it
-    namespace = uuid.UUID("6b3f2f0e-2d0c-4c6f-9a57-0f5a8c1d9e21")
-    assert row_uuid(job, row, purpose) == str(uuid.uuid5(namespace, f"{job}:{purpose}:{row}"))
+def test_row_uuids_are_rfc_uuids_that_tell_rows_jobs_and_purposes_apart(
+    job: str, rows: list[int], purpose: str
+) -> None:
+    ids = [row_uuid(job, row, purpose) for row in rows]
+
+    for row, text in zip(rows, ids, strict=True):
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # canonical: lower case, 8-4-4-4-12
+        assert (parsed.version, parsed.variant) == (8, uuid.RFC_4122)
+        assert parsed.int & (2**48 - 1) == row  # the row can be read back from the id
+    assert len(set(ids)) == len(ids)
+    other = "message" if purpose == "row" else "row"
+    assert {row_uuid(job, row, other) for row in rows}.isdisjoint(ids)
+    assert {row_uuid(job + "x", row, purpose) for row in rows}.isdisjoint(ids)
+    assert [row_uuid(job, row, purpose) for row in rows] == ids
+
+
+def test_a_row_uuid_is_fixed_by_job_purpose_and_row() -> None:
+    # the prefix is SHA-1 of the namespace, the job and the purpose: an id pinned here changes only when
+    # the rule does, and a test run after such a change says so
+    assert row_uuid("j-0123456789abcdef", 42) == "163ee086-ffa7-84c6-823c-00000000002a"
+
+
+@pytest.mark.parametrize("row", [-1, 2**48])
+def test_a_row_without_a_row_uuid_is_refused(row: int) -> None:
+    with pytest.raises(ValueError, match="has no row uuid"):
+        row_uuid("j-1", row)
 
 
 @pytest.mark.parametrize(

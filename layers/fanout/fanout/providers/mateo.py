@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
-from fanout.ids import row_uuid, row_uuids
+from fanout.ids import ROW_HEX, row_uuid, row_uuid_prefix
 from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json
 from fanout.providers.base import (
     Code,
@@ -75,7 +75,8 @@ def _item(contact: list[str], context: list[str]) -> str:
     """Source of the item's text, from `joined_source` pieces of its contact's and its context's members."""
     return joined_source(
         '{"deduplication_id":"',
-        Code("row_uuid(number)"),
+        Code("row_prefix"),  # row_uuid(job, number), inline
+        Code(f"number:0{ROW_HEX}x"),
         '","contact":{',
         *contact,
         '},"context":{',
@@ -188,7 +189,9 @@ class Mateo(Provider):
             "else:",
             *(f"    {line}" for line in names.any_row()),
         ]
-        return TextItemSource(_IDENTIFIERS, "c", tuple(lines), {"row_uuid": row_uuids(columns.job_id)})
+        return TextItemSource(
+            _IDENTIFIERS, "c", tuple(lines), {"row_prefix": row_uuid_prefix(columns.job_id)}
+        )
 
     def calls(
         self,
