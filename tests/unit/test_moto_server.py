@@ -208,3 +208,43 @@ def test_every_kind_of_update_action_still_applies(table: Any) -> None:
         "hits": 2,
         "tags": {"b"},
     }
+
+
+@pytest.fixture
+def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        patch_moto()
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        yield sqs, sqs.create_queue(QueueName="q")["QueueUrl"]
+
+
+def _receive(sqs: Any, url: str, visibility: int = 30) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility
+    ).get("Messages", [])
+    return found
+
+
+def test_a_message_is_deleted_by_any_handle_it_was_given_and_only_it(queue: tuple[Any, str]) -> None:
+    sqs, url = queue
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    first = {m["Body"]: m["ReceiptHandle"] for m in _receive(sqs, url, visibility=0)}
+    again = {m["Body"]: m["ReceiptHandle"] for m in _receive(sqs, url, visibility=0)}
+    assert set(first) == set(again) == {"a", "b", "c"}
+    assert first["b"] != again["b"]
+
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["b"])  # an older handle of the message
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["b"])  # deleting it again: no error, as at AWS
+    answer = sqs.delete_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": "c", "ReceiptHandle": again["c"]}, {"Id": "x", "ReceiptHandle": "not-a-handle"}],
+    )
+
+    assert [s["Id"] for s in answer["Successful"]] == ["c"]
+    assert [(f["Id"], f["Code"]) for f in answer["Failed"]] == [("x", "ReceiptHandleIsInvalid")]
+    assert [m["Body"] for m in _receive(sqs, url)] == ["a"]
+    with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
