@@ -61,7 +61,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.s3.exceptions import S3AccessDeniedError
 from moto.s3.models import FakeBucket, s3_backends
 from moto.secretsmanager.responses import SecretsManagerResponse
-from moto.sqs.exceptions import QueueDoesNotExist, ReceiptHandleIsInvalid
+from moto.sqs.exceptions import QueueDoesNotExist
 from moto.sqs.models import Queue, SQSBackend, sqs_backends
 from moto.utilities.arns import parse_arn
 from moto.utilities.utils import get_partition
@@ -202,27 +202,6 @@ def attribute_values_written_as_held() -> None:
         original(self, serialized, value, shape, key)
 
     BaseJSONSerializer._serialize_type_structure = serialize  # type: ignore[method-assign]
-
-
-def deletes_without_walking() -> None:
-    """DeleteMessage finds the message in one pass and removes it in place. moto's walks every message of
-    the queue twice (once to know the handle, once to rebuild the queue without it), so each of a
-    million-row job's 2,000 deletes cost O(queue length): a twentieth of moto's time while it sends. The
-    same answers: a handle deleted before is fine, one no message ever had is ReceiptHandleIsInvalid,
-    and every handle of the message deleted is remembered (a handle belongs to one message only)."""
-
-    def delete_message(self: Queue, receipt_handle: str) -> None:
-        if receipt_handle in self.deleted_messages:
-            return
-        messages = self._messages
-        at = next((i for i, m in enumerate(messages) if m.had_receipt_handle(receipt_handle)), None)
-        if at is None:
-            raise ReceiptHandleIsInvalid()
-        message = messages.pop(at)
-        self.pending_messages.discard(message)
-        self.deleted_messages.update(message.all_receipt_handles)  # type: ignore[arg-type]
-
-    Queue.delete_message = delete_message  # type: ignore[method-assign]
 
 
 def update_expressions_parsed_once() -> None:
@@ -854,7 +833,6 @@ def patch_moto() -> None:
     _PATCHED.set()
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     sends_without_counting()
-    deletes_without_walking()
     update_expressions_parsed_once()
     update_validation_remembered()
     conditions_parsed_once_per_request()
