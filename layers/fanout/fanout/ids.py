@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
 from functools import lru_cache
 
 # Namespace for row-derived uuids (Mateo deduplication_id and message id). Ids are staged with their
@@ -31,14 +30,16 @@ def row_uuid(job: str, row: int, purpose: str = "row") -> str:
     pair. The SHA-1 is taken once a job, not once a row: a uuid5 a row cost about a microsecond, a
     tenth of the split's work a row. Only the splitter makes these ids, once a row, and stages them with
     the item: a retry resends the staged id, so a change of this rule never changes an id staged or sent.
+    The splitter's row plan writes `row_uuid_prefix` and the row's ROW_HEX digits itself (the same text).
     """
     if not 0 <= row < 1 << ROW_BITS:
         raise ValueError(f"row {row} has no row uuid (0 to 2^{ROW_BITS} - 1)")
-    return row_uuids(job, purpose)(row)
+    return row_uuid_prefix(job, purpose) + format(row, f"0{ROW_HEX}x")
 
 
-# The row number's bits at the end of a row uuid, written as ROW_HEX hex digits. Any row of any file
-# fits: an S3 object holds at most 5 TB, so fewer than 2^42 rows of at least two bytes.
+# The row number's bits at the end of a row uuid, written as ROW_HEX hex digits: room for any file a
+# split can reach (2^48 rows at a few µs each would take decades; the duplicate check's run files
+# already hold row numbers in 32 bits).
 ROW_BITS = 48
 ROW_HEX = ROW_BITS // 4
 # The variant nibble of a uuid: its top two bits 10 (RFC 4122 and 9562), the low two kept.
@@ -47,19 +48,10 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 @lru_cache(maxsize=64)
 def row_uuid_prefix(job: str, purpose: str = "row") -> str:
-    """The row uuids' first 24 hex digits for this job and purpose, with the version and variant set."""
+    """A job's row uuids up to the row number: their first 20 hex digits (and four dashes), version and
+    variant set."""
     x = hashlib.sha1(_ROW_NAMESPACE.bytes + f"{job}:{purpose}".encode(), usedforsecurity=False).hexdigest()
     return f"{x[:8]}-{x[8:12]}-8{x[12:15]}-{_VARIANT[x[15]]}{x[16:19]}-"
-
-
-def row_uuids(job: str, purpose: str = "row") -> Callable[[int], str]:
-    """`row_uuid(job, row, purpose)` as a function of the row alone, for a loop over a job's rows."""
-    prefix, digits = row_uuid_prefix(job, purpose), f"0{ROW_HEX}x"
-
-    def of_row(row: int) -> str:
-        return prefix + format(row, digits)
-
-    return of_row
 
 
 def chunk_id(lane: str, number: int) -> str:
