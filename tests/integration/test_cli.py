@@ -77,6 +77,9 @@ def test_local_run_prints_a_summary_whose_counts_add_up_and_match_what_the_provi
         assert used["peak_mb"] <= used["limit_mb"] and used["killed_out_of_memory"] == 0, function
 
 
+# Slow (about 25 s on two cores): marked so the default run stays under ten minutes; CI runs it
+# with the slow suites.
+@pytest.mark.slow
 def test_a_failed_job_exits_non_zero_and_says_why(tmp_path: Path) -> None:
     bad = tmp_path / "all-bad.csv"
     bad.write_text("email,first_name\nnot-an-email,A\nalso bad,B\n@nope,C\n", encoding="utf-8")

@@ -422,6 +422,9 @@ def test_a_symplify_batch_is_sent_once_its_status_says_finished(stack: LocalStac
     assert len(got) == 20 and set(got.values()) == {1}
 
 
+# Slow (about 43 s on two cores): marked so the default run stays under ten minutes; CI runs it
+# with the slow suites.
+@pytest.mark.slow
 def test_a_used_up_daily_quota_is_waited_out_and_the_job_completes(stack: LocalStack, tmp_path: Path) -> None:
     # Mateo's quota clock frozen 6 s before a UTC midnight and the emulator's named option that adds a
     # Retry-After to its limits' 429s (no document shows one; without it the sender waits for the next

@@ -15,7 +15,9 @@ from fanout_local import cfn_yaml
 from fanout_local.deploy import TEMPLATE
 from fanout_local.stack import LocalStack, StackSettings
 
-pytestmark = pytest.mark.integration
+# Slow (about 80 s on two cores, mostly deploying its two stacks): marked so the default run stays under
+# ten minutes; CI runs it with the slow suites.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WORKSHOP_TARGET = "jrn_welcome"
 

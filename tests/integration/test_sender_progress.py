@@ -14,7 +14,9 @@ import pytest
 from fanout_local.stack import LocalStack
 from tests.support import enrolments, rows_csv
 
-pytestmark = pytest.mark.integration
+# Slow (about 30 s on two cores): marked so the default run stays under ten minutes; CI runs it with the
+# slow suites.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHANNEL = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 

@@ -173,6 +173,9 @@ def stage_job(cfg: SenderConfig, store: DynamoJobStore, contacts: int, per_chunk
     return messages
 
 
+# Slow (about 21 s for both): marked so the default run stays under ten minutes; CI runs it with the slow
+# suites.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "contract_contacts",
     [None, 1_000_000],
