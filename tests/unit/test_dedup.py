@@ -357,7 +357,7 @@ def test_a_new_state_keeps_its_key_scheme_with_it(tmp_path: Path) -> None:
 
 def test_a_restored_filter_is_read_into_memory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a continuation restores the kept 64 MiB filter: held twice on the way in (the file's bytes, then a
-    # copy), a warm container's split peaked 128 MiB above the filter it keeps
+    # copy), its restore peaked at twice the filter
     monkeypatch.setattr(dedup, "BLOOM_BITS", 1 << 26)  # 8 MiB
     monkeypatch.setattr(dedup, "KEEP_BLOOM_ROWS", 0)
     kept: dict[str, bytes] = {}

@@ -30,18 +30,17 @@ def row_uuid(job: str, row: int, purpose: str = "row") -> str:
     pair. The SHA-1 is taken once a job, not once a row: a uuid5 a row cost about a microsecond, a
     tenth of the split's work a row. Only the splitter makes these ids, once a row, and stages them with
     the item: a retry resends the staged id, so a change of this rule never changes an id staged or sent.
-    The splitter's row plan writes `row_uuid_prefix` and the row's ROW_HEX digits itself (the same text).
+    The splitter's row plan writes `row_uuid_prefix` and the row as ROW_DIGITS itself (the same text).
     """
     if not 0 <= row < 1 << ROW_BITS:
         raise ValueError(f"row {row} has no row uuid (0 to 2^{ROW_BITS} - 1)")
-    return row_uuid_prefix(job, purpose) + format(row, f"0{ROW_HEX}x")
+    return row_uuid_prefix(job, purpose) + format(row, ROW_DIGITS)
 
 
-# The row number's bits at the end of a row uuid, written as ROW_HEX hex digits: room for any file a
-# split can reach (2^48 rows at a few µs each would take decades; the duplicate check's run files
-# already hold row numbers in 32 bits).
+# The row number's bits at the end of a row uuid: room for any file a split can reach (2^48 rows at a few
+# µs each would take decades; the duplicate check's run files already hold row numbers in 32 bits).
 ROW_BITS = 48
-ROW_HEX = ROW_BITS // 4
+ROW_DIGITS = f"0{ROW_BITS // 4}x"  # the format spec that writes them: 12 hex digits, zero-padded
 # The variant nibble of a uuid: its top two bits 10 (RFC 4122 and 9562), the low two kept.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fanout import fields
 from fanout.destinations import Destination
-from fanout.ids import ROW_HEX, row_uuid, row_uuid_prefix
+from fanout.ids import ROW_DIGITS, row_uuid, row_uuid_prefix
 from fanout.models import Contact, Outcome, RowState, StagedRow, Verdict, compact_json
 from fanout.providers.base import (
     Code,
@@ -76,7 +76,7 @@ def _item(contact: list[str], context: list[str]) -> str:
     return joined_source(
         '{"deduplication_id":"',
         Code("row_prefix"),  # row_uuid(job, number), inline
-        Code(f"number:0{ROW_HEX}x"),
+        Code(f"number:{ROW_DIGITS}"),
         '","contact":{',
         *contact,
         '},"context":{',
