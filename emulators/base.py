@@ -189,7 +189,18 @@ class Emulator:
 
     def record(self, target: str, identity: str, times: int = 1) -> None:
         """Count an actual enrolment/message of ``identity`` at ``target``."""
-        self.targets.setdefault(str(target), Counter())[identity] += times
+        self._counts(target)[identity] += times
+
+    def record_all(self, target: str, identities: list[str]) -> None:
+        """Count one enrolment of each of ``identities`` at ``target`` (a batch's, at once)."""
+        self._counts(target).update(identities)
+
+    def _counts(self, target: str) -> Counter[str]:
+        key = str(target)
+        counts = self.targets.get(key)
+        if counts is None:
+            counts = self.targets[key] = Counter()
+        return counts
 
     def received(self) -> dict[str, Any]:
         """The observation document served at GET /_emulator/received."""

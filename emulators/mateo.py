@@ -184,6 +184,7 @@ def _contact_schema() -> dict[str, str]:
 
 
 CONTACT_SCHEMA: dict[str, str] = _contact_schema()
+_ALLOWED_VALUES: dict[str, tuple[str, ...]] = {"health": HEALTH_VALUES, "transactional": TRANSACTIONAL_VALUES}
 
 
 def documented_limits(settings: FaultSettings | None = None) -> FaultSettings:
@@ -242,7 +243,7 @@ def _check_contact_field(where: str, kind: str, value: Any) -> None:
     if not ok:
         expected = "string" if kind in ("health", "transactional") else kind
         raise _bad(f"{where} must be a {expected}, got {_type_name(value)}")
-    allowed = {"health": HEALTH_VALUES, "transactional": TRANSACTIONAL_VALUES}.get(kind)
+    allowed = _ALLOWED_VALUES.get(kind)
     if allowed and value not in allowed:
         raise _bad(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
 
@@ -257,6 +258,8 @@ def validate_contact(where: str, contact: Any) -> None:
             raise _bad(
                 f"{where}.{field}: unknown contact field '{field}'", "see the contact schema of the API"
             )
+        if kind == "string" and type(value) is str:
+            continue  # the usual field, valid as it is: no path text built for it
         _check_contact_field(f"{where}.{field}", kind, value)
 
 
@@ -591,18 +594,17 @@ class MateoEmulator(Emulator):
             return self._mateo_error(exc)
         seen = self.dedup.setdefault(journey_id, set())
         running = self.running.setdefault(journey_id, set())
-        queued = 0
+        enrolled = []
         for item in items:
             dedup_id = item.get("deduplication_id")
             if dedup_id is not None:
                 if dedup_id in seen:
                     continue  # Mateo does not enrol the same deduplication_id twice
                 seen.add(dedup_id)
-            queued += 1
-            identity = contact_identity(item)
-            running.add(identity)
-            self.record(journey_id, identity)
-        return JSONResponse({"success": True, "queued_count": queued})
+            enrolled.append(contact_identity(item))
+        running.update(enrolled)
+        self.record_all(journey_id, enrolled)
+        return JSONResponse({"success": True, "queued_count": len(enrolled)})
 
     async def journey_execution(self, request: Request) -> Response:
         """POST /api/v1/journey_execution: one contact, 202 with the execution and contact ids."""
