@@ -147,7 +147,7 @@ def serialised(
 def waits_unlocked(lock: threading.Lock) -> None:
     """An SQS long poll (ReceiveMessage with WaitTimeSeconds) waits inside moto for up to its timeout: it
     gives the lock back while it waits, or every request would queue behind every idle poller (the event
-    runner long-polls each queue every second) and a message sent meanwhile could not even arrive."""
+    runner long-polls every queue, one 20 s poll after another) and a message sent meanwhile could not even arrive."""
     original = Queue.wait_for_messages
 
     def wait_for_messages(self: Queue, timeout: int) -> None:

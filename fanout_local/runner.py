@@ -20,12 +20,34 @@ from typing import Any
 
 from fanout_local.lambda_worker import FunctionError, Worker
 
-# Long polls, as Lambda's pollers make them: an empty queue costs one request a wait rather than one every
-# fifth of a second per poller (two dozen pollers, most of them on queues that stay empty, were as many
-# requests to the one-at-a-time moto server as a job's own calls). moto gives its lock back while a long
-# poll waits (moto_server.waits_unlocked), and a message sent meanwhile is received at once. Short, so a
-# stopped stack's pollers end within it.
-POLL_WAIT_SECONDS = 1
+# Long polls of SQS's longest wait, as Lambda's pollers make them: an empty queue costs one request every
+# 20 s per poller. moto gives its lock back while a long poll waits (moto_server.waits_unlocked), and a
+# message sent meanwhile is received at once. At 1 s, the two dozen pollers of a stack, most of them on
+# queues that stay empty, cost a fifth of a core between them when idle (runner and moto, 3.2 CPU-s in
+# 20 s, /proc): a fifth of the two cores the 1M-contact benchmark shares with the job itself. A stopped
+# stack does not wait for a poller in a long poll (`LongPolling.waiting`): it ends when moto stops.
+POLL_WAIT_SECONDS = 20
+
+
+class LongPolling:
+    """A queue-polling thread's long poll, and what it tells `LocalStack.stop`: whether it only waits in
+    one (nothing of its own in flight, so nothing to wait for) or is handling what it received.
+
+    `poll_sqs` makes the long polls (default: the thread's own client). The stack's does not retry: a poll
+    cut short by a stopping moto fails at once, and the halted thread ends rather than calling again,
+    perhaps on a port a later stack's moto has taken."""
+
+    waiting = False
+    _poll_sqs: Any = None
+
+    def _long_poll(self, **params: Any) -> list[dict[str, Any]]:
+        """The messages of one ReceiveMessage call; `waiting` while it is made."""
+        self.waiting = True
+        try:
+            messages: list[dict[str, Any]] = self._poll_sqs.receive_message(**params).get("Messages", [])
+        finally:
+            self.waiting = False
+        return messages
 
 
 @dataclass(frozen=True)
@@ -54,7 +76,7 @@ def sqs_record(message: dict[str, Any], source: SqsSource) -> dict[str, Any]:
     }
 
 
-class SqsPoller(threading.Thread):
+class SqsPoller(LongPolling, threading.Thread):
     """Polls one queue for one worker (one unit of the mapping's maximum concurrency)."""
 
     def __init__(
@@ -64,9 +86,12 @@ class SqsPoller(threading.Thread):
         worker: Worker,
         stop: threading.Event,
         wait_seconds: int = POLL_WAIT_SECONDS,
+        *,
+        poll_sqs: Any = None,
     ) -> None:
         super().__init__(daemon=True, name=f"poll-{worker.spec.logical_id}")
         self._sqs = sqs
+        self._poll_sqs = poll_sqs or sqs
         self._source = source
         self._worker = worker
         self._halt = stop
@@ -84,14 +109,13 @@ class SqsPoller(threading.Thread):
 
     def poll_once(self) -> int:
         """Receive one batch and invoke the function with it; returns how many messages it held."""
-        answer = self._sqs.receive_message(
+        messages = self._long_poll(
             QueueUrl=self._source.queue_url,
             MaxNumberOfMessages=min(10, self._source.batch_size),
             WaitTimeSeconds=self._wait,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-        messages = answer.get("Messages", [])
         if not messages:
             return 0
         event = {"Records": [sqs_record(m, self._source) for m in messages]}
@@ -126,7 +150,7 @@ LAMBDA_ASYNC_RETRY_DELAYS = (60, 120)  # seconds Lambda waits before its two ret
 ATTEMPT = "fanout-local-attempt"  # message attribute: which attempt a queued event is
 
 
-class AsyncInvoker(threading.Thread):
+class AsyncInvoker(LongPolling, threading.Thread):
     """Lambda's asynchronous invocation of the splitter, fed by its local event queue.
 
     A failed event is not retried on the spot: it goes back on the queue with a delay (Lambda's own
@@ -144,9 +168,12 @@ class AsyncInvoker(threading.Thread):
         stop: threading.Event,
         retry_delays: tuple[int, ...] = LAMBDA_ASYNC_RETRY_DELAYS,
         wait_seconds: int = POLL_WAIT_SECONDS,
+        *,
+        poll_sqs: Any = None,
     ) -> None:
         super().__init__(daemon=True, name=f"async-{worker.spec.logical_id}")
         self._sqs = sqs
+        self._poll_sqs = poll_sqs or sqs
         self._queue = queue_url
         self._worker = worker
         self._retries = retries
@@ -165,13 +192,12 @@ class AsyncInvoker(threading.Thread):
                 self._halt.wait(0.5)
 
     def poll_once(self) -> int:
-        answer = self._sqs.receive_message(
+        messages = self._long_poll(
             QueueUrl=self._queue,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=self._wait,
             MessageAttributeNames=[ATTEMPT],
         )
-        messages = answer.get("Messages", [])
         for message in messages:
             attempt = int(message.get("MessageAttributes", {}).get(ATTEMPT, {}).get("StringValue", "1"))
             try:

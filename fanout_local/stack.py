@@ -36,7 +36,13 @@ from fanout_local.aws_faults import parse_fault_rates
 from fanout_local.deployed import DeployedFunction, DeployedStack
 from fanout_local.lambda_worker import FunctionSpec, Worker
 from fanout_local.moto_server import async_queue_name
-from fanout_local.runner import LAMBDA_ASYNC_RETRY_DELAYS, AsyncInvoker, SqsPoller, SqsSource
+from fanout_local.runner import (
+    LAMBDA_ASYNC_RETRY_DELAYS,
+    POLL_WAIT_SECONDS,
+    AsyncInvoker,
+    SqsPoller,
+    SqsSource,
+)
 
 REPO = deploy.REPO
 ACCOUNT = "123456789012"
@@ -45,6 +51,7 @@ ACCOUNT = "123456789012"
 BOOTSTRAP_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap"}
 DEPLOYER = "journey-fanout-deployer"
 UNLIMITED_DAILY_QUOTAS = {"DAILY_REQUEST_QUOTA": "0", "DAILY_CONTACT_QUOTA": "0"}  # 0: no daily quota
+STOP_GRACE_SECONDS = 3.0  # how long a stopping stack lets its pollers finish the batches they handle
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 # The emulators' demo tokens (emulators/fixtures/default.json); the local secrets carry them.
@@ -182,8 +189,12 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        # A poller handling a batch finishes it (3 s in all); one waiting in a long poll has nothing in
+        # flight and ends once moto stops, below (its poll client does not retry).
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for thread in self._threads:
-            thread.join(timeout=3)
+            while thread.is_alive() and not getattr(thread, "waiting", False) and time.monotonic() < deadline:
+                thread.join(0.05)
         for workers in self.workers.values():
             for worker in workers:
                 worker.kill()
@@ -195,6 +206,8 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 process.kill()
         self._processes.clear()
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline + STOP_GRACE_SECONDS - time.monotonic()))
 
     # -- AWS (moto server) -------------------------------------------------------------------------
     def aws_env(self) -> dict[str, str]:
@@ -220,6 +233,19 @@ class LocalStack:
             service,
             endpoint_url=self.endpoint,
             config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=30),
+        )
+
+    def _poll_client(self) -> Any:
+        """The pollers' client for their long polls: one attempt a call (a poller polls again by itself),
+        and a read timeout past the longest poll."""
+        return self.session().client(
+            "sqs",
+            endpoint_url=self.endpoint,
+            config=Config(
+                retries={"total_max_attempts": 1},
+                read_timeout=POLL_WAIT_SECONDS + 10,
+                max_pool_connections=50,
+            ),
         )
 
     def _start_moto(self) -> None:
@@ -460,6 +486,7 @@ class LocalStack:
         assert self.deployed is not None
         deployed = self.deployed
         specs = self.function_specs()
+        poll_sqs = self._poll_client()
         for logical, spec in specs.items():
             config = deployed.async_config(logical)
             if logical not in self._async_targets():
@@ -480,6 +507,7 @@ class LocalStack:
                     on_failure,
                     self._stop,
                     self.settings.async_retry_delays,
+                    poll_sqs=poll_sqs,
                 )
             )
         for source in deployed.event_sources:
@@ -496,7 +524,9 @@ class LocalStack:
             for _ in range(min(source.max_concurrency, self.settings.concurrency)):
                 worker = Worker(source_spec, self.log_dir)
                 self.workers.setdefault(source.function_logical_id, []).append(worker)
-                self._threads.append(SqsPoller(self.client("sqs"), mapping, worker, self._stop))
+                self._threads.append(
+                    SqsPoller(self.client("sqs"), mapping, worker, self._stop, poll_sqs=poll_sqs)
+                )
         for thread in self._threads:
             thread.start()
 

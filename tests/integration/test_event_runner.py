@@ -416,3 +416,38 @@ def test_an_idle_poller_long_polls_instead_of_asking_five_times_a_second(
         stop.set()
         thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_a_halted_poller_cut_off_in_a_long_poll_ends_without_polling_again(
+    make_queue: Any, make_recorder: Any
+) -> None:
+    """A stopping stack does not wait out 20 s long polls: a poller says it is only waiting (nothing in
+    flight); when moto stops under it, its poll fails and the halted poller ends without another call,
+    which could otherwise reach a later stack's moto on the same port."""
+    queue, recorder = make_queue(), make_recorder()
+    source = SqsSource(queue.url, queue.arn, 10, partial_batch=True, region=REGION)
+    in_poll, cut = threading.Event(), threading.Event()
+    waits: list[int] = []
+
+    class CutOff:
+        def receive_message(self, **request: Any) -> Any:
+            waits.append(request["WaitTimeSeconds"])
+            in_poll.set()
+            cut.wait(10)
+            raise ConnectionResetError("moto stopped")
+
+    stop = threading.Event()
+    thread = SqsPoller(object(), source, recorder.worker, stop, poll_sqs=CutOff())
+    thread.start()
+    try:
+        assert in_poll.wait(5)
+        assert thread.waiting
+        stop.set()
+        cut.set()
+        thread.join(timeout=2)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+        cut.set()
+    assert waits == [20]  # one long poll of SQS's longest wait, and no call after it failed
+    assert not thread.waiting
