@@ -23,9 +23,10 @@ from fanout_local.lambda_worker import FunctionError, Worker
 # Long polls of SQS's longest wait, as Lambda's pollers make them: an empty queue costs one request every
 # 20 s per poller. moto gives its lock back while a long poll waits (moto_server.waits_unlocked), and a
 # message sent meanwhile is received at once. At 1 s, the two dozen pollers of a stack, most of them on
-# queues that stay empty, cost a fifth of a core between them when idle (runner and moto, 3.2 CPU-s in
-# 20 s, /proc): a fifth of the two cores the 1M-contact benchmark shares with the job itself. A stopped
-# stack does not wait for a poller in a long poll (`LongPolling.waiting`): it ends when moto stops.
+# queues that stay empty, cost a sixth of a core between them when idle (runner and moto, 3.2 CPU-s in
+# 20 s, /proc; 0.55 at 20 s), CPU the 1M-contact benchmark's job lacked on the two cores it shares with
+# them. A stopped stack does not wait for a poller in a long poll (`LongPolling.waiting`): it ends when
+# moto stops.
 POLL_WAIT_SECONDS = 20
 
 
