@@ -14,6 +14,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fanout.config import SplitterConfig
 from fanout.destinations import Destination
@@ -86,6 +88,28 @@ def test_two_jobs_recording_at_once_both_land(splitter_config: SplitterConfig) -
         ("j-b", "2026-11-02"),
         ("j-c", "2026-11-03"),
     ]
+
+
+# Hashes from a small range, so that jobs share contacts and repeat them; the top bit set too (unsigned).
+_HASHES = st.lists(st.integers(0, 40) | st.integers(2**64 - 8, 2**64 - 1), max_size=60)
+
+
+@given(st.lists(_HASHES, min_size=1, max_size=4))
+def test_jobs_recorded_one_after_another_hold_each_contact_once_with_its_first_job(
+    jobs: list[list[int]],
+) -> None:
+    """Whatever order and repeats a job's contacts come in, the record holds each contact once, sorted,
+    under the first job that sent it (the model: a dict filled job by job)."""
+    known = SentContacts()
+    first: dict[int, int] = {}
+    for index, sent in enumerate(jobs):
+        known = known.merged(f"j-{index}", "2026-11-30", array("Q", sent))
+        for value in sent:
+            first.setdefault(value, index)
+
+    assert list(known.hashes) == sorted(first)
+    assert list(known.job_of) == [first[value] for value in sorted(first)]
+    assert [job for job, _ in known.jobs] == [f"j-{index}" for index in range(len(jobs))]
 
 
 def test_a_million_known_contacts_cost_seconds_and_tens_of_mb() -> None:

@@ -6,9 +6,9 @@ that exports its whole segment every night enrols only the people who joined sin
 The object (`state/sent/<destination>/<target>.bin`): MAGIC, a 4-byte length and a JSON list of
 [job_id, date] pairs, then N sorted unsigned 64-bit hashes, then N 32-bit indexes into that list, all
 little-endian. A million contacts take 12 MB; a lookup is a binary search over the hashes as they lie in
-memory (no Python object per contact), and recording a job's contacts is one merge pass over the old and
-new hashes, written back only if no other job wrote in between (S3 If-Match / If-None-Match), else
-merged again.
+memory (no Python object per contact), and recording a job's contacts is a numpy merge of the old and
+new hashes (sort, search, insert), written back only if no other job wrote in between (S3 If-Match /
+If-None-Match), else merged again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass, field
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -91,32 +92,40 @@ class SentContacts:
         return cls(jobs, hashes, job_of)
 
     def merged(self, job_id: str, date: str, new: array) -> SentContacts:
-        """These contacts and `new` (sorted hashes sent by `job_id` on `date`, repeats allowed), in one pass:
-        runs of known hashes are copied whole between the places the new ones go; a contact known already
-        keeps its first job, and a repeat in `new` is held once."""
+        """These contacts and `new` (hashes sent by `job_id` on `date`, any order, repeats allowed), a
+        batch at a time in numpy: a contact known already keeps its first job, and a repeat in `new` is
+        held once. (A Python pass with a binary search per new hash, after sorting them as Python ints,
+        took 0.64 s of CPU for a million-contact job's first record and 1.41 s for its second.)"""
+        import numpy  # at a job's settle, not at cold start
+
         jobs = [*self.jobs, (job_id, date)]
-        index = len(jobs) - 1
-        old, old_jobs = self.hashes, self.job_of
-        hashes, job_of = array("Q"), array("I")
-        view = memoryview(old)
-        done = 0
-        previous = None
-        for value in new:
-            if value == previous:
-                continue
-            previous = value
-            at = bisect.bisect_left(view, value, done)
-            if at > done:
-                hashes.extend(old[done:at])
-                job_of.extend(old_jobs[done:at])
-                done = at
-            if at < len(old) and old[at] == value:
-                continue  # known: copied with the next run
-            hashes.append(value)
-            job_of.append(index)
-        hashes.extend(old[done:])
-        job_of.extend(old_jobs[done:])
-        return SentContacts(jobs, hashes, job_of)
+        old = _as_numpy(self.hashes)
+        fresh = _sorted_once(_as_numpy(new))
+        at = numpy.searchsorted(old, fresh)
+        known = at < len(old)
+        known[known] = old[at[known]] == fresh[known]
+        added, where = fresh[~known], at[~known]
+        hashes = numpy.insert(old, where, added)
+        job_of = numpy.insert(_as_numpy(self.job_of), where, len(jobs) - 1)
+        return SentContacts(jobs, array("Q", hashes.tobytes()), array("I", job_of.tobytes()))
+
+
+def _sorted_once(values: Any) -> Any:
+    """`values` sorted, each once (numpy's sort and a mask: `numpy.unique` took 0.58 s on a million
+    hashes where these take 0.01)."""
+    import numpy
+
+    ordered = numpy.sort(values)
+    first = numpy.ones(len(ordered), dtype=bool)
+    numpy.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
+
+
+def _as_numpy(values: array) -> Any:
+    """`values` as a numpy array over the same memory (no copy): unsigned integers of its item size."""
+    import numpy
+
+    return numpy.frombuffer(values, dtype=numpy.dtype(f"=u{values.itemsize}"))
 
 
 def load(bucket: str, destination: str, target: str) -> tuple[SentContacts, str | None]:
@@ -134,15 +143,12 @@ def record(bucket: str, destination: str, target: str, job_id: str, date: str, i
 
     Read, merge, write only if the object is still the one read; another job's write in between means
     read and merge again."""
-    # sorted, repeats and all (merged holds each once): a set first made a million-contact job's sort
-    # take 0.86 s rather than 0.50
-    new = array("Q", sorted(identities))
-    if not new:
+    if not identities:
         return
     s3 = client("s3")
     for _ in range(RECORD_ATTEMPTS):
         known, etag = load(bucket, destination, target)
-        body = known.merged(job_id, date, new).to_bytes()
+        body = known.merged(job_id, date, identities).to_bytes()
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             s3.put_object(Bucket=bucket, Key=state_key(destination, target), Body=body, **condition)
