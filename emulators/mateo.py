@@ -230,8 +230,9 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _check_contact_field(where: str, kind: str, value: Any) -> None:
-    """Raise 400 unless ``value`` fits the contact field kind."""
+def _check_contact_field(where: str, field: str, kind: str, value: Any) -> None:
+    """Raise 400 unless ``value`` fits the contact field kind; the error names ``where.field`` (the path is
+    written only for an error: most fields of most items are valid strings)."""
     if kind == "any":
         return
     if kind == "number":
@@ -242,10 +243,10 @@ def _check_contact_field(where: str, kind: str, value: Any) -> None:
         ok = isinstance(value, str)
     if not ok:
         expected = "string" if kind in ("health", "transactional") else kind
-        raise _bad(f"{where} must be a {expected}, got {_type_name(value)}")
+        raise _bad(f"{where}.{field} must be a {expected}, got {_type_name(value)}")
     allowed = _ALLOWED_VALUES.get(kind)
     if allowed and value not in allowed:
-        raise _bad(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
+        raise _bad(f"{where}.{field} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def validate_contact(where: str, contact: Any) -> None:
@@ -258,9 +259,7 @@ def validate_contact(where: str, contact: Any) -> None:
             raise _bad(
                 f"{where}.{field}: unknown contact field '{field}'", "see the contact schema of the API"
             )
-        if kind == "string" and type(value) is str:
-            continue  # the usual field, valid as it is: no path text built for it
-        _check_contact_field(f"{where}.{field}", kind, value)
+        _check_contact_field(where, field, kind, value)
 
 
 def validate_batch(body: Any) -> tuple[str, list[dict[str, Any]]]:
