@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def test_an_idle_stack_asks_each_empty_queue_once_a_long_poll(
     local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    empty_answers: Counter[int] = Counter()  # by thread: a source's two pollers share a thread name
+    empty_answers: Counter[int] = Counter()  # by thread: the pollers of one function share a thread name
     original = BaseClient._make_api_call  # type: ignore[attr-defined]
 
     def counted(client: Any, operation: str, params: dict[str, Any]) -> Any:
