@@ -313,3 +313,56 @@ def test_a_float_of_a_json_row_is_read_as_a_file_float() -> None:
     assert type(row.fields["score"]) is FileFloat and row.fields["score"] == 1e-05
     assert type(row.fields["n"]) is int
     assert compact_row_json(row.fields) == json.dumps(row.fields, separators=(",", ":"))
+
+
+class Recorded:
+    """A ChunkSink that keeps each cut chunk's id and lines."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[str, list[str]]] = []
+
+    def add(self, chunk_id: str, rows: int, data: bytes) -> None:
+        lines = data.decode().splitlines()
+        assert len(lines) == rows
+        self.chunks.append((chunk_id, lines))
+
+    def finish(self) -> None:
+        return None
+
+
+@PROPERTY_SETTINGS
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=400), max_size=60),
+    max_items=st.integers(min_value=1, max_value=12),
+    max_body=st.integers(min_value=300, max_value=2_500),
+    batch=st.integers(min_value=1, max_value=25),
+)
+def test_a_batch_of_staged_lines_is_chunked_as_the_same_lines_one_by_one(
+    sizes: list[int], max_items: int, max_body: int, batch: int
+) -> None:
+    # the row plan's rows go to the planner a batch at a time (add_lines); the cut must fall where
+    # adding them one at a time (add_line) puts it, and the same rows be refused as too large
+    provider = tiny_altcraft(max_items, max_body)
+    planned = [
+        (n, f"id{n}", f'{{"row":{n},"v":"{"x" * size}"}}', size + 20) for n, size in enumerate(sizes, 1)
+    ]
+
+    def staged(batched: bool) -> tuple[list[tuple[str, list[str]]], list[Rejection]]:
+        sink = Recorded()
+        planner = ChunkPlanner(provider, "j-1", "", lambda chunk: None, sink=sink)
+        refused: list[Rejection] = []
+        if batched:
+            for start in range(0, len(planned), batch):
+                refused += planner.add_lines("c", planned[start : start + batch])
+        else:
+            for row, _identity, line, size in planned:
+                if (too_big := planner.add_line("c", row, line, size)) is not None:
+                    refused.append(too_big)
+        planner.finish()
+        return sink.chunks, refused
+
+    one_by_one = staged(batched=False)
+    assert staged(batched=True) == one_by_one
+    assert [row for _, lines in one_by_one[0] for row in lines] == [
+        line for n, _, line, size in planned if size <= max_body - 160
+    ]

@@ -11,7 +11,7 @@ Chunks are packed into staged objects of about STAGED_OBJECT_BYTES, each chunk o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -165,19 +165,37 @@ class ChunkPlanner:
     def add_line(self, lane: str, row: int, line: str, size: int) -> Rejection | None:
         """`add` for a staged line already written (`staged_line`), whose item takes `size` bytes of a
         request body (its JSON text and the comma between items)."""
+        rejected = self.add_lines(lane, ((row, "", line, size),))
+        return rejected[0] if rejected else None
+
+    def add_lines(self, lane: str, planned: Iterable[tuple[int, str, str, int]]) -> list[Rejection]:
+        """`add_line` for each (row, identity, staged line, size) of `planned`, in order, all of one lane
+        (a row plan's batch: one call, not one a row); the rows rejected as too large, in order."""
         max_body = self._max_body
-        if max_body is not None and size > max_body:
-            return Rejection(row, f"row is larger than one {self._provider.destination.value} request may be")
         state = self._lanes.get(lane)
         if state is None:
             state = self._lanes[lane] = _Lane(self._max_items(lane))
-        if len(state.lines) >= state.max_items or (
-            max_body is not None and state.body_bytes + size > max_body
-        ):
-            self._cut(lane, state)
-        state.lines.append(line)
-        state.body_bytes += size
-        return None
+        lines, body, max_items = state.lines, state.body_bytes, state.max_items
+        rejected: list[Rejection] = []
+        for row, _identity, line, size in planned:
+            if max_body is not None:
+                if size > max_body:
+                    rejected.append(self._too_large(row))
+                    continue
+                full = len(lines) >= max_items or body + size > max_body
+            else:
+                full = len(lines) >= max_items
+            if full:
+                state.body_bytes = body
+                self._cut(lane, state)
+                lines, body = state.lines, 0
+            lines.append(line)
+            body += size
+        state.body_bytes = body
+        return rejected
+
+    def _too_large(self, row: int) -> Rejection:
+        return Rejection(row, f"row is larger than one {self._provider.destination.value} request may be")
 
     def _cut(self, lane: str, state: _Lane) -> None:
         if not state.lines:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,7 +16,7 @@ from fanout.models import Contact, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow, TextRow
-from fanout.validation import PlannedRow, RowValidator, duplicate
+from fanout.validation import PlannedRow, RowPlan, RowValidator, duplicate
 
 if TYPE_CHECKING:
     from fanout.dedup import Get, SeenContacts
@@ -51,7 +52,6 @@ def plan_some(
     reject: Callable[[Rejection], None],
     accept: Callable[[Any], None] | None = None,
     progress: Callable[[int], None] | None = None,
-    progress_every: int = 10_000,
     seen: SeenContacts | None = None,
     stop: Callable[[], bool] | None = None,
     text_rows: bool = False,
@@ -59,49 +59,115 @@ def plan_some(
 ) -> Planned:
     """Plan rows; each ends either staged in a chunk (and passed to `accept`) or rejected.
 
-    `text_rows`: every row's fields are `columns`, in order, all text (a CSV file): validated faster.
-    `stop()` is asked after each batch: when True, planning ends there, at a chunk boundary (every open
-    chunk is cut and staged), and `Planned.stopped` says rows may remain (a split that must continue).
+    Rows are read and handled a batch of BATCH_ROWS at a time, in file order. `text_rows`: every row's
+    fields are `columns`, in order, all text (a CSV file): validated faster. After each batch,
+    `progress(rows_read)` is called (the splitter renews its lease there) and `stop()` asked: when True,
+    planning ends there, at a chunk boundary (every open chunk is cut and staged), and `Planned.stopped`
+    says rows may remain (a split that must continue).
 
-    `progress(rows_read)` is called every `progress_every` rows (the splitter renews its lease there).
     `skip(identity)`: why a valid, first-seen contact is not to be sent (only-new), or None to send it.
-    Returns how many rows were read. Memory stays flat: rows stream through (a batch of BATCH_ROWS at a
-    time, handled in file order), chunks go to the planner's writers as they fill, and the duplicate
-    check spills to disk. `seen`: the duplicate state to go on with (a continued split), kept open.
+    Memory stays flat: rows stream through, chunks go to the planner's writers as they fill, and the
+    duplicate check spills to disk. `seen`: the duplicate state to go on with (a continued split), kept
+    open.
     """
     validator = RowValidator(route, provider, columns, text_rows)
     # A CSV file's rows that pass take its compiled row plan (one call a row, straight to the staged line);
     # every other row, and every row of a file without one, is validated and mapped as a Contact.
     compiled = validator.row_plan(job_id) if text_rows and accept is None else None
-    plan_lane, row_plan = compiled if compiled is not None else ("", None)
     own_seen = seen is None
     if seen is None:
         seen = seen_contacts()
-    batch: list[Contact | Rejection | PlannedRow] = []
+    stage = _Stager(provider, route, job_id, planner, reject, accept, seen, skip, compiled)
+    validate = validator.validate
 
-    def stage_planned(planned_rows: list[PlannedRow]) -> None:
-        """`stage_batch` for a batch of planned rows only (the usual one) and no only-new filter."""
-        add_line = planner.add_line
-        firsts = seen.first_rows_in(plan_lane, map(_IDENTITY, planned_rows), map(_ROW, planned_rows))
-        for (row, identity, line, size), first in zip(planned_rows, firsts, strict=True):
+    def checked(raw: RawRow | TextRow) -> Contact | Rejection:
+        if type(raw) is tuple:  # a TextRow the row plan did not take, or a file without one
+            number, cells, size = raw
+            return validate(RawRow(number, dict(zip(columns, cells, strict=True)), None, size))
+        return validate(cast(RawRow, raw))
+
+    row_plan = compiled[1] if compiled is not None else None
+    read = last = 0
+    stopped = False
+    source = iter(rows)
+    try:
+        while raws := list(islice(source, BATCH_ROWS)):
+            read += len(raws)
+            final = raws[-1]
+            last = final[0] if type(final) is tuple else cast(RawRow, final).number
+            if row_plan is not None:
+                planned = [row_plan(*raw) if type(raw) is tuple else None for raw in raws]
+                if None in planned:
+                    stage.mixed(
+                        [p if p is not None else checked(r) for r, p in zip(raws, planned, strict=True)]
+                    )
+                else:
+                    stage.planned(cast(list[PlannedRow], planned))
+            else:
+                stage.mixed([checked(raw) for raw in raws])
+            if progress is not None:
+                progress(read)
+            if stop is not None and stop():
+                stopped = True
+                break
+        planner.finish()
+    finally:
+        planner.close()
+        if own_seen:
+            seen.close()
+    return Planned(read, last, stopped)
+
+
+class _Stager:
+    """What `plan_some` does with a batch of checked rows: the duplicate check, then each row staged in a
+    chunk or rejected, in file order."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        route: Route,
+        job_id: str,
+        planner: ChunkPlanner,
+        reject: Callable[[Rejection], None],
+        accept: Callable[[Any], None] | None,
+        seen: SeenContacts,
+        skip: Callable[[str], str | None] | None,
+        compiled: tuple[str, RowPlan] | None,
+    ) -> None:
+        self._provider, self._route, self._job_id = provider, route, job_id
+        self._planner, self._reject, self._accept = planner, reject, accept
+        self._seen, self._skip = seen, skip
+        self._plan_lane = compiled[0] if compiled is not None else ""
+
+    def planned(self, rows: list[PlannedRow]) -> None:
+        """A batch the row plan took whole (the usual one)."""
+        if self._skip is not None:
+            self.mixed(list(rows))
+            return
+        lane, reject = self._plan_lane, self._reject
+        firsts = self._seen.first_rows_in(lane, map(_IDENTITY, rows), map(_ROW, rows))
+        if firsts.count(None) == len(firsts):  # no duplicate: the rows go to the planner at once
+            for rejection in self._planner.add_lines(lane, rows):
+                reject(rejection)
+            return
+        add_line = self._planner.add_line
+        for (row, identity, line, size), first in zip(rows, firsts, strict=True):
             if first is not None:
                 reject(duplicate(row, first, identity))
-            elif (too_big := add_line(plan_lane, row, line, size)) is not None:
+            elif (too_big := add_line(lane, row, line, size)) is not None:
                 reject(too_big)
-        batch.clear()
 
-    def stage_batch() -> None:
-        if all_planned and skip is None:
-            stage_planned(cast(list[PlannedRow], batch))
-            return
+    def mixed(self, batch: list[Contact | Rejection | PlannedRow]) -> None:
+        """Any batch: planned rows, contacts and rejections."""
+        provider, plan_lane, reject, skip = self._provider, self._plan_lane, self._reject, self._skip
         lane_of = provider.lane
         entries = [  # (lane, identity, row) of each row not rejected yet
             (plan_lane, c[1], c[0]) if isinstance(c, tuple) else (lane_of(c), c.identity, c.row)
             for c in batch
             if not isinstance(c, Rejection)
         ]
-        firsts = seen.first_rows(entries)
-        options, add_item, add_line = route.options, planner.add_item, planner.add_line
+        firsts = self._seen.first_rows(entries)
+        options, add_item, add_line = self._route.options, self._planner.add_item, self._planner.add_line
         at = 0  # the next contact's place in entries and firsts
         for checked in batch:
             if isinstance(checked, Rejection):
@@ -122,49 +188,12 @@ def plan_some(
                 if too_big is not None:
                     reject(too_big)
                 continue
-            item = provider.to_item(checked, job_id, options)
+            item = provider.to_item(checked, self._job_id, options)
             too_big = add_item(lane, row, identity, item, as_read=True)
             if too_big is not None:
                 reject(too_big)
-            elif accept is not None:
-                accept(item)
-        batch.clear()
-
-    read = last = 0
-    stopped = False
-    all_planned = True  # every row of the batch so far is a PlannedRow
-    try:
-        for raw in rows:
-            read += 1
-            if progress is not None and read % progress_every == 0:
-                progress(read)
-            if isinstance(raw, tuple):  # a TextRow: a plain CSV row
-                number, cells, size = raw
-                last = number
-                planned = row_plan(number, cells, size) if row_plan is not None else None
-                if planned is None:
-                    raw = RawRow(number, dict(zip(columns, cells, strict=True)), None, size)
-                    batch.append(validator.validate(raw))
-                    all_planned = False
-                else:
-                    batch.append(planned)
-            else:
-                last = raw.number
-                batch.append(validator.validate(raw))
-                all_planned = False
-            if len(batch) >= BATCH_ROWS:
-                stage_batch()
-                all_planned = True
-                if stop is not None and stop():
-                    stopped = True
-                    break
-        stage_batch()
-        planner.finish()
-    finally:
-        planner.close()
-        if own_seen:
-            seen.close()
-    return Planned(read, last, stopped)
+            elif self._accept is not None:
+                self._accept(item)
 
 
 def seen_contacts(kept: Sequence[str] = (), get: Get | None = None) -> SeenContacts:
