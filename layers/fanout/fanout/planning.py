@@ -61,9 +61,9 @@ def plan_some(
 
     Rows are read and handled a batch of BATCH_ROWS at a time, in file order. `text_rows`: every row's
     fields are `columns`, in order, all text (a CSV file): validated faster. After each batch,
-    `progress(rows_read)` is called (the splitter renews its lease there) and `stop()` asked: when True,
-    planning ends there, at a chunk boundary (every open chunk is cut and staged), and `Planned.stopped`
-    says rows may remain (a split that must continue).
+    `progress(rows_read)` is called (the splitter renews its lease there), and after each whole batch
+    `stop()` is asked: when True, planning ends there, at a chunk boundary (every open chunk is cut and
+    staged), and `Planned.stopped` says rows may remain (a split that must continue).
 
     `skip(identity)`: why a valid, first-seen contact is not to be sent (only-new), or None to send it.
     Memory stays flat: rows stream through, chunks go to the planner's writers as they fill, and the
@@ -107,6 +107,8 @@ def plan_some(
                 stage.mixed([checked(raw) for raw in raws])
             if progress is not None:
                 progress(read)
+            if len(raws) < BATCH_ROWS:  # the file's last rows: nothing is left to hand over
+                break
             if stop is not None and stop():
                 stopped = True
                 break

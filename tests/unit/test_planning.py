@@ -1,0 +1,65 @@
+"""fanout.planning.plan_some: rows a batch at a time, and where a split that must stop stops."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from fanout.chunking import ChunkPlanner, StagedChunk, Unstored
+from fanout.destinations import Destination
+from fanout.models import Rejection, Route
+from fanout.planning import BATCH_ROWS, Planned, plan_some
+from fanout.providers import provider_for
+from fanout.reading import open_rows
+
+pytestmark = pytest.mark.unit
+
+JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+
+
+def plan(count: int, stop_asked: list[int]) -> tuple[Planned, list[StagedChunk], list[Rejection]]:
+    """Plan a CSV of `count` rows (every 7th a repeat of the row before) whose stop() always says stop."""
+    lines = ["email,first_name"] + [f"user{n - (n % 7 == 0)}@example.com,Åsa" for n in range(1, count + 1)]
+    info, rows = open_rows(io.BytesIO("\n".join(lines).encode()), cells=True)
+    provider = provider_for(Destination.MATEO)
+    chunks: list[StagedChunk] = []
+    rejected: list[Rejection] = []
+
+    def stop() -> bool:
+        stop_asked.append(1)
+        return True
+
+    planner = ChunkPlanner(provider, "j-1", "", chunks.append, sink=Unstored(chunks.append))
+    planned = plan_some(
+        rows,
+        route=Route(Destination.MATEO, JOURNEY),
+        provider=provider,
+        columns=info.columns,
+        job_id="j-1",
+        planner=planner,
+        reject=rejected.append,
+        stop=stop,
+        text_rows=True,
+    )
+    return planned, chunks, rejected
+
+
+def test_a_file_read_to_its_end_in_a_short_batch_has_not_stopped_whatever_stop_says() -> None:
+    # a split told to hand over after its last rows has nothing left to hand over: no continuation
+    asked: list[int] = []
+    planned, chunks, rejected = plan(BATCH_ROWS // 2, asked)
+
+    assert planned == Planned(read=BATCH_ROWS // 2, last_row=BATCH_ROWS // 2, stopped=False)
+    assert sum(c.rows for c in chunks) + len(rejected) == BATCH_ROWS // 2
+    assert not asked
+
+
+def test_a_split_stops_after_a_whole_batch_with_every_row_of_it_staged_or_rejected() -> None:
+    asked: list[int] = []
+    planned, chunks, rejected = plan(BATCH_ROWS + 10, asked)
+
+    assert planned == Planned(read=BATCH_ROWS, last_row=BATCH_ROWS, stopped=True)
+    assert sum(c.rows for c in chunks) + len(rejected) == BATCH_ROWS
+    assert len(rejected) == BATCH_ROWS // 7  # the repeats, as duplicates
+    assert asked == [1]
