@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import ClassVar
 
 import pytest
 
@@ -11,6 +12,8 @@ from fanout.destinations import Destination
 from fanout.models import Rejection, Route
 from fanout.planning import BATCH_ROWS, Planned, plan_some
 from fanout.providers import provider_for
+from fanout.providers.base import Limits
+from fanout.providers.mateo import Mateo
 from fanout.reading import open_rows
 
 pytestmark = pytest.mark.unit
@@ -63,3 +66,41 @@ def test_a_split_stops_after_a_whole_batch_with_every_row_of_it_staged_or_reject
     assert sum(c.rows for c in chunks) + len(rejected) == BATCH_ROWS
     assert len(rejected) == BATCH_ROWS // 7  # the repeats, as duplicates
     assert asked == [1]
+
+
+class _SmallBodies(Mateo):
+    """Mateo with request bodies of 1,000 bytes, so a row with a long name is too large for one."""
+
+    limits: ClassVar[Limits] = Limits(max_items=500, max_body_bytes=1_000)
+
+
+def test_a_batch_with_duplicates_and_rows_too_large_rejects_them_in_file_order() -> None:
+    # rejected.jsonl is merged into rows.csv in row order: a batch's duplicates and rows too large for a
+    # request must be rejected as they come in the file, not one kind after the other
+    names = ["Åsa", "x" * 2_000, "Åsa", "Åsa", "y" * 2_000, "Åsa"]
+    emails = ["a", "b", "a", "c", "d", "c"]
+    lines = ["email,first_name"] + [f"{e}@example.com,{n}" for e, n in zip(emails, names, strict=True)]
+    info, rows = open_rows(io.BytesIO("\n".join(lines).encode()), cells=True)
+    provider = _SmallBodies()
+    chunks: list[StagedChunk] = []
+    rejected: list[Rejection] = []
+    planner = ChunkPlanner(provider, "j-1", "", chunks.append, sink=Unstored(chunks.append))
+
+    plan_some(
+        rows,
+        route=Route(Destination.MATEO, JOURNEY),
+        provider=provider,
+        columns=info.columns,
+        job_id="j-1",
+        planner=planner,
+        reject=rejected.append,
+        text_rows=True,
+    )
+
+    assert [(r.row, r.reason.split()[0]) for r in rejected] == [
+        (2, "row"),
+        (3, "duplicate"),
+        (5, "row"),
+        (6, "duplicate"),
+    ]
+    assert sum(c.rows for c in chunks) == 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 from fanout.chunking import ChunkPlanner, StagedChunk
@@ -16,7 +16,7 @@ from fanout.models import Contact, Rejection, Route
 from fanout.options import DEFAULT_TOLERATED_INVALID_PERCENT
 from fanout.providers.base import Provider
 from fanout.reading import RawRow, TextRow
-from fanout.validation import PlannedRow, RowPlan, RowValidator, duplicate
+from fanout.validation import PlannedRow, RowValidator, duplicate
 
 if TYPE_CHECKING:
     from fanout.dedup import Get, SeenContacts
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # `fanout validate` took about a µs a row more at 256, and no less at 4,096).
 BATCH_ROWS = 1024
 _ROW, _IDENTITY = itemgetter(0), itemgetter(1)  # of a PlannedRow
+_REJECTED_ROW = attrgetter("row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +75,11 @@ def plan_some(
     # A CSV file's rows that pass take its compiled row plan (one call a row, straight to the staged line);
     # every other row, and every row of a file without one, is validated and mapped as a Contact.
     compiled = validator.row_plan(job_id) if text_rows and accept is None else None
+    plan_lane, row_plan = compiled if compiled is not None else ("", None)
     own_seen = seen is None
     if seen is None:
         seen = seen_contacts()
-    stage = _Stager(provider, route, job_id, planner, reject, accept, seen, skip, compiled)
+    stage = _Stager(provider, route, job_id, planner, reject, accept, seen, skip, plan_lane)
     validate = validator.validate
 
     def checked(raw: RawRow | TextRow) -> Contact | Rejection:
@@ -86,7 +88,6 @@ def plan_some(
             return validate(RawRow(number, dict(zip(columns, cells, strict=True)), None, size))
         return validate(cast(RawRow, raw))
 
-    row_plan = compiled[1] if compiled is not None else None
     read = last = 0
     stopped = False
     source = iter(rows)
@@ -134,30 +135,28 @@ class _Stager:
         accept: Callable[[Any], None] | None,
         seen: SeenContacts,
         skip: Callable[[str], str | None] | None,
-        compiled: tuple[str, RowPlan] | None,
+        plan_lane: str,
     ) -> None:
         self._provider, self._route, self._job_id = provider, route, job_id
         self._planner, self._reject, self._accept = planner, reject, accept
         self._seen, self._skip = seen, skip
-        self._plan_lane = compiled[0] if compiled is not None else ""
+        self._plan_lane = plan_lane  # the lane of every row the row plan took
 
     def planned(self, rows: list[PlannedRow]) -> None:
         """A batch the row plan took whole (the usual one)."""
         if self._skip is not None:
             self.mixed(list(rows))
             return
-        lane, reject = self._plan_lane, self._reject
+        lane = self._plan_lane
         firsts = self._seen.first_rows_in(lane, map(_IDENTITY, rows), map(_ROW, rows))
-        if firsts.count(None) == len(firsts):  # no duplicate: the rows go to the planner at once
-            for rejection in self._planner.add_lines(lane, rows):
-                reject(rejection)
-            return
-        add_line = self._planner.add_line
-        for (row, identity, line, size), first in zip(rows, firsts, strict=True):
-            if first is not None:
-                reject(duplicate(row, first, identity))
-            elif (too_big := add_line(lane, row, line, size)) is not None:
-                reject(too_big)
+        kept, duplicates = rows, []
+        if firsts.count(None) != len(firsts):
+            pairs = list(zip(rows, firsts, strict=True))
+            kept = [planned for planned, first in pairs if first is None]
+            duplicates = [duplicate(p[0], first, p[1]) for p, first in pairs if first is not None]
+        # the rest go to the planner at once; the rejections in file order (rejected.jsonl is merged so)
+        for rejection in sorted([*duplicates, *self._planner.add_lines(lane, kept)], key=_REJECTED_ROW):
+            self._reject(rejection)
 
     def mixed(self, batch: list[Contact | Rejection | PlannedRow]) -> None:
         """Any batch: planned rows, contacts and rejections."""
