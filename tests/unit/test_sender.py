@@ -513,3 +513,47 @@ def test_a_throttling_429_with_retry_after_is_not_read_as_a_spent_day(
     assert later.value.delay == 30
     job = run.store.get_job(run.job_id)
     assert job is not None and "daily quota" not in job.message
+
+
+# --- a chunk whose rows all got one answer: settled in one write, no result file -------------------------
+
+
+def test_a_chunk_whose_rows_all_got_one_answer_writes_no_result_file_yet_reports_every_row(
+    config: Callable[..., SenderConfig],
+) -> None:
+    # Mateo answers a batch as a whole: 2,000 chunks of a million-row file were 2,000 S3 PUTs (and 2,000
+    # GETs at the job's settle) of text its staged rows and one answer already give.
+    cfg = config(Destination.MATEO)
+    provider = Provider(post=[httpx.Response(202, json={"success": True, "queued_count": 3})])
+    run = Run(cfg, provider, shared_after=2)  # a byte range of a staged object packed with another chunk
+
+    run.sender.handle(run.message)
+
+    listed = boto("s3").list_objects_v2(Bucket=cfg.bucket_name, Prefix=f"jobs/{run.job_id}/results/")
+    assert listed.get("KeyCount") == 0
+    assert run.chunk().answer == "queued (batch queued_count=3)"
+    assert [(r["row"], r["identity"], r["state"], r["answer"]) for r in run.rows()] == [
+        (str(n), f"p{n}@example.com", "sent", "queued (batch queued_count=3)") for n in (1, 2, 3)
+    ]
+
+
+def test_a_chunk_settled_with_one_answer_then_redriven_reports_its_new_answers_row_by_row(
+    config: Callable[..., SenderConfig],
+) -> None:
+    cfg = config(Destination.WORKSHOP)
+    mixed = {"enrolled_count": 2, "not_enrolled": {"unsubscribed": ["p2@example.com"]}}
+    provider = Provider(
+        post=[
+            httpx.Response(403, json={"error": "forbidden"}),  # every row failed alike
+            httpx.Response(200, json=mixed),
+        ]
+    )
+    run = Run(cfg, provider)
+    run.sender.handle(run.message)
+    assert {r["state"] for r in run.rows()} == {"failed"} and run.chunk().answer
+
+    assert run.store.reopen_chunk(run.chunk())  # what `fanout redrive` does, then the stored message again
+    assert run.chunk().answer is None
+    run.sender.handle(run.message)
+
+    assert [(r["row"], r["state"]) for r in run.rows()] == [("1", "sent"), ("2", "failed"), ("3", "sent")]

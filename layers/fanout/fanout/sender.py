@@ -30,7 +30,7 @@ from fanout.providers import provider_for
 from fanout.providers.base import Provider, ProviderSecret
 from fanout.queueing import send_chunk_messages
 from fanout.quotas import QuotaLedger, next_utc_day, quota_for, usage_of, wait_note
-from fanout.results import rows_csv_text, settle_job
+from fanout.results import one_answer, rows_csv_text, settle_job
 from fanout.staging import (
     S3Writer,
     chunk_key,
@@ -499,16 +499,23 @@ def record_results(
     state: ChunkState | None = None,
 ) -> None:
     """Write the chunk's row results, then settle it and add its counts to the job, atomically; settle the
-    job when this was its last chunk. `state` overrides the chunk state the results imply."""
-    text = rows_csv_text(sorted(results, key=lambda r: r.row))
-    put_bytes(bucket, chunk_result_key(message.job_id, message.chunk_id), text.encode("utf-8"), "text/csv")
+    job when this was its last chunk. `state` overrides the chunk state the results imply.
+
+    Rows that all got one answer (a Mateo batch, a Workshop list, a chunk failed whole) are settled with
+    that answer on the chunk's record and no result file: the job's settle reads them from the staged
+    chunk. A million-row Mateo job so makes 2,000 PUTs and 2,000 GETs fewer."""
     sent = sum(r.state is RowState.SENT for r in results)
     failed = sum(r.state is RowState.FAILED for r in results)
     uncertain = sum(r.state is RowState.UNCERTAIN for r in results)
     if state is None:
         # Rows the provider refused in a chunk it took are failed rows of a sent chunk (not redriven).
         state = ChunkState.UNCERTAIN if uncertain else ChunkState.SENT if sent else ChunkState.FAILED
-    settlement = Settlement(state, sent=sent, failed=failed, uncertain=uncertain, error=error)
+    answer = one_answer(results, state, message.rows)
+    if answer is None:  # rows answered differently: each row's answer in a file, rows.csv's form
+        text = rows_csv_text(sorted(results, key=lambda r: r.row))
+        key = chunk_result_key(message.job_id, message.chunk_id)
+        put_bytes(bucket, key, text.encode("utf-8"), "text/csv")
+    settlement = Settlement(state, sent=sent, failed=failed, uncertain=uncertain, error=error, answer=answer)
     maybe_last = store.settle_chunk(message.job_id, message.chunk_id, settlement)
     metrics.add_metric(name="RowsSent", unit="Count", value=sent)
     metrics.add_metric(name="RowsFailed", unit="Count", value=failed)

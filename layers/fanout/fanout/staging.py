@@ -37,6 +37,12 @@ def byte_range(start: int, length: int) -> str:
     return f"bytes={start}-{start + length - 1}"
 
 
+def range_bounds(byte_range: str) -> tuple[int, int]:
+    """`bytes=0-99` -> (0, 99): the first and last byte of a range `byte_range` wrote."""
+    first, _, last = byte_range.removeprefix("bytes=").partition("-")
+    return int(first), int(last)
+
+
 def chunk_result_key(job_id: str, chunk_id: str) -> str:
     """A settled chunk's row results, already in rows.csv's form (no header)."""
     return f"jobs/{job_id}/results/{chunk_id}.csv"
@@ -172,11 +178,13 @@ def iter_lines(bucket: str, key: str, byte_range: str | None = None) -> Iterator
             yield line
 
 
-def read_object(bucket: str, key: str) -> bytes | None:
-    """The whole object (a chunk's results: at most a few MB); None when it does not exist."""
+def read_object(bucket: str, key: str, byte_range: str | None = None) -> bytes | None:
+    """The whole object (a chunk's results: at most a few MB), or `byte_range` of it (staged chunks: at
+    most a staged object); None when it does not exist."""
     s3 = client("s3")
+    ranged = {"Range": byte_range} if byte_range else {}
     try:
-        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        data: bytes = s3.get_object(Bucket=bucket, Key=key, **ranged)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
     return data

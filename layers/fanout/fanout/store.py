@@ -121,6 +121,9 @@ class Chunk:
     batch_id: str = ""  # the provider batch started for this chunk, whose status decides its rows
     batch_started: float = 0.0  # when that batch was started (epoch seconds)
     byte_range: str | None = None  # the chunk's bytes of `key` when packed with others (None: all of it)
+    # Settled with every row alike: each row's answer (its state the chunk's); no result file was written,
+    # its rows are its staged lines (`results.py`). None: a result file holds each row's answer.
+    answer: str | None = None
 
 
 class Claim(StrEnum):
@@ -144,6 +147,7 @@ class Settlement:
     failed: int = 0
     uncertain: int = 0
     error: str = ""
+    answer: str | None = None  # the one answer every row got, in the row state of `state` (Chunk.answer)
 
 
 class JobStore(ABC):
@@ -354,6 +358,7 @@ def _chunk_from_item(item: dict[str, Any]) -> Chunk:
         batch_id=item.get("batch_id", ""),
         batch_started=float(item.get("batch_started", 0)),
         byte_range=item.get("byte_range"),
+        answer=item.get("answer"),
     )
 
 
@@ -810,6 +815,7 @@ class DynamoJobStore(JobStore):
             "UpdateExpression": (
                 "SET #s = :state, last_error = :error, settled_at = :now,"
                 " n_sent = :n_sent, n_failed = :n_failed, n_uncertain = :n_uncertain"
+                + (" REMOVE answer" if settlement.answer is None else ", answer = :answer")
             ),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#s": "state"},
@@ -820,6 +826,7 @@ class DynamoJobStore(JobStore):
                 ":n_sent": _n(settlement.sent),
                 ":n_failed": _n(settlement.failed),
                 ":n_uncertain": _n(settlement.uncertain),
+                **({} if settlement.answer is None else {":answer": _s(settlement.answer)}),
                 **states,
             },
         }
@@ -916,7 +923,7 @@ class DynamoJobStore(JobStore):
                         # provider batch is started anew (the operator's call).
                         "UpdateExpression": (
                             "SET #s = :pending, lease_until = :zero, n_sent = :zero, n_failed = :zero,"
-                            " n_uncertain = :zero REMOVE turn, batch_id, batch_started"
+                            " n_uncertain = :zero REMOVE turn, batch_id, batch_started, answer"
                         ),
                         "ConditionExpression": "#s = :state",
                         "ExpressionAttributeNames": {"#s": "state"},
