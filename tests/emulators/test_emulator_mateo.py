@@ -56,6 +56,22 @@ def test_auth_missing_is_401_wrong_is_403(mateo: Any) -> None:
     assert_error(mateo("send_message", {"from": EMAIL_CHANNEL}, token="nope"), 403)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b'{"journey_id": NaN, "items": []}', b'{"journey_id": "\\ud800", "items": []}', b"\xff\xfe"],
+    ids=["cut-off", "NaN", "lone-surrogate", "not-utf8"],
+)
+def test_a_body_that_is_not_rfc_8259_json_is_400(
+    urls: dict[str, str], http: httpx.Client, tokens: dict[str, str], raw: bytes
+) -> None:
+    response = http.post(
+        f"{urls['mateo']}/journey_execution/batch",
+        content=raw,
+        headers={"Authorization": f"Bearer {tokens['mateo']}", "Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "request body is not valid JSON")
+
+
 def test_ratelimit_headers_on_every_response(mateo: Any) -> None:
     for response in (
         mateo("journey_execution/batch", batch("a@x.io")),
