@@ -45,10 +45,11 @@ ROWS_HEADER = ["row", "identity", "state", "answer"]
 # A chunk whose rows all got one answer keeps it on its record (DynamoDB: a KB a write unit) rather than in
 # a result file; a longer one, which no provider's seed gives, goes to a file like any other.
 ANSWER_ON_RECORD_MAX = 1_000
-# Staged bytes one read fetches for chunks settled with one answer. A read never spans two staged objects,
-# and an object is about 4 MiB (chunking.STAGED_OBJECT_BYTES and the chunk that took it past that), so in
-# practice one read is one object: with READ_AHEAD reads in flight, some 80 MiB.
-STAGED_READ_BYTES = 8 * 1024 * 1024
+# Staged bytes one read fetches for chunks settled with one answer (never more than one staged object):
+# five Mateo chunks, so a million-row job's 2,000 chunks are some 400 reads. 1 MiB of Mateo lines makes
+# 1.1 MB of records (tracemalloc), so READ_AHEAD reads in flight hold about 35 MB of the settling sender's
+# memory (a whole 4 MiB object a read: some 145 MB).
+STAGED_READ_BYTES = 1024 * 1024
 FLUSH_LINES = 10_000  # rows.csv lines joined before each write: about 1 MB
 _ROW = attrgetter("row")
 _ROW_STATE = {  # the rows' state in a chunk settled with one answer (`one_answer`), by the chunk's
@@ -137,8 +138,8 @@ def _staged_records(data: bytes, state: RowState, answer: str) -> list[_Record]:
 
     Lines as `staged_line` writes them whose identity holds nothing CSV quotes (nor a JSON escape) are cut
     by one pattern, and each line is its row, its identity made spreadsheet-safe and the CSV form of state
-    and answer, written once (`rows_csv_text`); about 1 µs a row against 6 µs through StagedRow and the
-    CSV writer, which take any other chunk (a test holds the two to the same records)."""
+    and answer, written once (`rows_csv_text`): 1.3 µs a row against 5.8 through StagedRow and the CSV
+    writer (100,000 Mateo lines), which take any other chunk; tests hold the two to the same records."""
     text = data.decode("utf-8")
     found = _PLAIN_STAGED_LINE.findall("\n" + text)
     if len(found) != text.count("\n"):
@@ -191,7 +192,7 @@ def _answered_records(bucket: str, chunks: list[Chunk]) -> list[_Record]:
 def _reads(chunks: list[Chunk]) -> list[list[Chunk]]:
     """A lane's chunks (in file order) grouped by the S3 read that fetches them: a chunk with a result
     file alone; chunks settled with one answer whose ranges follow one another in one staged object
-    together, up to STAGED_READ_BYTES (2,000 reads of a million-row Mateo job become some 90)."""
+    together, up to STAGED_READ_BYTES."""
     groups: list[list[Chunk]] = []
     for chunk in chunks:
         if groups and _read_together(groups[-1], chunk):
