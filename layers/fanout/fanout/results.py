@@ -46,9 +46,9 @@ ROWS_HEADER = ["row", "identity", "state", "answer"]
 # a result file; a longer one, which no provider's seed gives, goes to a file like any other.
 ANSWER_ON_RECORD_MAX = 1_000
 # Staged bytes one read fetches for chunks settled with one answer (never more than one staged object):
-# five Mateo chunks, so a million-row job's 2,000 chunks are some 400 reads. 1 MiB of Mateo lines makes
-# 1.1 MB of records (tracemalloc), so READ_AHEAD reads in flight hold about 35 MB of the settling sender's
-# memory (a whole 4 MiB object a read: some 145 MB).
+# five Mateo chunks, so a million-row job's 2,000 chunks are some 450 reads (a read stays in one object).
+# 1 MiB of Mateo lines makes 1.1 MB of records (tracemalloc), so READ_AHEAD reads in flight hold about
+# 35 MB of the settling sender's memory (a whole 4 MiB object a read: some 145 MB).
 STAGED_READ_BYTES = 1024 * 1024
 FLUSH_LINES = 10_000  # rows.csv lines joined before each write: about 1 MB
 _ROW = attrgetter("row")
