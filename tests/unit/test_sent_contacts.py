@@ -227,3 +227,27 @@ def _queued(config: SplitterConfig) -> list[ChunkMessage]:
             found.append(ChunkMessage.from_json(m["Body"]))
             aws("sqs").delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return found
+
+
+def test_a_jobs_record_is_merged_in_about_fifty_bytes_a_contact() -> None:
+    """The settling sender merges every contact a job sent: the bytes a contact it holds decide the
+    largest job that can settle in its memory (512 MB: 73 B a contact made that about 4M contacts)."""
+    count = 200_000
+    new = array("Q", range(count * 7919 % 2**61, count * 7919 % 2**61 + count * 3, 3))
+    new.reverse()  # a job's contacts come in file order, not sorted
+    SentContacts().merged("j-0", "2026-11-01", array("Q", [1]))  # numpy imported before the count
+    tracemalloc.start()
+    first = SentContacts().merged("j-1", "2026-11-01", new).to_bytes()
+    first_peak = tracemalloc.get_traced_memory()[1]
+    known = SentContacts.from_bytes(first)
+    del first
+    more = array("Q", (value + 1 for value in new))  # as many again, none known
+    tracemalloc.reset_peak()
+    held = tracemalloc.get_traced_memory()[0]
+    second = known.merged("j-2", "2026-11-02", more).to_bytes()
+    second_peak = tracemalloc.get_traced_memory()[1] - held
+    tracemalloc.stop()
+
+    assert len(second) > 2 * count * 12
+    assert first_peak / count < 55, f"{first_peak / count:.0f} B a contact for a first record"
+    assert second_peak / count < 65, f"{second_peak / count:.0f} B a new contact onto a record as large"
