@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fanout.config import SplitterConfig
@@ -74,6 +74,16 @@ def test_a_rows_csv_line_survives_commas_quotes_newlines_and_formulas() -> None:
     assert fields == [
         ["3", "ada@example.com", "failed", 'not_found: "ada", see\nline two'],
         ["4", "'=HYPERLINK(1)", "sent", "+46 70-123 45 67"],  # a formula is text; a phone number stays
+    ]
+
+
+def test_a_carriage_return_alone_in_an_answer_is_quoted_so_the_row_stays_one_row() -> None:
+    # csv.writer with "\n" line ends leaves a field holding only a CR bare; every CSV reader (and a
+    # spreadsheet) then breaks the row there. Found by the property test below (identity "\r").
+    results = [RowResult(3, "ada@example.com", RowState.FAILED, "refused\rby the provider")]
+    text = rows_csv_text(results)
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["3", "ada@example.com", "failed", "refused\rby the provider"]
     ]
 
 
@@ -225,6 +235,7 @@ def test_chunks_with_one_answer_read_from_their_staged_rows_give_the_same_rows_c
     answer=st.text(max_size=20),
     state=st.sampled_from([ChunkState.SENT, ChunkState.FAILED, ChunkState.UNCERTAIN]),
 )
+@example(identities=["\r"], answer=",", state=ChunkState.SENT)
 def test_any_chunk_with_one_answer_gives_the_rows_csv_its_result_file_would(
     splitter_config: SplitterConfig, identities: list[str], answer: str, state: ChunkState
 ) -> None:

@@ -62,6 +62,8 @@ _ROW_STATE = {  # the rows' state in a chunk settled with one answer (`one_answe
 # Matched after a line break (the text read with one put before it): a line's start, never text inside an
 # item, and some four times faster than a multi-line ^.
 _PLAIN_STAGED_LINE = re.compile(r'\n\{"row":(0|[1-9][0-9]*),"identity":"([^"\\,\n]+)","item":')
+QUOTE = '"'
+_QUOTED = re.compile(r'[,"\r\n]')  # a field holding one of these is quoted (csv_line)
 _NUMBER = re.compile(r"[+-]?[\d\s().-]*")  # +46 70-123 45 67, -5: a spreadsheet reads these as numbers
 
 
@@ -74,13 +76,19 @@ def spreadsheet_safe(value: str) -> str:
     return value
 
 
+def csv_line(fields: Iterable[str]) -> str:
+    """One line of a CSV file people open (rows.csv, rejected.csv): the one place that writes a line.
+
+    A field is quoted when it holds a comma, a quote or a line break, a CR alone included: csv.writer
+    with "\n" line ends leaves a lone CR bare, and readers and spreadsheets break the row there."""
+    return ",".join([f'"{f.replace(QUOTE, QUOTE * 2)}"' if _QUOTED.search(f) else f for f in fields]) + "\n"
+
+
 def rows_csv_text(results: Iterable[RowResult]) -> str:
-    """Rows as rows.csv has them, without its header: the one place that writes a row's CSV form. A
+    """Rows as rows.csv has them, without its header: the one place that gives a row's fields. A
     settled chunk's results are stored so, and settling the job merges them with little more than a
     CSV read and write a row (a million rows: about 2 s of CPU rather than 7)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(_fields(r) for r in results)
-    return buffer.getvalue()
+    return "".join([csv_line(_fields(r)) for r in results])
 
 
 def _fields(result: RowResult) -> list[str]:
@@ -110,13 +118,11 @@ def _records(text: str) -> list[_Record]:
                 row, identity, state, _answer = line.split(",", 3)
                 records.append((int(row), line + "\n", state, identity))
         return records
-    return [_record(fields) for fields in csv.reader(io.StringIO(text))]
+    return [_record(fields) for fields in csv.reader(io.StringIO(text, newline=""))]
 
 
 def _record(fields: list[str]) -> _Record:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(fields)
-    return int(fields[0]), buffer.getvalue(), fields[2], fields[1]
+    return int(fields[0]), csv_line(fields), fields[2], fields[1]
 
 
 def one_answer(results: list[RowResult], state: ChunkState, rows: int) -> str | None:

@@ -32,7 +32,7 @@ from fanout.planning import plan_some, seen_contacts, split_problem, tolerated_p
 from fanout.providers import provider_for
 from fanout.queueing import send_chunk_messages
 from fanout.reading import FileFormatError, FileInfo, LostRows, RawRow, TextRow, open_rows, open_rows_at
-from fanout.results import publish, settle_job, spreadsheet_safe, write_rows_file
+from fanout.results import csv_line, publish, settle_job, spreadsheet_safe, write_rows_file
 from fanout.routing import (
     RouteError,
     decode_key,
@@ -115,17 +115,10 @@ class _Rejections:
         self._csv.close()
 
 
-def _csv_cell(value: str) -> str:
-    # Values are echoed for people to fix; neutralise spreadsheet formulas on the way out.
-    value = spreadsheet_safe(value)
-    if any(c in value for c in ',"\n\r'):
-        value = '"' + value.replace('"', '""') + '"'
-    return value
-
-
 def _csv_line(rejection: Rejection) -> str:
+    # Values are echoed for people to fix; spreadsheet formulas are neutralised on the way out.
     cells = [str(rejection.row), rejection.column, rejection.value[:200], rejection.reason]
-    return ",".join(_csv_cell(c) for c in cells) + "\n"
+    return csv_line([spreadsheet_safe(c) for c in cells])
 
 
 def _row_number(row: RawRow | TextRow) -> int:
