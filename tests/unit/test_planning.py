@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
@@ -12,7 +13,7 @@ from fanout.destinations import Destination
 from fanout.models import Rejection, Route
 from fanout.planning import BATCH_ROWS, Planned, plan_some
 from fanout.providers import provider_for
-from fanout.providers.base import Limits
+from fanout.providers.base import Limits, Provider
 from fanout.providers.mateo import Mateo
 from fanout.reading import open_rows
 
@@ -21,18 +22,13 @@ pytestmark = pytest.mark.unit
 JOURNEY = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 
 
-def plan(count: int, stop_asked: list[int]) -> tuple[Planned, list[StagedChunk], list[Rejection]]:
-    """Plan a CSV of `count` rows (every 7th a repeat of the row before) whose stop() always says stop."""
-    lines = ["email,first_name"] + [f"user{n - (n % 7 == 0)}@example.com,Åsa" for n in range(1, count + 1)]
+def plan(
+    lines: list[str], provider: Provider, stop: Callable[[], bool] | None = None
+) -> tuple[Planned, list[StagedChunk], list[Rejection]]:
+    """Plan a CSV file of `lines` for Mateo's journey, its chunks kept and its rejections listed."""
     info, rows = open_rows(io.BytesIO("\n".join(lines).encode()), cells=True)
-    provider = provider_for(Destination.MATEO)
     chunks: list[StagedChunk] = []
     rejected: list[Rejection] = []
-
-    def stop() -> bool:
-        stop_asked.append(1)
-        return True
-
     planner = ChunkPlanner(provider, "j-1", "", chunks.append, sink=Unstored(chunks.append))
     planned = plan_some(
         rows,
@@ -48,10 +44,23 @@ def plan(count: int, stop_asked: list[int]) -> tuple[Planned, list[StagedChunk],
     return planned, chunks, rejected
 
 
+def plan_told_to_stop(
+    count: int, stop_asked: list[int]
+) -> tuple[Planned, list[StagedChunk], list[Rejection]]:
+    """Plan a CSV of `count` rows (every 7th a repeat of the row before) whose stop() always says stop."""
+    lines = ["email,first_name"] + [f"user{n - (n % 7 == 0)}@example.com,Åsa" for n in range(1, count + 1)]
+
+    def stop() -> bool:
+        stop_asked.append(1)
+        return True
+
+    return plan(lines, provider_for(Destination.MATEO), stop)
+
+
 def test_a_file_read_to_its_end_in_a_short_batch_has_not_stopped_whatever_stop_says() -> None:
     # a split told to hand over after its last rows has nothing left to hand over: no continuation
     asked: list[int] = []
-    planned, chunks, rejected = plan(BATCH_ROWS // 2, asked)
+    planned, chunks, rejected = plan_told_to_stop(BATCH_ROWS // 2, asked)
 
     assert planned == Planned(read=BATCH_ROWS // 2, last_row=BATCH_ROWS // 2, stopped=False)
     assert sum(c.rows for c in chunks) + len(rejected) == BATCH_ROWS // 2
@@ -60,7 +69,7 @@ def test_a_file_read_to_its_end_in_a_short_batch_has_not_stopped_whatever_stop_s
 
 def test_a_split_stops_after_a_whole_batch_with_every_row_of_it_staged_or_rejected() -> None:
     asked: list[int] = []
-    planned, chunks, rejected = plan(BATCH_ROWS + 10, asked)
+    planned, chunks, rejected = plan_told_to_stop(BATCH_ROWS + 10, asked)
 
     assert planned == Planned(read=BATCH_ROWS, last_row=BATCH_ROWS, stopped=True)
     assert sum(c.rows for c in chunks) + len(rejected) == BATCH_ROWS
@@ -80,22 +89,8 @@ def test_a_batch_with_duplicates_and_rows_too_large_rejects_them_in_file_order()
     names = ["Åsa", "x" * 2_000, "Åsa", "Åsa", "y" * 2_000, "Åsa"]
     emails = ["a", "b", "a", "c", "d", "c"]
     lines = ["email,first_name"] + [f"{e}@example.com,{n}" for e, n in zip(emails, names, strict=True)]
-    info, rows = open_rows(io.BytesIO("\n".join(lines).encode()), cells=True)
-    provider = _SmallBodies()
-    chunks: list[StagedChunk] = []
-    rejected: list[Rejection] = []
-    planner = ChunkPlanner(provider, "j-1", "", chunks.append, sink=Unstored(chunks.append))
 
-    plan_some(
-        rows,
-        route=Route(Destination.MATEO, JOURNEY),
-        provider=provider,
-        columns=info.columns,
-        job_id="j-1",
-        planner=planner,
-        reject=rejected.append,
-        text_rows=True,
-    )
+    _planned, chunks, rejected = plan(lines, _SmallBodies())
 
     assert [(r.row, r.reason.split()[0]) for r in rejected] == [
         (2, "row"),

@@ -153,7 +153,7 @@ class _Stager:
         if firsts.count(None) != len(firsts):
             pairs = list(zip(rows, firsts, strict=True))
             kept = [planned for planned, first in pairs if first is None]
-            duplicates = [duplicate(p[0], first, p[1]) for p, first in pairs if first is not None]
+            duplicates = [duplicate(_ROW(p), first, _IDENTITY(p)) for p, first in pairs if first is not None]
         # the rest go to the planner at once; the rejections in file order (rejected.jsonl is merged so)
         for rejection in sorted([*duplicates, *self._planner.add_lines(lane, kept)], key=_REJECTED_ROW):
             self._reject(rejection)

@@ -62,7 +62,6 @@ _ROW_STATE = {  # the rows' state in a chunk settled with one answer (`one_answe
 # Matched after a line break (the text read with one put before it): a line's start, never text inside an
 # item, and some four times faster than a multi-line ^.
 _PLAIN_STAGED_LINE = re.compile(r'\n\{"row":(0|[1-9][0-9]*),"identity":"([^"\\,\n]+)","item":')
-QUOTE = '"'
 _QUOTED = re.compile(r'[,"\r\n]')  # a field holding one of these is quoted (csv_line)
 _NUMBER = re.compile(r"[+-]?[\d\s().-]*")  # +46 70-123 45 67, -5: a spreadsheet reads these as numbers
 
@@ -81,7 +80,7 @@ def csv_line(fields: Iterable[str]) -> str:
 
     A field is quoted when it holds a comma, a quote or a line break, a CR alone included: csv.writer
     with "\n" line ends leaves a lone CR bare, and readers and spreadsheets break the row there."""
-    return ",".join([f'"{f.replace(QUOTE, QUOTE * 2)}"' if _QUOTED.search(f) else f for f in fields]) + "\n"
+    return ",".join(['"' + f.replace('"', '""') + '"' if _QUOTED.search(f) else f for f in fields]) + "\n"
 
 
 def rows_csv_text(results: Iterable[RowResult]) -> str:
@@ -151,7 +150,7 @@ def _staged_records(data: bytes, state: RowState, answer: str) -> list[_Record]:
     if len(found) != text.count("\n"):
         staged = sorted((StagedRow.from_json(line) for line in text.split("\n") if line), key=_ROW)
         return _records(rows_csv_text(RowResult(row.row, row.identity, state, answer) for row in staged))
-    tail = rows_csv_text([RowResult(0, "-", state, answer)]).removeprefix("0,-,")
+    tail = rows_csv_text([RowResult(0, "x", state, answer)]).removeprefix("0,x,")  # state and answer
     value = state.value
     records = []
     for row, identity in found:

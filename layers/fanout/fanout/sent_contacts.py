@@ -126,11 +126,10 @@ def _sorted_once(values: Any) -> Any:
     million hashes where these take 0.01)."""
     import numpy
 
-    ordered = values
-    ordered.sort()
-    first = numpy.ones(len(ordered), dtype=bool)
-    numpy.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    return ordered[first]
+    values.sort()
+    first = numpy.ones(len(values), dtype=bool)
+    numpy.not_equal(values[1:], values[:-1], out=first[1:])
+    return values[first]
 
 
 def _as_array(typecode: str, values: Any) -> array:
