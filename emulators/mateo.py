@@ -551,7 +551,9 @@ class MateoEmulator(Emulator):
             raise MateoError(401, "missing API key", "send 'Authorization: Bearer <API key>'")
         if token not in self.tokens:
             raise MateoError(403, "invalid API key")
-        try:  # orjson: RFC 8259 exactly (no NaN, no lone surrogate), three times json's speed on a batch
+        # orjson: RFC 8259 exactly (no NaN, no lone surrogate), and half json's CPU on a batch (0.32 against
+        # 0.61 ms, 112 KB)
+        try:
             return orjson.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise _bad("request body is not valid JSON") from exc

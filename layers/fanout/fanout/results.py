@@ -60,7 +60,7 @@ _ROW_STATE = {  # the rows' state in a chunk settled with one answer (`one_answe
 # A staged line's row and identity, when the identity is one CSV writes as is: no comma, quote or line
 # break (a JSON string without escapes holds no quote or line break; a backslash would be an escape).
 # Matched after a line break (the text read with one put before it): a line's start, never text inside an
-# item, and some four times faster than a multi-line ^.
+# item, and about three times faster than a multi-line ^ (0.45 against 1.41 µs a row).
 _PLAIN_STAGED_LINE = re.compile(r'\n\{"row":(0|[1-9][0-9]*),"identity":"([^"\\,\n]+)","item":')
 _QUOTED = re.compile(r'[,"\r\n]')  # a field holding one of these is quoted (csv_line)
 _NUMBER = re.compile(r"[+-]?[\d\s().-]*")  # +46 70-123 45 67, -5: a spreadsheet reads these as numbers
