@@ -9,6 +9,7 @@ import json
 import threading
 import time
 import uuid
+from array import array
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from fanout.config import SplitterConfig
 from fanout.models import JobStatus, RowResult, RowState
 from fanout.results import read_ahead, rows_csv_text, spreadsheet_safe, write_rows_file
-from fanout.sent_contacts import contact_hash
+from fanout.sent_contacts import NewContacts, contact_hash
 from fanout.staging import (
     chunk_result_key,
     rejected_jsonl_key,
@@ -153,7 +154,9 @@ def test_rows_csv_is_each_rows_own_csv_form_whatever_its_answer_holds(
         s3.put_object(Bucket=bucket, Key=chunk_result_key(job_id, chunk_id), Body=rows_csv_text(results))
         chunks.append(Chunk(job_id, chunk_id, f"k{number}", len(results), ChunkState.SENT))
 
-    sent = write_rows_file(bucket, job, chunks)
+    with NewContacts() as gathered:
+        write_rows_file(bucket, job, chunks, gathered)
+        sent = [value for run in gathered.runs() for value in array("Q", run.read_bytes())]
 
     body = s3.get_object(Bucket=bucket, Key=result_key(job_id, "rows.csv"))["Body"].read().decode()
     everything = sorted(plain + odd, key=lambda r: r.row)

@@ -45,13 +45,15 @@ import shutil
 import tempfile
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 import xxhash
 from numpy.typing import NDArray
+
+from fanout.sorted_runs import merged_blocks
 
 MEMORY_ROWS = 1 << 16  # hashes held in memory before a run is spilled (memory is flat from here on)
 MERGE_FAN_IN = 8  # runs of one size class merged into one of the next
@@ -137,22 +139,15 @@ class _Run:
     def merge(runs: Sequence[_Run], base: Path) -> None:
         """Write the union of `runs` (no hash is in two of them) as one sorted run at `base`, reading each
         MERGE_BLOCK hashes at a time: memory holds a few blocks, however large the runs."""
-        cursors = [_Cursor(run) for run in runs]
         with base.with_suffix(".h").open("wb") as hashes, base.with_suffix(".r").open("wb") as rows:
-            while cursors:
-                # every hash up to the smallest block end is in the blocks in hand: write them in order
-                bound = min(cursor.hashes[-1] for cursor in cursors)
-                keys, firsts = [], []
-                for cursor in cursors:
-                    cut = cursor.at + int(np.searchsorted(cursor.hashes[cursor.at :], bound, "right"))
-                    keys.append(cursor.hashes[cursor.at : cut])
-                    firsts.append(cursor.rows[cursor.at : cut])
-                    cursor.at = cut
-                block = np.concatenate(keys)
-                order = np.argsort(block)
-                hashes.write(block[order].tobytes())
-                rows.write(np.concatenate(firsts)[order].tobytes())
-                cursors = [cursor for cursor in cursors if cursor.at < len(cursor.hashes) or cursor.advance()]
+            for keys, firsts in merged_blocks([run.blocks(MERGE_BLOCK) for run in runs]):
+                hashes.write(keys.tobytes())
+                rows.write(firsts.tobytes())
+
+    def blocks(self, size: int) -> Iterator[tuple[Keys, NDArray[np.uint32]]]:
+        """The run's hashes and rows in order, `size` at a time."""
+        for start in range(0, self.count, size):
+            yield self.read(start, size)
 
     def close(self) -> None:
         os.close(self._hashes)
@@ -162,26 +157,6 @@ class _Run:
         self.close()
         self.base.with_suffix(".h").unlink()
         self.base.with_suffix(".r").unlink()
-
-
-class _Cursor:
-    """A merge's place in one run: the block in hand and where in it the merge is."""
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.start = 0  # the next block's first row in the run
-        self.hashes, self.rows = np.empty(0, np.int64), np.empty(0, np.uint32)
-        self.at = 0
-        self.advance()
-
-    def advance(self) -> bool:
-        """Read the next block; False when the run is done."""
-        if self.start >= self.run.count:
-            return False
-        self.hashes, self.rows = self.run.read(self.start, MERGE_BLOCK)
-        self.start += len(self.hashes)
-        self.at = 0
-        return True
 
 
 class _Bloom:

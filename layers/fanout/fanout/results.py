@@ -21,7 +21,7 @@ from operator import attrgetter
 from fanout.aws import client
 from fanout.models import ChunkState, JobStatus, RowResult, RowState, StagedRow
 from fanout.observability import key_ref, logger
-from fanout.sent_contacts import contact_hash, record
+from fanout.sent_contacts import NewContacts, contact_hash, record
 from fanout.staging import (
     S3Writer,
     byte_range,
@@ -259,22 +259,27 @@ def _rejected(bucket: str, job_id: str) -> Iterator[_Record]:
         yield _record(_fields(RowResult(row, "", RowState.REJECTED, data["reason"])))
 
 
-def write_rows_file(bucket: str, job: Job, chunks: list[Chunk]) -> array:
+def write_rows_file(bucket: str, job: Job, chunks: list[Chunk], sent: NewContacts | None = None) -> None:
     """Merge rejected rows and every chunk's results into rows.csv, in file order; the hashes of the
-    contacts sent (or maybe sent: uncertain) for the record only-new reads (sent_contacts.py)."""
-    sent = array("Q")
+    contacts sent (or maybe sent: uncertain) go to `sent` when given, for the record only-new reads
+    (sent_contacts.py)."""
+    hashes = array("Q")
     streams: list[Iterable[_Record]] = [_rejected(bucket, job.job_id), *_lanes(bucket, job, chunks)]
     with S3Writer(bucket, result_key(job.job_id, "rows.csv"), content_type="text/csv") as out:
         lines = [",".join(ROWS_HEADER) + "\n"]
         for _row, line, state, identity in heapq.merge(*streams):
             lines.append(line)
             if state in _SENT_STATES:
-                sent.append(contact_hash(identity))
+                hashes.append(contact_hash(identity))
             if len(lines) >= FLUSH_LINES:
                 out.write("".join(lines).encode("utf-8"))
                 lines.clear()
+                if sent is not None:
+                    sent.add(hashes)
+                    del hashes[:]
         out.write("".join(lines).encode("utf-8"))
-    return sent
+    if sent is not None:
+        sent.add(hashes)
 
 
 _SENT_STATES = frozenset({RowState.SENT.value, RowState.UNCERTAIN.value})
@@ -326,8 +331,9 @@ def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | Non
     job = store.get_job(job_id)
     if job is None:
         return None
-    sent = write_rows_file(bucket, job, store.chunks(job_id))
-    _record_sent(bucket, job, sent)
+    with NewContacts() as sent:
+        write_rows_file(bucket, job, store.chunks(job_id), sent)
+        _record_sent(bucket, job, sent)
     job.status = final_status(job)
     if job.status is JobStatus.FAILED and not job.message:
         job.message = f"no row could be sent; see results/{job_id}/rows.csv for each row's answer"
@@ -337,7 +343,7 @@ def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | Non
     return job
 
 
-def _record_sent(bucket: str, job: Job, sent: array) -> None:
+def _record_sent(bucket: str, job: Job, sent: NewContacts) -> None:
     """Add the job's sent contacts to its destination and target's record (what only-new skips). A record
     that cannot be written is logged, not fatal: the job has sent what it sent either way."""
     if not sent or not job.destination:

@@ -6,9 +6,17 @@ that exports its whole segment every night enrols only the people who joined sin
 The object (`state/sent/<destination>/<target>.bin`): MAGIC, a 4-byte length and a JSON list of
 [job_id, date] pairs, then N sorted unsigned 64-bit hashes, then N 32-bit indexes into that list, all
 little-endian. A million contacts take 12 MB; a lookup is a binary search over the hashes as they lie in
-memory (no Python object per contact), and recording a job's contacts is a numpy merge of the old and
-new hashes (sort, search, insert), written back only if no other job wrote in between (S3 If-Match /
-If-None-Match), else merged again.
+memory (no Python object per contact).
+
+Recording a job's contacts takes memory and time that do not grow with the job or the record: at the
+settle, the job's hashes are gathered in sorted runs spilled to a directory (`NewContacts`, /tmp: 8 bytes
+a contact sent), and the record is read from S3 as two streams (its hashes and its indexes, each a ranged
+GET of the version read), merged with the runs a block at a time (sorted_runs.py) into a file beside them
+(12 bytes a contact of the new record, and 4 more while its indexes wait to follow the hashes), and put
+back from that file only if no other job wrote in between (S3 If-Match / If-None-Match), else merged
+again. Bound (README): memory MERGE_HASHES hashes in hand (some 40 MB with the merge's copies), whatever
+the sizes; /tmp 8 B a contact of the job + 16 B a contact of the new record (1.2 GB for a 50M-contact
+job onto an empty record). One PutObject takes up to 5 GB: a record of some 400M contacts.
 """
 
 from __future__ import annotations
@@ -16,19 +24,30 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import shutil
 import struct
 import sys
+import tempfile
 from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from fanout.aws import client
+from fanout.staging import byte_range
 
 MAGIC = b"FANOUT-SENT-1\n"
 PREFIX = "state/sent/"
 RECORD_ATTEMPTS = 8
+RUN_HASHES = 1 << 20  # a job's hashes held before a sorted run is spilled: 8 MB
+MERGE_HASHES = 1 << 20  # hashes in hand across the merge's sources (12 B each, with their indexes)
+MIN_BLOCK = 1 << 13  # the fewest a source reads at a time, however many runs a job made
+HEAD_BYTES = 64 * 1024  # the first read of a record: its header (the jobs' names) fits, for ~1,500 jobs
+COPY_BYTES = 1 << 20
+Block = tuple[Any, Any]  # (hashes, job indexes): numpy arrays, the hashes sorted (sorted_runs.Block)
 
 
 def contact_hash(identity: str) -> int:
@@ -38,14 +57,6 @@ def contact_hash(identity: str) -> int:
 
 def state_key(destination: str, target: str) -> str:
     return f"{PREFIX}{destination}/{target}.bin"
-
-
-def _little(values: array) -> memoryview:
-    """The values' bytes, little-endian: their own memory where the machine is (no copy)."""
-    if sys.byteorder != "little":
-        values = array(values.typecode, values)
-        values.byteswap()
-    return memoryview(values).cast("B")
 
 
 def _load_array(typecode: str, data: bytes) -> array:
@@ -74,12 +85,6 @@ class SentContacts:
             return self.jobs[self.job_of[at]]
         return None
 
-    def to_bytes(self) -> bytes:
-        names = json.dumps(self.jobs).encode()
-        # One join over the arrays' own memory: the file is copied once (`+` copied it at every step).
-        parts = (MAGIC, struct.pack("<I", len(names)), names, _little(self.hashes), _little(self.job_of))
-        return b"".join(parts)
-
     @classmethod
     def from_bytes(cls, data: bytes) -> SentContacts:
         if not data.startswith(MAGIC):
@@ -94,57 +99,6 @@ class SentContacts:
         job_of = _load_array("I", data[at + 8 * count : at + 12 * count])
         return cls(jobs, hashes, job_of)
 
-    def merged(self, job_id: str, date: str, new: array) -> SentContacts:
-        """These contacts and `new` (hashes sent by `job_id` on `date`, any order, repeats allowed), a
-        batch at a time in numpy: a contact known already keeps its first job, and a repeat in `new` is
-        held once. (A Python pass with a binary search per new hash, after sorting them as Python ints,
-        took 0.64 s of CPU for a million-contact job's first record and 1.41 s for its second.)
-
-        A job's settle holds this merge, so its memory is the settle's: `new` is sorted in place (its
-        order means nothing) and each step's arrays are let go once the next is made. With `to_bytes`,
-        49 bytes a contact beyond `new` for a first record, 57 a new contact onto a record as large
-        (tracemalloc, 1M contacts; 73 and 91 before)."""
-        import numpy  # at a job's settle, not at cold start
-
-        jobs = [*self.jobs, (job_id, date)]
-        old = _as_numpy(self.hashes)
-        fresh = _sorted_once(_as_numpy(new))
-        at = numpy.searchsorted(old, fresh)
-        known = at < len(old)
-        known[known] = old[at[known]] == fresh[known]
-        added, where = fresh[~known], at[~known]
-        del fresh, at, known
-        hashes = _as_array("Q", numpy.insert(old, where, added))
-        del added
-        return SentContacts(
-            jobs, hashes, _as_array("I", numpy.insert(_as_numpy(self.job_of), where, len(jobs) - 1))
-        )
-
-
-def _sorted_once(values: Any) -> Any:
-    """`values` sorted (in place), each once (numpy's sort and a mask: `numpy.unique` took 0.58 s on a
-    million hashes where these take 0.01)."""
-    import numpy
-
-    values.sort()
-    first = numpy.ones(len(values), dtype=bool)
-    numpy.not_equal(values[1:], values[:-1], out=first[1:])
-    return values[first]
-
-
-def _as_array(typecode: str, values: Any) -> array:
-    """A numpy array's values as an `array` (one copy, none of `tobytes`' on the way)."""
-    result = array(typecode)
-    result.frombytes(memoryview(values).cast("B"))
-    return result
-
-
-def _as_numpy(values: array) -> Any:
-    """`values` as a numpy array over the same memory (no copy): unsigned integers of its item size."""
-    import numpy
-
-    return numpy.frombuffer(values, dtype=numpy.dtype(f"=u{values.itemsize}"))
-
 
 def load(bucket: str, destination: str, target: str) -> tuple[SentContacts, str | None]:
     """The contacts sent to destination/target, and the object's ETag (None: none sent yet)."""
@@ -156,26 +110,195 @@ def load(bucket: str, destination: str, target: str) -> tuple[SentContacts, str 
     return SentContacts.from_bytes(answer["Body"].read()), str(answer["ETag"])
 
 
-def record(bucket: str, destination: str, target: str, job_id: str, date: str, identities: array) -> None:
-    """Add the contacts a job sent (`identities`: their hashes, any order) to destination/target's file.
-
-    Read, merge, write only if the object is still the one read; another job's write in between means
-    read and merge again."""
-    if not identities:
+def record(bucket: str, destination: str, target: str, job_id: str, date: str, new: NewContacts) -> None:
+    """Add the contacts a job sent (`new`) to destination/target's record: each keeps the first job that
+    sent it. Read, merge, write only if the object is still the one read; another job's write in between
+    means read and merge again."""
+    if not new:
         return
     s3 = client("s3")
+    key = state_key(destination, target)
     for _ in range(RECORD_ATTEMPTS):
-        known, etag = load(bucket, destination, target)
-        body = known.merged(job_id, date, identities).to_bytes()
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
-            s3.put_object(Bucket=bucket, Key=state_key(destination, target), Body=body, **condition)
+            _record_once(s3, _StoredRecord.open(bucket, key), (job_id, date), new)
             return
-        except ClientError as exc:
+        except ClientError as exc:  # the record changed since it was opened: read and merge again
             code = exc.response.get("Error", {}).get("Code", "")
             if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise
     raise RuntimeError(f"could not record the contacts of {job_id}: {destination}/{target} kept changing")
+
+
+def _record_once(s3: Any, old: _StoredRecord, job: tuple[str, str], new: NewContacts) -> None:
+    """Merge `new` under `job` into the record `old` and put it back, if it is still the one opened (a
+    ClientError PreconditionFailed when not, from the read of its contacts or from the write)."""
+    condition = {"IfMatch": old.etag} if old.etag else {"IfNoneMatch": "*"}
+    with tempfile.TemporaryDirectory(prefix="sent-") as directory:
+        merged = Path(directory) / "record.bin"
+        _write_merged([*old.jobs, job], old.blocks, new, merged)
+        with merged.open("rb") as body:
+            s3.put_object(Bucket=old.bucket, Key=old.key, Body=body, **condition)
+
+
+class NewContacts:
+    """The hashes of the contacts a job sent, gathered at its settle in any order, repeats allowed: held
+    RUN_HASHES at a time, each full batch spilled sorted and once each to a file of `directory` (a new
+    temporary one by default), so memory stays flat however many the job sent. Close it (or use it as a
+    context manager) to remove the files."""
+
+    def __init__(self, directory: str | None = None, run_hashes: int = RUN_HASHES) -> None:
+        self._own = tempfile.TemporaryDirectory(prefix="sent-runs-") if directory is None else None
+        self._dir = Path(directory if directory is not None else self._own.name)  # type: ignore[union-attr]
+        self._run_hashes = run_hashes
+        self._held = array("Q")
+        self._runs: list[Path] = []
+        self.count = 0  # hashes added, repeats included
+
+    def add(self, hashes: array) -> None:
+        """Take `hashes` (array 'Q'); a full batch is spilled."""
+        self._held.extend(hashes)
+        self.count += len(hashes)
+        if len(self._held) >= self._run_hashes:
+            self._spill()
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def runs(self) -> list[Path]:
+        """The sorted runs, everything added so far in them."""
+        self._spill()
+        return list(self._runs)
+
+    def _spill(self) -> None:
+        if not self._held:
+            return
+        import numpy
+
+        held = numpy.frombuffer(self._held, dtype=numpy.uint64)  # the array's own memory: no copy
+        held.sort()
+        first = numpy.ones(len(held), dtype=bool)
+        numpy.not_equal(held[1:], held[:-1], out=first[1:])
+        path = self._dir / f"run-{len(self._runs):05d}.bin"
+        held[first].astype("<u8", copy=False).tofile(path)
+        self._runs.append(path)
+        del held
+        self._held = array("Q")
+
+    def close(self) -> None:
+        for path in self._runs:
+            path.unlink(missing_ok=True)
+        self._runs.clear()
+        if self._own is not None:
+            self._own.cleanup()
+
+    def __enter__(self) -> NewContacts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class _StoredRecord:
+    """A destination's record as stored: its jobs, and where its hashes and indexes lie in the object
+    (read as streams, never whole). An absent record has no etag and no contacts."""
+
+    bucket: str
+    key: str
+    etag: str | None = None
+    jobs: list[tuple[str, str]] = field(default_factory=list)
+    start: int = 0  # the first hash's byte
+    count: int = 0
+
+    @classmethod
+    def open(cls, bucket: str, key: str) -> _StoredRecord:
+        s3 = client("s3")
+        try:
+            head = s3.get_object(Bucket=bucket, Key=key, Range=byte_range(0, HEAD_BYTES))
+        except s3.exceptions.NoSuchKey:
+            return cls(bucket, key)
+        etag, data = str(head["ETag"]), head["Body"].read()
+        total = int(str(head["ContentRange"]).rpartition("/")[2])
+        if not data.startswith(MAGIC):
+            raise ValueError(f"{key} is not a sent-contacts file")
+        (size,) = struct.unpack_from("<I", data, len(MAGIC))
+        start = len(MAGIC) + 4 + size
+        if start > len(data):
+            data = s3.get_object(Bucket=bucket, Key=key, Range=byte_range(0, start), IfMatch=etag)[
+                "Body"
+            ].read()
+        jobs = [(str(j), str(d)) for j, d in json.loads(data[len(MAGIC) + 4 : start])]
+        return cls(bucket, key, etag, jobs, start, (total - start) // 12)
+
+    def blocks(self, size: int) -> Iterator[Block]:
+        """(hashes, job indexes) in order, `size` at a time: two ranged GETs of the version opened."""
+        if not self.count:
+            return
+        import numpy
+
+        s3 = client("s3")
+
+        def stream(first: int, length: int) -> Any:
+            ranged = byte_range(first, length)
+            return s3.get_object(Bucket=self.bucket, Key=self.key, Range=ranged, IfMatch=self.etag)["Body"]
+
+        hashes = stream(self.start, 8 * self.count)
+        indexes = stream(self.start + 8 * self.count, 4 * self.count)
+        try:
+            for first in range(0, self.count, size):
+                many = min(size, self.count - first)
+                yield (
+                    numpy.frombuffer(_read_exactly(hashes, 8 * many), dtype="<u8"),
+                    numpy.frombuffer(_read_exactly(indexes, 4 * many), dtype="<u4"),
+                )
+        finally:
+            hashes.close()
+            indexes.close()
+
+
+def _read_exactly(body: Any, size: int) -> bytes:
+    parts, left = [], size
+    while left:
+        part = body.read(left)
+        if not part:
+            raise ValueError(f"the sent-contacts record ended {left} bytes early")
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _run_blocks(path: Path, index: int, size: int) -> Iterator[Block]:
+    """A run's hashes `size` at a time, each with the job index `index`."""
+    import numpy
+
+    with path.open("rb") as handle:
+        while chunk := handle.read(8 * size):
+            keys = numpy.frombuffer(chunk, dtype="<u8")
+            yield keys, numpy.full(len(keys), index, dtype="<u4")
+
+
+def _write_merged(
+    jobs: list[tuple[str, str]], old: Callable[[int], Iterator[Block]], new: NewContacts, path: Path
+) -> None:
+    """A record: the contacts of `old` (a reader of its (hashes, job indexes) blocks, given a block size)
+    and `new`'s under the last of `jobs` (those `old` holds keep their job), written to `path`: the
+    header, then the hashes as they are merged, then the indexes, kept meanwhile in a file beside it."""
+    from fanout.sorted_runs import merged_blocks
+
+    runs = new.runs()
+    size = max(MIN_BLOCK, MERGE_HASHES // (len(runs) + 1))
+    sources = [old(size), *(_run_blocks(run, len(jobs) - 1, size) for run in runs)]
+    names = json.dumps(jobs).encode()
+    indexes = path.with_suffix(".indexes")
+    with path.open("wb") as out, indexes.open("wb") as side:
+        out.write(MAGIC + struct.pack("<I", len(names)) + names)
+        for keys, job_of in merged_blocks(sources):
+            out.write(keys.astype("<u8", copy=False).tobytes())
+            side.write(job_of.astype("<u4", copy=False).tobytes())
+        side.close()
+        with indexes.open("rb") as written:
+            shutil.copyfileobj(written, out, COPY_BYTES)
+    indexes.unlink()
 
 
 class OnlyNew:
