@@ -45,6 +45,7 @@ def _environment(tracing_on: bool) -> dict[str, str]:
             "DESTINATION": "mateo",
             "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/chunks",
             "SECRET_NAME": "mateo",
+            "JOB_FUNCTION_NAME": "job-function",
             **{
                 f"QUEUE_URL_{d.env_suffix}": f"https://sqs.eu-west-1.amazonaws.com/123456789012/{d.value}"
                 for d in Destination

@@ -36,6 +36,7 @@ from fanout.staging import S3Writer
 from fanout.store import Chunk, DynamoJobStore, Job
 from fanout_local import operations
 from fanout_local.deployed import DeployedStack
+from tests.unit.conftest import settle_here
 
 pytestmark = pytest.mark.unit
 
@@ -210,6 +211,7 @@ def test_sixty_thousand_contacts_go_out_over_three_utc_days_with_no_chunk_dead_l
             store,
             lambda: secret,
             Pacer(cfg.table_name, "mateo", 0),
+            settle_here(store, cfg.bucket_name, cfg.event_bus_name),
             http,
             clock=lambda: clock.now.timestamp(),
         )
@@ -223,9 +225,8 @@ def test_sixty_thousand_contacts_go_out_over_three_utc_days_with_no_chunk_dead_l
         while (delivery := queue.receive()) is not None:
             if delivery.receives > MAX_RECEIVES:
                 dead += 1
-                dead_letter(
-                    store, cfg.bucket_name, cfg.event_bus_name, delivery.message.to_json(), delivery.receives
-                )
+                settle = settle_here(store, cfg.bucket_name, cfg.event_bus_name)
+                dead_letter(store, cfg.bucket_name, settle, delivery.message.to_json(), delivery.receives)
                 continue
             try:
                 sender.handle(delivery.message, delivery.receives)

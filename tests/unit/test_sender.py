@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
 
+from fanout import results, settling
 from fanout.config import SenderConfig, load
 from fanout.destinations import Destination
 from fanout.models import ChunkMessage, ChunkState, Counts, JobStatus, StagedRow
@@ -26,10 +28,18 @@ from fanout.observability import metrics
 from fanout.pacing import Pacer
 from fanout.providers.base import ProviderSecret
 from fanout.sender import SQS_MAX_DELAY, SQS_MAX_VISIBILITY, RetryLater, Sender, SenderDeps, dead_letter
+from fanout.settling import (
+    SETTLE_ROUNDS,
+    SettleBusy,
+    SettleGaveUp,
+    SettleRequest,
+    settle_failed,
+    settle_requested,
+)
 from fanout.staging import staged_rows
 from fanout.store import Chunk, Claim, DynamoJobStore, Job
 from fanout_local.deployed import DeployedStack
-from tests.unit.conftest import boto
+from tests.unit.conftest import boto, settle_here
 
 pytestmark = pytest.mark.unit
 
@@ -137,7 +147,9 @@ class Run:
         job.status, job.counts, job.chunks_total = JobStatus.SENDING, Counts(read=rows), 1
         self.store.finish_split(job)
         self.http = httpx.Client(transport=httpx.MockTransport(provider))
-        deps = SenderDeps(self.store, lambda: secret, Pacer(cfg.table_name, destination.value, 0), self.http)
+        self.settle = settle_here(self.store, cfg.bucket_name, cfg.event_bus_name)
+        pacer = Pacer(cfg.table_name, destination.value, 0)
+        deps = SenderDeps(self.store, lambda: secret, pacer, self.settle, self.http)
         self.sender = Sender(cfg, deps)
 
     def chunk(self) -> Chunk:
@@ -283,9 +295,9 @@ def test_a_dead_lettered_message_with_a_started_batch_leaves_its_rows_uncertain(
     run = Run(cfg, Provider(post=[started()]))
     run.sender.handle(run.message)
 
-    dead_letter(run.store, cfg.bucket_name, cfg.event_bus_name, run.message.to_json(), 6)  # stale: ignored
+    dead_letter(run.store, cfg.bucket_name, run.settle, run.message.to_json(), 6)  # stale: ignored
     assert run.chunk().state is ChunkState.PENDING
-    dead_letter(run.store, cfg.bucket_name, cfg.event_bus_name, run.follow_up().to_json(), 6)
+    dead_letter(run.store, cfg.bucket_name, run.settle, run.follow_up().to_json(), 6)
 
     assert run.chunk().state is ChunkState.UNCERTAIN
     (answer,) = {r["answer"] for r in run.rows()}
@@ -557,3 +569,109 @@ def test_a_chunk_settled_with_one_answer_then_redriven_reports_its_new_answers_r
     run.sender.handle(run.message)
 
     assert [(r["row"], r["state"]) for r in run.rows()] == [("1", "sent"), ("2", "failed"), ("3", "sent")]
+
+
+# --- a job's settle runs in the job function, never in the sender of its last chunk ------------------------
+
+
+def mateo_run(config: Callable[..., SenderConfig]) -> tuple[Run, list[str]]:
+    """A one-chunk Mateo job whose sender hands its settle to a list (the job function's requests)."""
+    cfg = config(Destination.MATEO)
+    run = Run(cfg, Provider(post=[httpx.Response(202, json={"success": True, "queued_count": 3})]))
+    asked: list[str] = []
+    run.sender = Sender(cfg, replace(run.sender._deps, settle=asked.append))
+    return run, asked
+
+
+def test_the_sender_of_a_jobs_last_chunk_hands_the_settle_over_and_writes_no_rows_csv(
+    config: Callable[..., SenderConfig],
+) -> None:
+    # A sender has 60 s and a third of a vCPU; a job's settle some 5 s a million rows on a whole core: a job
+    # of a few million rows could not settle in its last chunk's sender.
+    run, asked = mateo_run(config)
+
+    run.sender.handle(run.message)
+
+    assert asked == [run.job_id]
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.status is JobStatus.SENDING and job.chunks_settled == 1
+    listed = boto("s3").list_objects_v2(Bucket=run.cfg.bucket_name, Prefix=f"results/{run.job_id}/")
+    assert listed.get("KeyCount") == 0
+    settled = settle_requested(
+        run.store, run.cfg.bucket_name, run.cfg.event_bus_name, SettleRequest(run.job_id), 900_000
+    )
+    assert settled is not None and settled.status is JobStatus.COMPLETED
+    assert [r["state"] for r in run.rows()] == ["sent"] * 3
+
+
+def test_a_redelivered_last_chunk_of_an_unsettled_job_asks_for_the_settle_again(
+    config: Callable[..., SenderConfig],
+) -> None:
+    run, asked = mateo_run(config)
+    run.sender.handle(run.message)  # the request is lost: no settle ran
+
+    run.sender.handle(run.message)  # SQS delivers the chunk's message again
+
+    assert asked == [run.job_id, run.job_id]
+    assert run.provider.count("POST") == 1  # the chunk is not sent again
+
+
+def test_a_settle_request_while_another_invocation_settles_the_job_fails_so_lambda_tries_it_again(
+    config: Callable[..., SenderConfig],
+) -> None:
+    run, _ = mateo_run(config)
+    run.sender.handle(run.message)
+    assert run.store.begin_settling(run.job_id, 600)  # another invocation settles it, its lease live
+    args = (run.store, run.cfg.bucket_name, run.cfg.event_bus_name, SettleRequest(run.job_id))
+
+    with pytest.raises(SettleBusy):
+        settle_requested(*args, remaining_ms=900_000)
+
+
+def test_a_settle_whose_invocation_died_is_taken_over_once_its_lease_ends_with_that_invocation(
+    config: Callable[..., SenderConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is the settling invocation's remaining time (and a margin): a settle that timed out or
+    crashed does not hold the job past the end its invocation had."""
+    run, _ = mateo_run(config)
+    run.sender.handle(run.message)
+    request = SettleRequest(run.job_id)
+    store, bucket, bus = run.store, run.cfg.bucket_name, run.cfg.event_bus_name
+    monkeypatch.setattr(settling, "LEASE_MARGIN_SECONDS", 1)
+
+    def dies(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError("Runtime exited")
+
+    with patch.object(results, "write_rows_file", dies), pytest.raises(MemoryError):
+        settle_requested(store, bucket, bus, request, remaining_ms=1_000)  # its lease: 1 s + 1 s
+    with pytest.raises(SettleBusy):  # Lambda's next try, at once: the lease still holds
+        settle_requested(store, bucket, bus, request, remaining_ms=900_000)
+    time.sleep(2.2)
+
+    settled = settle_requested(store, bucket, bus, request, remaining_ms=900_000)
+
+    assert settled is not None and settled.status is JobStatus.COMPLETED
+    assert [r["state"] for r in run.rows()] == ["sent"] * 3
+
+
+def test_a_settle_request_whose_tries_are_spent_is_asked_again_until_its_rounds_are_spent(
+    config: Callable[..., SenderConfig],
+) -> None:
+    run, _ = mateo_run(config)
+    run.sender.handle(run.message)
+    again: list[tuple[str, int]] = []
+
+    def hand_over(job_id: str, round_: int = 0) -> None:
+        again.append((job_id, round_))
+
+    settle_failed(run.store, hand_over, SettleRequest(run.job_id, round=2), "Task timed out (3 attempts)")  # type: ignore[arg-type]
+    assert again == [(run.job_id, 3)]
+    with pytest.raises(SettleGaveUp, match=r'"settle": \{"job_id"'):
+        settle_failed(
+            run.store, hand_over, SettleRequest(run.job_id, round=SETTLE_ROUNDS - 1), "Task timed out"
+        )  # type: ignore[arg-type]
+    settle_requested(
+        run.store, run.cfg.bucket_name, run.cfg.event_bus_name, SettleRequest(run.job_id), 900_000
+    )
+    settle_failed(run.store, hand_over, SettleRequest(run.job_id, round=SETTLE_ROUNDS - 1), "late")  # type: ignore[arg-type]
+    assert again == [(run.job_id, 3)]  # a settled job is never asked for again

@@ -44,7 +44,14 @@ class SplitterConfig(CommonConfig):
         return str(getattr(self, f"queue_url_{destination.env_suffix.lower()}"))
 
 
-class SenderConfig(CommonConfig):
+class HandsOverSettles(_Env):
+    """A function that settles a job's last chunk hands the job's settle to the job function (the
+    splitter's: fanout.settling)."""
+
+    job_function_name: str = Field(alias="JOB_FUNCTION_NAME", min_length=1)
+
+
+class SenderConfig(CommonConfig, HandsOverSettles):
     destination: Destination = Field(alias="DESTINATION")
     queue_url: str = Field(alias="QUEUE_URL")
     secret_name: str = Field(alias="SECRET_NAME")
@@ -65,7 +72,7 @@ class SenderConfig(CommonConfig):
     daily_contact_quota: int | None = Field(alias="DAILY_CONTACT_QUOTA", default=None, ge=0)
 
 
-class DeadLetterConfig(CommonConfig):
+class DeadLetterConfig(CommonConfig, HandsOverSettles):
     pass
 
 

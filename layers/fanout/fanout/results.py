@@ -319,14 +319,16 @@ def publish(bucket: str, bus: str, job: Job) -> None:
     logger.info("job settled", extra={"job_id": job.job_id, "status": job.status.value, "counts": logged})
 
 
-def settle_job(store: JobStore, bucket: str, bus: str, job_id: str) -> Job | None:
+def settle_job(
+    store: JobStore, bucket: str, bus: str, job_id: str, lease_seconds: int = SETTLE_LEASE_SECONDS
+) -> Job | None:
     """Finish the job if every chunk has settled; exactly one caller at a time does it.
 
     Returns the final job, or None when the job is not ready or another caller holds the settling lease.
     The event and summary go out before the final status is stored: a crash in between lets the lease
     lapse and the next caller settles again, so the event is sent at least once, never lost.
     """
-    if not store.begin_settling(job_id, SETTLE_LEASE_SECONDS):
+    if not store.begin_settling(job_id, lease_seconds):
         return None
     job = store.get_job(job_id)
     if job is None:

@@ -30,7 +30,8 @@ from fanout.providers import provider_for
 from fanout.providers.base import Provider, ProviderSecret
 from fanout.queueing import send_chunk_messages
 from fanout.quotas import QuotaLedger, next_utc_day, quota_for, usage_of, wait_note
-from fanout.results import one_answer, rows_csv_text, settle_job
+from fanout.results import one_answer, rows_csv_text
+from fanout.settling import JobSettle
 from fanout.staging import (
     S3Writer,
     chunk_key,
@@ -102,6 +103,7 @@ class SenderDeps:
     store: JobStore
     secret: Callable[[], ProviderSecret]
     pacer: Pacer
+    settle: JobSettle  # a job whose last chunk settled here: handed to the job function (fanout.settling)
     http: httpx.Client | None = None
     clock: Callable[[], float] = time.time  # epoch seconds; tests move it (a frozen day, a midnight)
 
@@ -419,19 +421,15 @@ class Sender:
         self._record(message, results, "" if state is RowState.SENT else answer)
 
     def _record(self, message: ChunkMessage, results: list[RowResult], error: str) -> None:
-        record_results(
-            self._deps.store, self._cfg.bucket_name, self._cfg.event_bus_name, message, results, error
-        )
+        record_results(self._deps.store, self._cfg.bucket_name, self._deps.settle, message, results, error)
 
     def _settle_job_if_stuck(self, job_id: str) -> None:
-        """A redelivery after a crash mid-settle: finish the job, or come back when the lease lapses."""
+        """A redelivery of a settled chunk whose job has not settled (the settle's request was lost, or
+        its settle died): ask for it again; the lease lets one settle run at a time."""
         job = self._deps.store.get_job(job_id)
         if job is None or job.status.is_final or job.chunks_settled < job.chunks_total:
             return
-        if settle_job(self._deps.store, self._cfg.bucket_name, self._cfg.event_bus_name, job_id) is None:
-            refreshed = self._deps.store.get_job(job_id)
-            if refreshed is not None and not refreshed.status.is_final:
-                raise RetryLater("the job is being settled by another instance", BUSY_RETRY_SECONDS)
+        self._deps.settle(job_id)
 
     def _split(self, message: ChunkMessage, staged: list[StagedRow], outcome: Outcome) -> None:
         """Too large for one call (or holding a row the provider refused whole): two parts, staged and
@@ -492,14 +490,14 @@ def save_progress(bucket: str, message: ChunkMessage, results: list[RowResult]) 
 def record_results(
     store: JobStore,
     bucket: str,
-    bus: str,
+    settle: JobSettle,
     message: ChunkMessage,
     results: list[RowResult],
     error: str,
     state: ChunkState | None = None,
 ) -> None:
     """Write the chunk's row results, then settle it and add its counts to the job, atomically; settle the
-    job when this was its last chunk. `state` overrides the chunk state the results imply.
+    job (`settle`: the job function does it) when this was its last chunk. `state` overrides the chunk state the results imply.
 
     Rows that all got one answer (a Mateo batch, a Workshop list, a chunk failed whole) are settled with
     that answer on the chunk's record and no result file: the job's settle reads them from the staged
@@ -532,10 +530,10 @@ def record_results(
         },
     )
     if maybe_last:
-        settle_job(store, bucket, bus, message.job_id)
+        settle(message.job_id)
 
 
-def dead_letter(store: JobStore, bucket: str, bus: str, body: str, receive_count: int) -> None:
+def dead_letter(store: JobStore, bucket: str, settle: JobSettle, body: str, receive_count: int) -> None:
     """A chunk message that exhausted its deliveries: rows answered by earlier deliveries keep their
     answers, the rest are failed; the chunk is failed (so `fanout redrive` sends it again) and the job can
     settle."""
@@ -572,4 +570,4 @@ def dead_letter(store: JobStore, bucket: str, bus: str, body: str, receive_count
         extra={"job_id": message.job_id, "chunk_id": message.chunk_id, "rows": chunk.rows},
     )
     final = ChunkState.FAILED if state is RowState.FAILED else ChunkState.UNCERTAIN
-    record_results(store, bucket, bus, message, results, reason, final)
+    record_results(store, bucket, settle, message, results, reason, final)

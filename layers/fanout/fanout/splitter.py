@@ -182,14 +182,19 @@ def fail_job(store: JobStore, bucket: str, bus: str, job: Job, message: str) -> 
     )
 
 
+def failed_because(record: dict[str, Any]) -> str:
+    """Why the event of Lambda's on-failure destination record (retries spent) failed."""
+    response = record.get("responsePayload") or {}
+    error = response.get("errorMessage") if isinstance(response, dict) else None
+    attempts = record.get("requestContext", {}).get("approximateInvokeCount", "several")
+    return f"{error or 'the splitter failed'} ({attempts} attempts)"
+
+
 def _failed_split_event(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The splitter event inside an entry of SplitterFailureQueue, and why it failed: Lambda's on-failure
     destination record (retries spent), or the event itself (EventBridge could not invoke the splitter)."""
     if "requestPayload" in record:
-        response = record.get("responsePayload") or {}
-        error = response.get("errorMessage") if isinstance(response, dict) else None
-        attempts = record.get("requestContext", {}).get("approximateInvokeCount", "several")
-        return record["requestPayload"], f"{error or 'the splitter failed'} ({attempts} attempts)"
+        return record["requestPayload"], failed_because(record)
     return record, "EventBridge could not invoke the splitter"
 
 

@@ -1,5 +1,6 @@
-"""Dead-letter entry point: chunk messages that exhausted their deliveries become failed chunks, and
-splitter events whose retries are spent (SplitterFailureQueue) end their jobs failed."""
+"""Dead-letter entry point: chunk messages that exhausted their deliveries become failed chunks, splitter
+events whose retries are spent (SplitterFailureQueue) end their jobs failed, and a job's settle request
+whose tries are spent is asked again (fanout.settling)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from fanout.config import DeadLetterConfig, load
 from fanout.entrypoints.sqs_batch import process_sqs_batch
 from fanout.observability import logger, metrics, tracer
 from fanout.sender import dead_letter
-from fanout.splitter import fail_unfinished_split
+from fanout.settling import HandOver, SettleRequest, settle_failed
+from fanout.splitter import fail_unfinished_split, failed_because
 from fanout.store import DynamoJobStore
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 CONFIG = load(DeadLetterConfig)
 STORE = DynamoJobStore(CONFIG.table_name, CONFIG.retention_days)
+HAND_OVER = HandOver(CONFIG.job_function_name)
 
 
 def _splitter_failure(body: str) -> dict[str, Any] | None:
@@ -36,11 +39,15 @@ def _splitter_failure(body: str) -> dict[str, Any] | None:
 
 def record_handler(record: SQSRecord) -> None:
     failure = _splitter_failure(record.body)
+    settle = SettleRequest.from_event(failure.get("requestPayload") or {}) if failure is not None else None
+    if failure is not None and settle is not None:
+        settle_failed(STORE, HAND_OVER, settle, failed_because(failure))
+        return
     if failure is not None:
         fail_unfinished_split(STORE, CONFIG.bucket_name, CONFIG.event_bus_name, failure)
         return
     count = int(record.attributes.approximate_receive_count or 1)
-    dead_letter(STORE, CONFIG.bucket_name, CONFIG.event_bus_name, record.body, count)
+    dead_letter(STORE, CONFIG.bucket_name, HAND_OVER, record.body, count)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -15,6 +15,7 @@ from fanout.observability import logger, metrics, tracer
 from fanout.pacing import Pacer
 from fanout.providers.base import ProviderSecret
 from fanout.sender import RetryLater, Sender, SenderDeps
+from fanout.settling import HandOver
 from fanout.store import DynamoJobStore
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ SENDER = Sender(
         store=DynamoJobStore(CONFIG.table_name, CONFIG.retention_days),
         secret=provider_secret,
         pacer=Pacer(CONFIG.table_name, CONFIG.destination.value, CONFIG.rate_per_second),
+        settle=HandOver(CONFIG.job_function_name),
     ),
 )
 
