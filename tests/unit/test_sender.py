@@ -7,8 +7,11 @@ The AWS side is moto (resources from template.yaml), the provider an httpx.MockT
 from __future__ import annotations
 
 import csv
+import importlib
 import io
+import json
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ from unittest.mock import patch
 
 import httpx
 import pytest
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from fanout import results, settling
 from fanout.config import SenderConfig, load
@@ -675,3 +679,31 @@ def test_a_settle_request_whose_tries_are_spent_is_asked_again_until_its_rounds_
     )
     settle_failed(run.store, hand_over, SettleRequest(run.job_id, round=SETTLE_ROUNDS - 1), "late")  # type: ignore[arg-type]
     assert again == [(run.job_id, 3)]  # a settled job is never asked for again
+
+
+def test_the_dead_letter_function_asks_again_for_a_settle_whose_tries_are_spent(
+    config: Callable[..., SenderConfig], stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda's on-failure record of a settle request (three tries failed) reaches DeadLetterFunction
+    through SplitterFailureQueue: it asks the job function again, a round further, and does not take it
+    for a failed split."""
+    run, _ = mateo_run(config)
+    run.sender.handle(run.message)
+    for name, value in stack.environment("DeadLetterFunction").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delitem(sys.modules, "fanout.entrypoints.dead_letter", raising=False)
+    entry = importlib.import_module("fanout.entrypoints.dead_letter")
+    asked: list[tuple[str, int]] = []
+    monkeypatch.setattr(entry, "HAND_OVER", lambda job_id, round_=0: asked.append((job_id, round_)))
+    monkeypatch.setattr(entry, "STORE", run.store)
+    record = {
+        "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": SettleRequest(run.job_id, round=1).payload(),
+        "responsePayload": {"errorMessage": f"job {run.job_id} is being settled by another invocation"},
+    }
+
+    entry.record_handler(SQSRecord({"body": json.dumps(record), "attributes": {}, "messageId": "m-1"}))
+
+    assert asked == [(run.job_id, 2)]
+    job = run.store.get_job(run.job_id)
+    assert job is not None and job.status is JobStatus.SENDING  # not failed as a split would be
