@@ -64,6 +64,14 @@ def _logical(function: str) -> str:
     return parts[-2] if len(parts) >= 2 else function
 
 
+def _split_invocations(invocations: list[Invocation], calls: list[list[Any]]) -> list[Invocation]:
+    """The splitter function's invocations that split the file: those that began before the first provider
+    call (nothing is queued before the whole file is read). The same function settles the job once its
+    last chunk has: that invocation begins after the last provider call."""
+    first_call = calls[0][0] if calls else float("inf")
+    return [i for i in invocations if _logical(i.function) == "SplitterFunction" and i.started < first_call]
+
+
 def _phases(started: float, split_end: float, calls: list[list[Any]], settled: float) -> list[Phase]:
     """split: drop -> last splitter invocation over (its chunks queued); send: -> last provider call;
     settle: -> the job's final status seen."""
@@ -109,7 +117,7 @@ def run_end_to_end(session: Session) -> dict[str, Any]:
         memory = stack.memory_mb()
         cpu = stack.cpu_seconds()
     calls = _provider_calls(invocations)
-    splitter = [i for i in invocations if _logical(i.function) == "SplitterFunction"]
+    splitter = _split_invocations(invocations, calls)
     usage = _usage_of(invocations, memory)
     phases = _phases(started, max((i.ended for i in splitter), default=started), calls, settled)
     senders = [i for i in invocations if _logical(i.function) == "MateoSenderFunction"]
