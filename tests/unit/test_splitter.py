@@ -25,6 +25,7 @@ from fanout.splitter import SplitInProgress, SplitOutcome, Splitter, fail_unfini
 from fanout.staging import chunk_key, packed_chunks_key, result_key, symplify_file_key
 from fanout.store import Chunk, DynamoJobStore, Job
 from fanout_local.deployed import DeployedStack
+from tests.unit.conftest import settle_here
 
 pytestmark = pytest.mark.unit
 
@@ -605,6 +606,7 @@ def test_a_split_whose_retries_are_spent_fails_its_job_with_a_message(
         splitter_config.bucket_name,
         splitter_config.event_bus_name,
         _destination_record(ref, "Task timed out"),
+        settle_here(store, splitter_config.bucket_name, splitter_config.event_bus_name),
     )
 
     final = store.get_job(job.job_id)
@@ -626,6 +628,7 @@ def test_a_split_that_never_made_its_job_still_leaves_a_failed_job(
         splitter_config.bucket_name,
         splitter_config.event_bus_name,
         _destination_record(ref, "Runtime exited"),
+        settle_here(store, splitter_config.bucket_name, splitter_config.event_bus_name),
     )
 
     job = store.get_job(job_id)
@@ -641,7 +644,11 @@ def test_a_finished_split_is_left_alone_by_a_late_failure_record(
     queued(splitter_config, Destination.MATEO)
 
     failed = fail_unfinished_split(
-        store, splitter_config.bucket_name, splitter_config.event_bus_name, _destination_record(ref, "late")
+        store,
+        splitter_config.bucket_name,
+        splitter_config.event_bus_name,
+        _destination_record(ref, "late"),
+        settle_here(store, splitter_config.bucket_name, splitter_config.event_bus_name),
     )
 
     assert failed == []
@@ -907,6 +914,7 @@ def test_a_split_whose_queueing_failed_on_every_attempt_ends_its_job_with_the_un
         splitter_config.bucket_name,
         splitter_config.event_bus_name,
         _destination_record(ref, "AccessDenied"),
+        settle_here(store, splitter_config.bucket_name, splitter_config.event_bus_name),
     )
 
     job = store.get_job(job_id)

@@ -43,6 +43,7 @@ from fanout.routing import (
 )
 from fanout.sent_contacts import OnlyNew
 from fanout.sent_files import RESEND_WINDOW_SECONDS, FileClaim, HashingReader, already_sent
+from fanout.settling import JobSettle
 from fanout.staging import S3Writer, presign_get, rejected_jsonl_key, result_key, symplify_file_key
 from fanout.store import Chunk, Job, JobStore, Settlement, SplitLost
 from fanout.validation import file_problem
@@ -152,9 +153,12 @@ def object_refs(event: dict[str, Any]) -> Iterator[ObjectRef]:
         )
 
 
-def fail_job(store: JobStore, bucket: str, bus: str, job: Job, message: str) -> SplitOutcome:
+def fail_job(
+    store: JobStore, bucket: str, bus: str, job: Job, message: str, settle: JobSettle | None = None
+) -> SplitOutcome:
     """Record the job as failed at the split with `message`; staged rows (never sent) are settled as
-    failed, rows.csv and summary.json are written and the JobFailed event is sent."""
+    failed, rows.csv and summary.json are written and the JobFailed event is sent. The job is settled
+    here (the job function), or by `settle` when given (the dead-letter function hands it over)."""
     job.message = message
     job.split_failed = True  # a redrive must never send it: that takes a corrected file
     reason = message.replace(job.key, key_ref(job.key)) if job.key else message
@@ -165,6 +169,11 @@ def fail_job(store: JobStore, bucket: str, bus: str, job: Job, message: str) -> 
         for chunk in store.chunks(job.job_id):
             store.settle_chunk(
                 job.job_id, chunk.chunk_id, Settlement(ChunkState.FAILED, failed=chunk.rows, error=message)
+            )
+        if settle is not None:
+            settle(job.job_id)
+            return SplitOutcome(
+                job.job_id, job.status, counts=job.counts, chunks=job.chunks_total, message=message
             )
         settled = settle_job(store, bucket, bus, job.job_id)
         if settled is not None:
@@ -198,7 +207,9 @@ def _failed_split_event(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return record, "EventBridge could not invoke the splitter"
 
 
-def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[str, Any]) -> list[str]:
+def fail_unfinished_split(
+    store: JobStore, bucket: str, bus: str, record: dict[str, Any], settle: JobSettle
+) -> list[str]:
     """A splitter event whose retries are spent (an entry of SplitterFailureQueue): each job of its object
     still `splitting` ends `failed` with a message, its staged rows failed and nothing sent; an object
     whose split never made a job gets a failed one, so no drop goes unanswered. Returns those job ids."""
@@ -213,7 +224,7 @@ def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[s
         while (job := store.get_job(ids.job_id(ref.bucket, ref.key, ref.identity, index))) is not None:
             index += 1
             if job.status is JobStatus.SENDING and not job.queued:
-                fail_unqueued_chunks(store, bucket, bus, job, why)
+                fail_unqueued_chunks(store, job, why, settle)
                 failed.append(job.job_id)
                 continue
             if job.status is not JobStatus.SPLITTING:
@@ -221,7 +232,7 @@ def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[s
             chunks = store.chunks(job.job_id)
             job.chunks_total = len(chunks)
             job.counts = Counts(read=sum(c.rows for c in chunks))
-            fail_job(store, bucket, bus, job, message)
+            fail_job(store, bucket, bus, job, message, settle)
             failed.append(job.job_id)
         if index == 0:
             job = Job(
@@ -234,12 +245,12 @@ def fail_unfinished_split(store: JobStore, bucket: str, bus: str, record: dict[s
                 target="",
             )
             if store.create_job(job, 0):
-                fail_job(store, bucket, bus, job, message)
+                fail_job(store, bucket, bus, job, message, settle)
                 failed.append(job.job_id)
     return failed
 
 
-def fail_unqueued_chunks(store: JobStore, bucket: str, bus: str, job: Job, why: str) -> None:
+def fail_unqueued_chunks(store: JobStore, job: Job, why: str, settle: JobSettle) -> None:
     """A split that finished but whose chunks' messages could not all be queued on any attempt: the chunks
     no sender has claimed are failed (never sent; `fanout redrive` sends them), the ones a sender holds
     finish as usual, and the job settles when the last one does."""
@@ -254,7 +265,7 @@ def fail_unqueued_chunks(store: JobStore, bucket: str, bus: str, job: Job, why: 
         if chunk.state is ChunkState.PENDING:
             settlement = Settlement(ChunkState.FAILED, failed=chunk.rows, error=message)
             store.settle_chunk(job.job_id, chunk.chunk_id, settlement, only_unclaimed=True)
-    settle_job(store, bucket, bus, job.job_id)
+    settle(job.job_id)
 
 
 class Splitter:

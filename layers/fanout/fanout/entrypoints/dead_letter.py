@@ -44,7 +44,7 @@ def record_handler(record: SQSRecord) -> None:
         settle_failed(STORE, HAND_OVER, settle, failed_because(failure))
         return
     if failure is not None:
-        fail_unfinished_split(STORE, CONFIG.bucket_name, CONFIG.event_bus_name, failure)
+        fail_unfinished_split(STORE, CONFIG.bucket_name, CONFIG.event_bus_name, failure, HAND_OVER)
         return
     count = int(record.attributes.approximate_receive_count or 1)
     dead_letter(STORE, CONFIG.bucket_name, HAND_OVER, record.body, count)
