@@ -312,3 +312,28 @@ def test_a_jobs_record_is_merged_in_memory_that_does_not_grow_with_the_job(tmp_p
 
     assert large < 1.5 * small + 2e6, f"{small / 1e6:.1f} MB for 100k contacts, {large / 1e6:.1f} MB for 1M"
     assert large < 12e6, f"{large / 1e6:.1f} MB to merge 1M contacts onto 1M"  # in memory: 57 MB
+
+
+def test_a_record_rewritten_while_only_new_reads_it_is_read_again_whole(
+    splitter_config: SplitterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The splitter reads the record a block at a time from the version it opened; a job's settle that
+    writes it in between makes that read fail (If-Match), and the record is read again, new job and all."""
+    bucket, target = splitter_config.bucket_name, f"reread-{uuid.uuid4().hex[:6]}"
+    record_job(bucket, target, "j-a", "2026-11-01", hashes("a@x.io"))
+    opened = sent_contacts._StoredRecord.open
+    rewrites: list[str] = []
+
+    def open_then_rewrite(bucket: str, key: str) -> Any:
+        stored = opened(bucket, key)
+        if not rewrites:
+            rewrites.append("j-b")
+            record_job(bucket, target, "j-b", "2026-11-02", hashes("b@x.io"))
+        return stored
+
+    monkeypatch.setattr(sent_contacts._StoredRecord, "open", staticmethod(open_then_rewrite))
+    known, etag = load(bucket, "workshop", target)
+
+    assert rewrites == ["j-b"]
+    assert [known.who(i) for i in ("a@x.io", "b@x.io")] == [("j-a", "2026-11-01"), ("j-b", "2026-11-02")]
+    assert etag == aws("s3").head_object(Bucket=bucket, Key=f"state/sent/workshop/{target}.bin")["ETag"]

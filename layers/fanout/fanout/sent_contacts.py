@@ -26,7 +26,6 @@ import hashlib
 import json
 import shutil
 import struct
-import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Iterator
@@ -47,6 +46,8 @@ MERGE_HASHES = 1 << 20  # hashes in hand across the merge's sources (12 B each, 
 MIN_BLOCK = 1 << 13  # the fewest a source reads at a time, however many runs a job made
 HEAD_BYTES = 64 * 1024  # the first read of a record: its header (the jobs' names) fits, for ~1,500 jobs
 COPY_BYTES = 1 << 20
+# S3's answers to a read or write conditional on an ETag that is no longer the object's.
+_CHANGED = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 Block = tuple[Any, Any]  # (hashes, job indexes): numpy arrays, the hashes sorted (sorted_runs.Block)
 
 
@@ -57,14 +58,6 @@ def contact_hash(identity: str) -> int:
 
 def state_key(destination: str, target: str) -> str:
     return f"{PREFIX}{destination}/{target}.bin"
-
-
-def _load_array(typecode: str, data: bytes) -> array:
-    values = array(typecode)
-    values.frombytes(data)
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values
 
 
 @dataclass
@@ -85,29 +78,24 @@ class SentContacts:
             return self.jobs[self.job_of[at]]
         return None
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SentContacts:
-        if not data.startswith(MAGIC):
-            raise ValueError("not a sent-contacts file")
-        at = len(MAGIC)
-        (size,) = struct.unpack_from("<I", data, at)
-        at += 4
-        jobs = [(str(j), str(d)) for j, d in json.loads(data[at : at + size])]
-        at += size
-        count = (len(data) - at) // 12
-        hashes = _load_array("Q", data[at : at + 8 * count])
-        job_of = _load_array("I", data[at + 8 * count : at + 12 * count])
-        return cls(jobs, hashes, job_of)
-
 
 def load(bucket: str, destination: str, target: str) -> tuple[SentContacts, str | None]:
-    """The contacts sent to destination/target, and the object's ETag (None: none sent yet)."""
-    s3 = client("s3")
-    try:
-        answer = s3.get_object(Bucket=bucket, Key=state_key(destination, target))
-    except s3.exceptions.NoSuchKey:
-        return SentContacts(), None
-    return SentContacts.from_bytes(answer["Body"].read()), str(answer["ETag"])
+    """The contacts sent to destination/target, and the object's ETag (None: none sent yet): read a block
+    at a time into the arrays `who` searches, so the record is held once (12 B a contact), never also as
+    the bytes read. A record written meanwhile by a job's settle is read again."""
+    for _ in range(RECORD_ATTEMPTS):
+        stored = _StoredRecord.open(bucket, state_key(destination, target))
+        known = SentContacts(stored.jobs)
+        try:
+            for hashes, job_of in stored.blocks(MERGE_HASHES):
+                known.hashes.frombytes(memoryview(hashes.astype("=u8", copy=False)).cast("B"))
+                known.job_of.frombytes(memoryview(job_of.astype("=u4", copy=False)).cast("B"))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") not in _CHANGED:
+                raise
+            continue
+        return known, stored.etag
+    raise RuntimeError(f"could not read {destination}/{target}'s record of contacts sent: it kept changing")
 
 
 def record(bucket: str, destination: str, target: str, job_id: str, date: str, new: NewContacts) -> None:
@@ -123,8 +111,7 @@ def record(bucket: str, destination: str, target: str, job_id: str, date: str, n
             _record_once(s3, _StoredRecord.open(bucket, key), (job_id, date), new)
             return
         except ClientError as exc:  # the record changed since it was opened: read and merge again
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+            if exc.response.get("Error", {}).get("Code", "") not in _CHANGED:
                 raise
     raise RuntimeError(f"could not record the contacts of {job_id}: {destination}/{target} kept changing")
 
