@@ -9,6 +9,7 @@
     fanout status JOB | fanout jobs --since 1d    one job, or recent jobs
     fanout report JOB --rejected                  per-row results, ready to fix and drop again
     fanout redrive JOB                            send the failed chunks again
+    fanout settle JOB                             settle a job whose settle failed on every try
     fanout validate FILE --to altcraft/12         read and validate a file with no AWS at all
 """
 
@@ -622,6 +623,21 @@ def redrive(
     console.print(
         f"redriven: {result.chunks} chunks, {result.rows} rows; `fanout watch {job_id}` follows them"
     )
+
+
+@app.command()
+def settle(job_id: str, stack: StackOption = None, endpoint: EndpointOption = None) -> None:
+    """Settle a job whose every chunk has settled but which has not: its settle failed on every try (the
+    failure queue's alarm says so), and the cause is fixed. The job function settles it.
+
+    Example: fanout settle j-0123456789abcdef && fanout watch j-0123456789abcdef
+    """
+    ref = _connect(stack, endpoint)
+    try:
+        operations.settle(ref, job_id)
+    except operations.OperatorError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"asked the job function to settle {job_id}; `fanout watch {job_id}` follows it")
 
 
 @app.command()

@@ -28,6 +28,7 @@ from fanout.providers import provider_for
 from fanout.quotas import plan_note
 from fanout.reading import FileFormatError, FileInfo, LostRows, open_rows
 from fanout.routing import RouteError, route_from_key
+from fanout.settling import HandOver
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
 from fanout.validation import REASON_COLUMN, column_mapping, file_problem
@@ -54,12 +55,19 @@ class StackRef:
     table: str
     bus: str
     queues: dict[str, str]
+    job_function: str  # the splitter's, which also settles jobs (fanout.settling)
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, str]) -> StackRef:
         try:
             queues = {d.value: outputs[f"{d.logical_name}QueueUrl"] for d in Destination}
-            return cls(outputs["BucketName"], outputs["TableName"], outputs["EventBusName"], queues)
+            return cls(
+                outputs["BucketName"],
+                outputs["TableName"],
+                outputs["EventBusName"],
+                queues,
+                outputs["SplitterFunctionName"],
+            )
         except KeyError as exc:
             raise OperatorError(f"the stack has no output {exc}; is it a journey-fanout stack?") from None
 
@@ -278,6 +286,21 @@ def redrive(stack: StackRef, job_id: str, include_uncertain: bool = False) -> Re
             QueueUrl=stack.queues[message.destination.value], MessageBody=message.to_json()
         )
     return RedriveResult(len(messages), sum(m.rows for m in messages))
+
+
+def settle(stack: StackRef, job_id: str) -> None:
+    """Ask the job function to settle a job every chunk of which has settled but which has not: its
+    settle's tries were spent (the failure queue's alarm, a log line naming the job), and its cause is
+    fixed. The job function settles it once, under its lease; `fanout watch` follows it."""
+    job = get_job(stack, job_id)
+    if job.status.is_final:
+        raise OperatorError(f"job {job_id} has settled already ({job.status.value}): nothing to settle")
+    if job.status not in (JobStatus.SENDING, JobStatus.SETTLING) or job.chunks_settled < job.chunks_total:
+        raise OperatorError(
+            f"job {job_id} is {job.status.value} with {job.chunks_settled} of {job.chunks_total} chunks settled;"
+            f" it settles when its last chunk does (`fanout watch {job_id}`)"
+        )
+    HandOver(stack.job_function)(job_id)
 
 
 def _fresh(stack: StackRef, message: ChunkMessage) -> ChunkMessage:

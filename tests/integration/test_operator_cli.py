@@ -131,6 +131,35 @@ def test_redrive_after_an_outage_completes_the_job_with_every_contact_once(
     assert set(mine.values()) == {1}
 
 
+def test_settle_finishes_a_job_whose_settle_gave_up_and_refuses_a_settled_one(
+    stack: LocalStack, cli: CliRunner, tmp_path: Path
+) -> None:
+    _, out = run(cli, "submit", str(contacts(tmp_path, "unsettled", 30)), "--to", "workshop/jrn_welcome")
+    job_id = out.strip()
+    assert run(cli, "watch", job_id, "--interval", "0.5", "--timeout", "60")[0] == 0
+    code, out = run(cli, "settle", job_id)
+    assert code == 2 and "has settled already (completed)" in out
+    # As a settle whose every try failed leaves it: every chunk settled, the job `settling` under a lapsed
+    # lease, no rows.csv yet.
+    stack.client("dynamodb").update_item(
+        TableName=stack.outputs()["TableName"],
+        Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}},
+        UpdateExpression="SET #s = :settling, settle_lease_until = :lapsed",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":settling": {"S": "settling"}, ":lapsed": {"N": "0"}},
+    )
+    stack.client("s3").delete_object(Bucket=stack.bucket, Key=f"results/{job_id}/rows.csv")
+
+    code, out = run(cli, "settle", job_id)
+    assert code == 0 and f"`fanout watch {job_id}`" in out
+    assert run(cli, "watch", job_id, "--interval", "0.5", "--timeout", "60")[0] == 0
+
+    summary = json.loads(run(cli, "status", job_id, "--json")[1])
+    assert (summary["status"], summary["rows_sent"]) == ("completed", 30)
+    body = stack.client("s3").get_object(Bucket=stack.bucket, Key=f"results/{job_id}/rows.csv")["Body"].read()
+    assert len(body.decode().splitlines()) == 31
+
+
 def test_validate_reads_a_file_with_no_aws(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

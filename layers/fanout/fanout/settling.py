@@ -96,7 +96,7 @@ def settle_failed(store: JobStore, hand_over: HandOver, request: SettleRequest, 
     """A settle request whose tries are spent (from the job function's failure queue): ask again, with the
     next round, unless the job has settled meanwhile. Once the rounds are spent, SettleGaveUp: the entry
     stays in the failure queue (its alarm fires) and is looked at again each time it comes back, until
-    the job is settled by hand (README, Operations)."""
+    the job is settled by hand (`fanout settle JOB`)."""
     job = store.get_job(request.job_id)
     if job is None or job.status.is_final:
         return
@@ -104,7 +104,6 @@ def settle_failed(store: JobStore, hand_over: HandOver, request: SettleRequest, 
         logger.error("job not settled", extra={"job_id": request.job_id, "rounds": SETTLE_ROUNDS})
         raise SettleGaveUp(
             f"job {request.job_id} could not be settled in {SETTLE_ROUNDS} rounds of tries ({why}); every"
-            " chunk is settled: fix the cause, then invoke the job function with"
-            f' {{"settle": {{"job_id": "{request.job_id}"}}}}'
+            f" chunk is settled: fix the cause, then `fanout settle {request.job_id}`"
         )
     hand_over(request.job_id, request.round + 1)
