@@ -28,7 +28,6 @@ from fanout.providers import provider_for
 from fanout.quotas import plan_note
 from fanout.reading import FileFormatError, FileInfo, LostRows, open_rows
 from fanout.routing import RouteError, route_from_key
-from fanout.settling import HandOver
 from fanout.staging import chunk_result_key, presign_get, result_key, symplify_file_key
 from fanout.store import DynamoJobStore, Job
 from fanout.validation import REASON_COLUMN, column_mapping, file_problem
@@ -300,6 +299,10 @@ def settle(stack: StackRef, job_id: str) -> None:
             f"job {job_id} is {job.status.value} with {job.chunks_settled} of {job.chunks_total} chunks settled;"
             f" it settles when its last chunk does (`fanout watch {job_id}`)"
         )
+    # Imported here: the CLI's module is imported again in each local Lambda worker (multiprocessing's
+    # spawn), and fanout.settling brings the functions' logger, which must bind the worker's own stdout.
+    from fanout.settling import HandOver
+
     HandOver(stack.job_function)(job_id)
 
 

@@ -30,7 +30,7 @@ at the default 65,536) + numpy (19 MiB once imported) + the Bloom filter
 while spilling or merging a few MB, whatever the file's size past the first spill; /tmp = 12 B a
 spilled row (600 MB at 50M rows), and while the largest merge runs its output besides (12 B a row of
 it: at most 24 B a row in all, 1.2 GB at 50M rows). The template's splitter has 1,769 MB of memory and
-2,048 MB of ephemeral storage.
+4,096 MB of ephemeral storage (a job's settle uses it too: sent_contacts.py).
 
 Two different contacts whose hashes collide (probability ~ n^2 / 2^65: 7e-5 for a 50M-row file) would be
 taken for one: the later is rejected as a duplicate (listed, never sent twice), never silently lost.

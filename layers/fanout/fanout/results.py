@@ -36,6 +36,9 @@ from fanout.staging import (
 from fanout.store import Chunk, Job, JobStore, now_iso
 
 EVENT_SOURCE = "journey-fanout"
+# The lease of a settle made where it is decided (the splitter's own, for a job that failed at its split
+# or staged no chunk); a settle handed to the job function leases its invocation's time left
+# (fanout.settling).
 SETTLE_LEASE_SECONDS = 300
 # Chunk result files read ahead of the merge, S3 GETs in flight at once (the S3 client's pool holds 20).
 # A million-row Mateo job has 2,000 of them: one after the other, at 15-30 ms a GET on AWS, they alone

@@ -14,9 +14,10 @@ a contact sent), and the record is read from S3 as two streams (its hashes and i
 GET of the version read), merged with the runs a block at a time (sorted_runs.py) into a file beside them
 (12 bytes a contact of the new record, and 4 more while its indexes wait to follow the hashes), and put
 back from that file only if no other job wrote in between (S3 If-Match / If-None-Match), else merged
-again. Bound (README): memory MERGE_HASHES hashes in hand (some 40 MB with the merge's copies), whatever
-the sizes; /tmp 8 B a contact of the job + 16 B a contact of the new record (1.2 GB for a 50M-contact
-job onto an empty record). One PutObject takes up to 5 GB: a record of some 400M contacts.
+again. Bound (README): memory RUN_HASHES hashes while they are spilled, then MERGE_HASHES in hand (15 MB
+at most for the merge, tracemalloc, for 1M contacts onto 1M as for 10M onto 10M), whatever the sizes;
+/tmp 8 B a contact of the job + 16 B a contact of the new record (1.2 GB for a 50M-contact job onto an
+empty record). One PutObject takes up to 5 GB: a record of some 400M contacts.
 """
 
 from __future__ import annotations

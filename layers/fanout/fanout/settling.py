@@ -1,4 +1,4 @@
-"""Where a job settles: in the job function (the splitter's: 15 minutes, one vCPU, 2 GB of /tmp), never in
+"""Where a job settles: in the job function (the splitter's: 15 minutes, one vCPU, 4 GB of /tmp), never in
 the function whose chunk happened to settle last. A sender has 60 s and 512 MB (a third of a vCPU on
 AWS), and a job's settle reads every row's result and writes rows.csv: some 5 s a million rows on a whole
 core, so a job of a few million rows could not settle in a sender, and its last chunk's redeliveries would
@@ -14,8 +14,9 @@ never holds the job past its death. A request that finds the job settling under 
 (`SettleBusy`): Lambda tries it again after a minute and after two more, and once those are spent the
 dead-letter function, which takes the job function's failed events, asks again with the next round. A job
 already settled ends the chain; the last of SETTLE_ROUNDS rounds ends it with an error in the log and
-the request left in the failure queue, whose alarm fires. Several requests for one job (two last chunks at once, a redelivery) settle it once: the
-lease decides, and the later ones find it final.
+the request left in the failure queue, whose alarm fires (`fanout settle JOB` asks again by hand).
+Several requests for one job (two last chunks at once, a redelivery) settle it once: the lease decides,
+and the later ones find it final.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from fanout.observability import logger
 from fanout.results import settle_job
 from fanout.store import Job, JobStore
 
-SETTLE_ROUNDS = (
-    8  # rounds of Lambda's three tries each: far past the longest lease (the job function's 15 min)
-)
+# Rounds of Lambda's three tries each (some 3 minutes a round): far past the longest lease, 15 minutes.
+SETTLE_ROUNDS = 8
 LEASE_MARGIN_SECONDS = 5  # past the invocation's own end: the lease never ends while it may still write
 
 JobSettle = Callable[[str], None]  # settle the job whose chunks have all settled (or have it settled)
