@@ -32,12 +32,15 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from fanout.aws import client
 from fanout.staging import byte_range
+
+if TYPE_CHECKING:  # sorted_runs imports numpy: kept out of the cold start of every function importing this
+    from fanout.sorted_runs import Block  # here (hashes, job indexes)
 
 MAGIC = b"FANOUT-SENT-1\n"
 PREFIX = "state/sent/"
@@ -49,7 +52,6 @@ HEAD_BYTES = 64 * 1024  # the first read of a record: its header (the jobs' name
 COPY_BYTES = 1 << 20
 # S3's answers to a read or write conditional on an ETag that is no longer the object's.
 _CHANGED = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
-Block = tuple[Any, Any]  # (hashes, job indexes): numpy arrays, the hashes sorted (sorted_runs.Block)
 
 
 def contact_hash(identity: str) -> int:
