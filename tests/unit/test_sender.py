@@ -587,6 +587,18 @@ def mateo_run(config: Callable[..., SenderConfig]) -> tuple[Run, list[str]]:
     return run, asked
 
 
+def last_chunk_settled(config: Callable[..., SenderConfig]) -> Run:
+    """A one-chunk Mateo job whose only chunk has been sent and settled: the job waits for its settle."""
+    run, _ = mateo_run(config)
+    run.sender.handle(run.message)
+    return run
+
+
+def job_function(run: Run, request: SettleRequest, remaining_ms: int = 900_000) -> Job | None:
+    """The job function's settle of `request`, here in process, with `remaining_ms` of its invocation."""
+    return settle_requested(run.store, run.cfg.bucket_name, run.cfg.event_bus_name, request, remaining_ms)
+
+
 def test_the_sender_of_a_jobs_last_chunk_hands_the_settle_over_and_writes_no_rows_csv(
     config: Callable[..., SenderConfig],
 ) -> None:
@@ -601,9 +613,7 @@ def test_the_sender_of_a_jobs_last_chunk_hands_the_settle_over_and_writes_no_row
     assert job is not None and job.status is JobStatus.SENDING and job.chunks_settled == 1
     listed = boto("s3").list_objects_v2(Bucket=run.cfg.bucket_name, Prefix=f"results/{run.job_id}/")
     assert listed.get("KeyCount") == 0
-    settled = settle_requested(
-        run.store, run.cfg.bucket_name, run.cfg.event_bus_name, SettleRequest(run.job_id), 900_000
-    )
+    settled = job_function(run, SettleRequest(run.job_id))
     assert settled is not None and settled.status is JobStatus.COMPLETED
     assert [r["state"] for r in run.rows()] == ["sent"] * 3
 
@@ -623,13 +633,11 @@ def test_a_redelivered_last_chunk_of_an_unsettled_job_asks_for_the_settle_again(
 def test_a_settle_request_while_another_invocation_settles_the_job_fails_so_lambda_tries_it_again(
     config: Callable[..., SenderConfig],
 ) -> None:
-    run, _ = mateo_run(config)
-    run.sender.handle(run.message)
+    run = last_chunk_settled(config)
     assert run.store.begin_settling(run.job_id, 600)  # another invocation settles it, its lease live
-    args = (run.store, run.cfg.bucket_name, run.cfg.event_bus_name, SettleRequest(run.job_id))
 
     with pytest.raises(SettleBusy):
-        settle_requested(*args, remaining_ms=900_000)
+        job_function(run, SettleRequest(run.job_id))
 
 
 def test_a_settle_whose_invocation_died_is_taken_over_once_its_lease_ends_with_that_invocation(
@@ -637,22 +645,20 @@ def test_a_settle_whose_invocation_died_is_taken_over_once_its_lease_ends_with_t
 ) -> None:
     """The lease is the settling invocation's remaining time (and a margin): a settle that timed out or
     crashed does not hold the job past the end its invocation had."""
-    run, _ = mateo_run(config)
-    run.sender.handle(run.message)
+    run = last_chunk_settled(config)
     request = SettleRequest(run.job_id)
-    store, bucket, bus = run.store, run.cfg.bucket_name, run.cfg.event_bus_name
     monkeypatch.setattr(settling, "LEASE_MARGIN_SECONDS", 1)
 
     def dies(*args: Any, **kwargs: Any) -> None:
         raise MemoryError("Runtime exited")
 
     with patch.object(results, "write_rows_file", dies), pytest.raises(MemoryError):
-        settle_requested(store, bucket, bus, request, remaining_ms=1_000)  # its lease: 1 s + 1 s
+        job_function(run, request, remaining_ms=1_000)  # its lease: 1 s + 1 s
     with pytest.raises(SettleBusy):  # Lambda's next try, at once: the lease still holds
-        settle_requested(store, bucket, bus, request, remaining_ms=900_000)
+        job_function(run, request)
     time.sleep(2.2)
 
-    settled = settle_requested(store, bucket, bus, request, remaining_ms=900_000)
+    settled = job_function(run, request)
 
     assert settled is not None and settled.status is JobStatus.COMPLETED
     assert [r["state"] for r in run.rows()] == ["sent"] * 3
@@ -661,23 +667,19 @@ def test_a_settle_whose_invocation_died_is_taken_over_once_its_lease_ends_with_t
 def test_a_settle_request_whose_tries_are_spent_is_asked_again_until_its_rounds_are_spent(
     config: Callable[..., SenderConfig],
 ) -> None:
-    run, _ = mateo_run(config)
-    run.sender.handle(run.message)
+    run = last_chunk_settled(config)
     again: list[tuple[str, int]] = []
 
-    def hand_over(job_id: str, round_: int = 0) -> None:
+    def hand_over(job_id: str, round_: int) -> None:
         again.append((job_id, round_))
 
-    settle_failed(run.store, hand_over, SettleRequest(run.job_id, round=2), "Task timed out (3 attempts)")  # type: ignore[arg-type]
+    settle_failed(run.store, hand_over, SettleRequest(run.job_id, round=2), "Task timed out (3 attempts)")
     assert again == [(run.job_id, 3)]
+    last = SettleRequest(run.job_id, round=SETTLE_ROUNDS - 1)
     with pytest.raises(SettleGaveUp, match=rf"then `fanout settle {run.job_id}`"):
-        settle_failed(
-            run.store, hand_over, SettleRequest(run.job_id, round=SETTLE_ROUNDS - 1), "Task timed out"
-        )  # type: ignore[arg-type]
-    settle_requested(
-        run.store, run.cfg.bucket_name, run.cfg.event_bus_name, SettleRequest(run.job_id), 900_000
-    )
-    settle_failed(run.store, hand_over, SettleRequest(run.job_id, round=SETTLE_ROUNDS - 1), "late")  # type: ignore[arg-type]
+        settle_failed(run.store, hand_over, last, "Task timed out")
+    job_function(run, SettleRequest(run.job_id))
+    settle_failed(run.store, hand_over, last, "late")
     assert again == [(run.job_id, 3)]  # a settled job is never asked for again
 
 
@@ -687,8 +689,7 @@ def test_the_dead_letter_function_asks_again_for_a_settle_whose_tries_are_spent(
     """Lambda's on-failure record of a settle request (three tries failed) reaches DeadLetterFunction
     through SplitterFailureQueue: it asks the job function again, a round further, and does not take it
     for a failed split."""
-    run, _ = mateo_run(config)
-    run.sender.handle(run.message)
+    run = last_chunk_settled(config)
     for name, value in stack.environment("DeadLetterFunction").items():
         monkeypatch.setenv(name, value)
     monkeypatch.delitem(sys.modules, "fanout.entrypoints.dead_letter", raising=False)

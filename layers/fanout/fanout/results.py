@@ -36,9 +36,8 @@ from fanout.staging import (
 from fanout.store import Chunk, Job, JobStore, now_iso
 
 EVENT_SOURCE = "journey-fanout"
-# The lease of a settle made where it is decided (the splitter's own, for a job that failed at its split
-# or staged no chunk); a settle handed to the job function leases its invocation's time left
-# (fanout.settling).
+# The lease of a settle the splitter makes in place (a job that failed at its split, or staged no chunk);
+# a settle handed to the job function leases its invocation's time left instead (fanout.settling).
 SETTLE_LEASE_SECONDS = 300
 # Chunk result files read ahead of the merge, S3 GETs in flight at once (the S3 client's pool holds 20).
 # A million-row Mateo job has 2,000 of them: one after the other, at 15-30 ms a GET on AWS, they alone
@@ -279,7 +278,7 @@ def write_rows_file(bucket: str, job: Job, chunks: list[Chunk], sent: NewContact
                 lines.clear()
                 if sent is not None:
                     sent.add(hashes)
-                    del hashes[:]
+                del hashes[:]
         out.write("".join(lines).encode("utf-8"))
     if sent is not None:
         sent.add(hashes)

@@ -86,19 +86,16 @@ def load(bucket: str, destination: str, target: str) -> tuple[SentContacts, str 
     """The contacts sent to destination/target, and the object's ETag (None: none sent yet): read a block
     at a time into the arrays `who` searches, so the record is held once (12 B a contact), never also as
     the bytes read. A record written meanwhile by a job's settle is read again."""
-    for _ in range(RECORD_ATTEMPTS):
+
+    def read() -> tuple[SentContacts, str | None]:
         stored = _StoredRecord.open(bucket, state_key(destination, target))
         known = SentContacts(stored.jobs)
-        try:
-            for hashes, job_of in stored.blocks(MERGE_HASHES):
-                known.hashes.frombytes(memoryview(hashes.astype("=u8", copy=False)).cast("B"))
-                known.job_of.frombytes(memoryview(job_of.astype("=u4", copy=False)).cast("B"))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code", "") not in _CHANGED:
-                raise
-            continue
+        for hashes, job_of in stored.blocks(MERGE_HASHES):
+            known.hashes.frombytes(memoryview(hashes.astype("=u8", copy=False)).cast("B"))
+            known.job_of.frombytes(memoryview(job_of.astype("=u4", copy=False)).cast("B"))
         return known, stored.etag
-    raise RuntimeError(f"could not read {destination}/{target}'s record of contacts sent: it kept changing")
+
+    return _while_it_changes(read, f"could not read {destination}/{target}'s record of contacts sent")
 
 
 def record(bucket: str, destination: str, target: str, job_id: str, date: str, new: NewContacts) -> None:
@@ -107,16 +104,23 @@ def record(bucket: str, destination: str, target: str, job_id: str, date: str, n
     means read and merge again."""
     if not new:
         return
-    s3 = client("s3")
     key = state_key(destination, target)
+    _while_it_changes(
+        lambda: _record_once(client("s3"), _StoredRecord.open(bucket, key), (job_id, date), new),
+        f"could not record the contacts of {job_id} in {destination}/{target}",
+    )
+
+
+def _while_it_changes[T](attempt: Callable[[], T], failure: str) -> T:
+    """`attempt()`, again while the record changes under it (a read or write conditional on the ETag it
+    opened answers PreconditionFailed), RECORD_ATTEMPTS times at most."""
     for _ in range(RECORD_ATTEMPTS):
         try:
-            _record_once(s3, _StoredRecord.open(bucket, key), (job_id, date), new)
-            return
-        except ClientError as exc:  # the record changed since it was opened: read and merge again
+            return attempt()
+        except ClientError as exc:
             if exc.response.get("Error", {}).get("Code", "") not in _CHANGED:
                 raise
-    raise RuntimeError(f"could not record the contacts of {job_id}: {destination}/{target} kept changing")
+    raise RuntimeError(f"{failure}: it kept changing")
 
 
 def _record_once(s3: Any, old: _StoredRecord, job: tuple[str, str], new: NewContacts) -> None:

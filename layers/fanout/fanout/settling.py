@@ -92,7 +92,11 @@ def settle_requested(
     return None
 
 
-def settle_failed(store: JobStore, hand_over: HandOver, request: SettleRequest, why: str) -> None:
+# Asks the job function to settle a job, at a round: HandOver.
+AskAgain = Callable[[str, int], None]
+
+
+def settle_failed(store: JobStore, hand_over: AskAgain, request: SettleRequest, why: str) -> None:
     """A settle request whose tries are spent (from the job function's failure queue): ask again, with the
     next round, unless the job has settled meanwhile. Once the rounds are spent, SettleGaveUp: the entry
     stays in the failure queue (its alarm fires) and is looked at again each time it comes back, until

@@ -39,15 +39,15 @@ def _splitter_failure(body: str) -> dict[str, Any] | None:
 
 def record_handler(record: SQSRecord) -> None:
     failure = _splitter_failure(record.body)
-    settle = SettleRequest.from_event(failure.get("requestPayload") or {}) if failure is not None else None
-    if failure is not None and settle is not None:
-        settle_failed(STORE, HAND_OVER, settle, failed_because(failure))
+    if failure is None:
+        count = int(record.attributes.approximate_receive_count or 1)
+        dead_letter(STORE, CONFIG.bucket_name, HAND_OVER, record.body, count)
         return
-    if failure is not None:
+    request = SettleRequest.from_event(failure.get("requestPayload") or {})
+    if request is not None:
+        settle_failed(STORE, HAND_OVER, request, failed_because(failure))
+    else:
         fail_unfinished_split(STORE, CONFIG.bucket_name, CONFIG.event_bus_name, failure, HAND_OVER)
-        return
-    count = int(record.attributes.approximate_receive_count or 1)
-    dead_letter(STORE, CONFIG.bucket_name, HAND_OVER, record.body, count)
 
 
 @logger.inject_lambda_context(clear_state=True)
