@@ -90,7 +90,7 @@ class PackedObjects:
     def _put(self) -> None:
         if not self._chunks:
             return
-        chunks, body = self._chunks, b"".join(self._parts)
+        chunks, body = self._chunks, bytearray().join(self._parts)  # sent in one piece: put_bytes
         key = packed_chunks_key(self._job_id, chunks[0][0], chunks[-1][0])
         staged = [
             StagedChunk(cid, key, rows, byte_range(start, length)) for cid, rows, start, length in chunks

@@ -160,7 +160,12 @@ class S3Writer:
             self.abort()
 
 
-def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/json") -> None:
+def put_bytes(bucket: str, key: str, body: bytes | bytearray, content_type: str = "application/json") -> None:
+    """Put `body` at `key`. A large body is best a bytearray: botocore sends one as it is, in one send,
+    whereas it wraps bytes in a file that urllib3 reads and sends 16 KiB at a time, taking the GIL back
+    for each piece from the thread that reads the file meanwhile. A staged object of 4 MiB took 7.7-9.4
+    ms of CPU and 170-235 ms as bytes, 5.3-5.9 ms and 38 ms as a bytearray, beside a busy thread (both
+    with their CRC32 checksum; bytearray is one of the types botocore's blob parameters take)."""
     client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
