@@ -3,11 +3,12 @@
     python -m bench.split_run SPEC_JSON
 
 SPEC_JSON names the moto endpoint, the splitter's environment, the object to split and the local copy
-of its bytes. The process first makes the reference pass (a bare `csv.reader`, or `json.loads` per line,
-over the same bytes read from the local file), then resets its peak-RSS mark and splits the object
-exactly as the Lambda does: `Splitter(config, DynamoJobStore(...)).split(ObjectRef(...))`, from the S3
-read to the last SQS message. It writes one JSON object to SPEC_JSON's `result` path: timings, peak RSS,
-the job's counts, and every AWS call the split made (counted in process, see bench/counting.py).
+of its bytes. The process makes the reference pass (a bare `csv.reader`, or `json.loads` per line, over
+the same bytes read from the local file), then resets its peak-RSS mark and splits the object exactly as
+the Lambda does: `Splitter(config, DynamoJobStore(...)).split(ObjectRef(...))`, from the S3 read to the
+last SQS message; then a fresh process makes the reference pass again, and the reference is the mean of
+the two. It writes one JSON object to SPEC_JSON's `result` path: timings, peak RSS, the job's counts,
+and every AWS call the split made (counted in process, see bench/counting.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +46,18 @@ def planning_pass(path: Path, journey: str) -> int:
     if found.rejections or found.problem:
         raise RuntimeError(f"planning rejected {len(found.rejections)} of {found.rows_read} rows")
     return found.rows_read
+
+
+def reference_in_fresh_process(path: Path, file_format: str) -> tuple[float, float]:
+    """`reference_pass` in a new interpreter: its wall-clock and CPU seconds."""
+    script = (
+        "import json, sys; from pathlib import Path; from bench.split_run import reference_pass, timed;"
+        f" _, wall, cpu = timed(lambda: reference_pass(Path({str(path)!r}), {file_format!r}));"
+        " print(json.dumps([wall, cpu]))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    wall, cpu = json.loads(run.stdout)
+    return float(wall), float(cpu)
 
 
 def timed(action: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -130,6 +144,15 @@ def split_once(spec: dict[str, Any]) -> dict[str, Any]:
         outcomes, split_seconds, split_cpu = timed(lambda: splitter.split(ref))
     peak_kb = _status_kb("VmHWM")
     counter.uninstall()
+    # The reference again, after the split: this machine's speed drifts by a tenth within minutes, and the
+    # split's ratio is to the reference over the same minutes (the mean of the passes before and after it).
+    # In a fresh process, as the first pass was: here, after the split, the same pass took 13-17 % longer.
+    after_seconds, after_cpu = reference_in_fresh_process(path, spec["format"])
+    reference_passes = [reference_cpu, after_cpu]
+    reference_seconds, reference_cpu = (
+        (reference_seconds + after_seconds) / 2,
+        (reference_cpu + after_cpu) / 2,
+    )
     planning_seconds = planning_cpu = None
     if spec.get("planning"):  # after the split: what it leaves in the heap must not count in the split's peak
         import fanout_local.operations  # noqa: F401 - its import (about 0.5 s) is not per-row work
@@ -143,6 +166,7 @@ def split_once(spec: dict[str, Any]) -> dict[str, Any]:
         "rows": reference_rows,
         "reference_seconds": reference_seconds,
         "reference_cpu_seconds": reference_cpu,
+        "reference_cpu_seconds_passes": reference_passes,
         "planning_seconds": planning_seconds,
         "planning_cpu_seconds": planning_cpu,
         "split_seconds": split_seconds,
