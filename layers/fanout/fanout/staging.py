@@ -12,7 +12,6 @@ results/<job>/summary.json          the job's counts and status
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -77,15 +76,15 @@ class S3Writer:
         self.key = key
         self.bytes_written = 0
         self._content_type = content_type
-        self._buffer = io.BytesIO()
+        self._buffer = bytearray()  # the bytes not yet in a part: sent as they are (put_bytes)
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._s3 = client("s3")
 
     def write(self, data: bytes) -> None:
-        self._buffer.write(data)
+        self._buffer += data
         self.bytes_written += len(data)
-        if self._buffer.tell() >= PART_BYTES:
+        if len(self._buffer) >= PART_BYTES:
             self._flush_part()
 
     def write_line(self, text: str) -> None:
@@ -102,18 +101,18 @@ class S3Writer:
             Key=self.key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=self._buffer.getvalue(),
+            Body=self._buffer,
         )
         self._parts.append({"ETag": answer["ETag"], "PartNumber": number})
-        self._buffer = io.BytesIO()
+        self._buffer = bytearray()
 
     def close(self) -> None:
         if self._upload_id is None:
             self._s3.put_object(
-                Bucket=self.bucket, Key=self.key, Body=self._buffer.getvalue(), ContentType=self._content_type
+                Bucket=self.bucket, Key=self.key, Body=self._buffer, ContentType=self._content_type
             )
             return
-        if self._buffer.tell():
+        if self._buffer:
             self._flush_part()
         self._s3.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
@@ -122,7 +121,7 @@ class S3Writer:
     def suspend(self, tail_key: str) -> dict[str, Any]:
         """What `resume` needs to go on writing in another invocation: the multipart upload so far, and
         the bytes not yet in a part, kept at `tail_key` (parts but the last must be 5 MiB at least)."""
-        self._s3.put_object(Bucket=self.bucket, Key=tail_key, Body=self._buffer.getvalue())
+        self._s3.put_object(Bucket=self.bucket, Key=tail_key, Body=self._buffer)
         return {
             "key": self.key,
             "upload_id": self._upload_id,
@@ -141,7 +140,7 @@ class S3Writer:
         writer._upload_id = state["upload_id"]
         writer._parts = list(state["parts"])
         writer.bytes_written = int(state["bytes_written"])
-        writer._buffer.write(writer._s3.get_object(Bucket=bucket, Key=state["tail_key"])["Body"].read())
+        writer._buffer += writer._s3.get_object(Bucket=bucket, Key=state["tail_key"])["Body"].read()
         return writer
 
     def abort(self) -> None:
