@@ -168,12 +168,12 @@ class NewContacts:
             return
         import numpy
 
+        from fanout.sorted_runs import first_of_each
+
         held = numpy.frombuffer(self._held, dtype=numpy.uint64)  # the array's own memory: no copy
         held.sort()
-        first = numpy.ones(len(held), dtype=bool)
-        numpy.not_equal(held[1:], held[:-1], out=first[1:])
         path = self._dir / f"run-{len(self._runs):05d}.bin"
-        held[first].astype("<u8", copy=False).tofile(path)
+        held[first_of_each(held)].astype("<u8", copy=False).tofile(path)
         self._runs.append(path)
         del held
         self._held = array("Q")
