@@ -146,7 +146,7 @@ def split_once(spec: dict[str, Any]) -> dict[str, Any]:
     counter.uninstall()
     # The reference again, after the split: this machine's speed drifts by a tenth within minutes, and the
     # split's ratio is to the reference over the same minutes (the mean of the passes before and after it).
-    # In a fresh process, as the first pass was: here, after the split, the same pass took 13-17 % longer.
+    # In a fresh process, as the first pass was: here, after the split, the same pass took 16-18 % longer (two runs).
     after_seconds, after_cpu = reference_in_fresh_process(path, spec["format"])
     reference_passes = [reference_cpu, after_cpu]
     reference_seconds, reference_cpu = (
